@@ -1,0 +1,52 @@
+# Tasques developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= config.yaml
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the documented targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install Tasques with its dev tools
+
+.PHONY: run
+run: $(STAMP) ## serve on http://127.0.0.1:8080 with the embedded SQLite store (./tasques.db)
+	$(VENV)/bin/tasques $(if $(wildcard $(CONFIG)),--config $(CONFIG)) serve
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: $(STAMP) ## lint, then the whole suite against SQLite and a real Elasticsearch
+	scripts/run-tests $(PYTEST_ARGS)
+
+.PHONY: es-start
+es-start: ## start the test Elasticsearch (prints its URL)
+	scripts/elasticsearch start
+
+.PHONY: es-stop
+es-stop: ## stop the test Elasticsearch that es-start started
+	scripts/elasticsearch stop
+
+.PHONY: openapi
+openapi: $(STAMP) ## regenerate openapi.yaml from the code's models
+	$(VENV)/bin/tasques openapi > openapi.yaml
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, request/response schemas, error mapping, OpenAPI and Swagger UI."""

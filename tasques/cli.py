@@ -1,0 +1,65 @@
+"""The `tasques` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from tasques.api.app import build_app
+from tasques.config import Config, ConfigError, load_config
+
+log = logging.getLogger("tasques")
+
+
+def _split_bind(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"server.bind_address {address!r} must look like host:port")
+    return host.strip("[]"), int(port)
+
+
+async def serve(config: Config) -> None:
+    host, port = _split_bind(config.server.bind_address)
+    app = build_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=config.server.shutdown_grace.total_seconds())
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("tasques serving on http://%s:%d with the %s store", host, port, config.store.kind)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("tasques stopping")
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tasques", description="A durable task server.")
+    parser.add_argument("--config", help="path to config.yaml (TASQUES_* env vars override it)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command == "serve":
+            asyncio.run(serve(config))
+    except ConfigError as e:
+        print(f"tasques: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

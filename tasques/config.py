@@ -1,0 +1,149 @@
+"""Typed configuration: `config.yaml`, then `TASQUES_*` environment overrides (underscores for nesting)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasques.domain.duration import Duration
+
+ENV_PREFIX = "TASQUES_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BasicAuthUser(_Section):
+    name: str
+    password: str
+
+
+class ServerConfig(_Section):
+    bind_address: str = Field("127.0.0.1:8080", description="host:port to listen on")
+    basic_auth: list[BasicAuthUser] = Field(
+        default_factory=list, description="when non-empty, every API route needs HTTP basic auth"
+    )
+    shutdown_grace: Duration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
+
+
+class SqliteConfig(_Section):
+    path: str = Field("./tasques.db", description="database file; created if missing")
+
+
+class ElasticsearchConfig(_Section):
+    addresses: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    user: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    ca_certs: str | None = Field(None, description="PEM file of the CA that signed the cluster's certificate")
+    index_prefix: str = Field("tasques", description="prefix of every index, alias and template Tasques owns")
+    replicas: int = Field(1, ge=0, description="replica count of the indices Tasques creates")
+
+
+class StoreConfig(_Section):
+    kind: Literal["sqlite", "elasticsearch"] = "sqlite"
+    sqlite: SqliteConfig = SqliteConfig()
+    elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
+
+
+class BackoffConfig(_Section):
+    """Retry delay after the n-th failed attempt: min(max, initial * multiplier ** (n - 1))."""
+
+    initial: Duration = timedelta(seconds=1)
+    multiplier: float = Field(2.0, ge=1.0)
+    max: Duration = timedelta(hours=1)
+
+
+class TasksConfig(_Section):
+    retry_times: int = Field(25, ge=0, description="default retries for a task that names none")
+    processing_timeout: Duration = Field(timedelta(minutes=30), description="default processing timeout")
+    block_for: Duration = Field(timedelta(seconds=3), description="default wait of a claim that finds nothing")
+    max_block_for: Duration = Field(timedelta(seconds=60), description="longest wait a claim may ask for")
+    max_claim_amount: int = Field(1000, ge=1, description="most tasks one claim may ask for")
+    backoff: BackoffConfig = BackoffConfig()
+
+
+class LeaderConfig(_Section):
+    lease: Duration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
+    renew_every: Duration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
+
+
+class HousekeepingConfig(_Section):
+    reap_every: Duration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
+    recurring_every: Duration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
+    archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
+    archive_older_than: Duration = Field(timedelta(hours=24), description="age of done/dead tasks to archive")
+    batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    tasks: TasksConfig = TasksConfig()
+    leader: LeaderConfig = LeaderConfig()
+    housekeeping: HousekeepingConfig = HousekeepingConfig()
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid."""
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (if given and present), apply `TASQUES_*` overrides from `environ`, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        raw = loaded
+    env = os.environ if environ is None else environ
+    for key, value in sorted(env.items()):
+        if key.startswith(ENV_PREFIX) and not key.startswith("TASQUES_TEST_"):
+            _apply_override(raw, key, value)
+    try:
+        return Config.model_validate(raw)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: str) -> None:
+    tokens = key[len(ENV_PREFIX) :].lower().split("_")
+    path = _resolve(Config, tokens)
+    if path is None:
+        raise ConfigError(f"{key} names no setting")
+    node = raw
+    for name in path[:-1]:
+        child = node.get(name)
+        if not isinstance(child, dict):
+            child = {}
+            node[name] = child
+        node = child
+    node[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _resolve(model: type[BaseModel], tokens: list[str]) -> list[str] | None:
+    """Match underscore-split tokens to a field path; field names may themselves hold underscores."""
+    for k in range(len(tokens), 0, -1):
+        name = "_".join(tokens[:k])
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        rest = tokens[k:]
+        if not rest:
+            return [name]
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            tail = _resolve(sub, rest)
+            if tail is not None:
+                return [name, *tail]
+    return None

@@ -1,0 +1,101 @@
+"""Go-style duration strings (`"30m"`, `"1h30m"`, `"1.5s"`), as the original Tasques API speaks them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNIT_MICROS: dict[str, int] = {
+    "ns": 0,  # sub-microsecond precision is dropped, as timedelta cannot hold it
+    "us": 1,
+    "µs": 1,
+    "μs": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+class DurationError(ValueError):
+    """A string that is not a Go-style duration."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go `time.ParseDuration` string such as `"1h30m"` or `"-1.5s"`."""
+    s = text.strip()
+    if not s:
+        raise DurationError("empty duration")
+    sign = 1
+    if s[0] in "+-":
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return timedelta(0)
+    pos = 0
+    micros = 0.0
+    while pos < len(s):
+        m = _PART.match(s, pos)
+        if m is None:
+            raise DurationError(f"invalid duration {text!r}: expected a number and a unit (ns, us, ms, s, m, h)")
+        number, unit = m.groups()
+        if unit == "ns":
+            micros += float(number) / 1_000
+        else:
+            micros += float(number) * _UNIT_MICROS[unit]
+        pos = m.end()
+    return timedelta(microseconds=sign * round(micros))
+
+
+def format_duration(value: timedelta) -> str:
+    """Format like Go's `time.Duration.String()`: `"30m0s"`, `"1h30m0s"`, `"1.5s"`, `"500ms"`, `"0s"`."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if micros == 0:
+        return "0s"
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    if micros < 1_000_000:
+        if micros < 1_000:
+            return f"{sign}{micros}µs"
+        return f"{sign}{_trim(micros, 1_000)}ms"
+    hours, rest = divmod(micros, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    out = sign
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + f"{_trim(rest, 1_000_000)}s"
+
+
+def _trim(amount: int, per_unit: int) -> str:
+    whole, frac = divmod(amount, per_unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(per_unit)) - 1
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
+
+
+def _coerce_duration(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+# A timedelta that reads and writes Go-style strings on the wire.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "A Go-style duration, e.g. `30m`, `1h30m`, `1.5s`",
+            "examples": ["30m"],
+        }
+    ),
+]

@@ -1,0 +1,1 @@
+"""The Elasticsearch store: stateless servers sharing one cluster."""

@@ -1,0 +1,53 @@
+"""Test-wide fixtures: the real Elasticsearch from the harness, and per-test isolation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(reason: str) -> None:
+    # Locally a missing Elasticsearch skips its tests; in CI it must fail the run loudly.
+    if IN_CI:
+        pytest.fail(f"Elasticsearch is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"Elasticsearch unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> Iterator[str]:
+    """URL of a real Elasticsearch: `TASQUES_TEST_ES_URL`, or one started by `scripts/elasticsearch`."""
+    url = os.environ.get("TASQUES_TEST_ES_URL")
+    if url:
+        yield url.rstrip("/")
+        return
+    script = REPO / "scripts" / "elasticsearch"
+    proc = subprocess.run([str(script), "start"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        _unavailable(f"`scripts/elasticsearch start` exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    yield proc.stdout.strip().splitlines()[-1]
+    subprocess.run([str(script), "stop"], capture_output=True, check=False)
+
+
+@pytest.fixture
+def es_index_prefix() -> str:
+    """A unique, lower-case index prefix so tests never see each other's data."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def es_client(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterator[AsyncElasticsearch]:
+    client = AsyncElasticsearch(elasticsearch_url, request_timeout=30)
+    try:
+        yield client
+    finally:
+        await client.indices.delete(index=f"{es_index_prefix}*", allow_no_indices=True, ignore_unavailable=True)
+        await client.close()

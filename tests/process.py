@@ -1,0 +1,75 @@
+"""Real `tasques serve` processes for tests that need them (CLI, crash, HA)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """Starts `python -m tasques.cli serve` with `TASQUES_*` settings, and waits until `/health` answers."""
+
+    def __init__(self, settings: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._settings = settings
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASQUES_") or k.startswith("TASQUES_TEST_")}
+        env.update(self._settings)
+        env["TASQUES_SERVER_BIND_ADDRESS"] = f"127.0.0.1:{self.port}"
+        with self._log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "tasques.cli", "serve"], env=env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"server exited {self._proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server did not answer /health within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self._log_path.read_text(errors="replace")[-chars:] if self._log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, with no chance to clean up."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
