@@ -1,0 +1,43 @@
+"""Domain errors. The API maps each to one HTTP status, in one place (`tasques.api.errors`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TasquesError(Exception):
+    """Base of every error the service reports to callers."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    problem: str
+
+
+class InvalidInput(TasquesError):
+    """Input that is well-formed JSON but breaks a rule; each problem names its field."""
+
+    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class NotFound(TasquesError):
+    """No task (or recurring task) with that id."""
+
+
+class AlreadyExists(TasquesError):
+    """The id is already taken; nothing was written."""
+
+
+class NotClaimed(TasquesError):
+    """The task is not in the state the operation needs (e.g. done on a queued task)."""
+
+
+class NotOwnedByWorker(TasquesError):
+    """The task is claimed, but by another worker."""
+
+
+class VersionConflict(TasquesError):
+    """The record changed since it was read; the caller may re-read and retry."""

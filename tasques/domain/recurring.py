@@ -1,0 +1,77 @@
+"""Recurring tasks: a task definition enqueued at every slot of a schedule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasques.domain.duration import Duration
+from tasques.domain.schedule import Schedule, parse_schedule
+from tasques.domain.task import JsonObj, Metadata, NewTask
+
+
+class TaskDefinition(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue: str = Field(description="the queue tasks are enqueued into", examples=["run-later"])
+    kind: str = Field(description="the kind of task", examples=["sayHello"])
+    priority: int = Field(0, description="higher runs first")
+    retry_times: int | None = Field(None, ge=0, description="retries; the server default if absent")
+    processing_timeout: Duration | None = Field(None, description="the server default if absent")
+    args: JsonObj | None = Field(None, description="arguments for each task")
+    context: JsonObj | None = Field(None, description="context for each task")
+
+
+class RecurringTask(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="user-chosen id", examples=["repeat-every-minute"])
+    schedule_expression: str = Field(description="cron, a macro such as @daily, or @every <duration>")
+    task_definition: TaskDefinition
+    skip_if_outstanding_tasks_exist: bool = Field(
+        False, description="skip a slot while a task enqueued by this one is not yet done or dead"
+    )
+    loaded_at: datetime | None = Field(None, description="when the scheduler last loaded this definition")
+    last_slot_at: datetime | None = Field(None, description="the last schedule slot that was handled")
+    metadata: Metadata
+
+    @property
+    def schedule(self) -> Schedule:
+        return parse_schedule(self.schedule_expression)
+
+    def due_slot(self, now: datetime) -> datetime | None:
+        """The latest slot at or before `now` that has not been handled yet, if any.
+
+        Missed slots (the server was down) collapse into the latest one, as cron does, rather than firing
+        a burst of catch-up tasks.
+        """
+        since = self.last_slot_at or self.metadata.created_at
+        latest = self.schedule.latest_at_or_before(now)
+        return latest if latest > since else None
+
+    def task_id_for(self, slot: datetime) -> str:
+        """Deterministic: the same (recurring task, slot) always gives the same id, so a slot enqueues once."""
+        return f"{self.id}@{slot.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+
+    def new_task(self, slot: datetime, retry_times: int, processing_timeout: Duration) -> NewTask:
+        d = self.task_definition
+        return NewTask(
+            id=self.task_id_for(slot),
+            queue=d.queue,
+            kind=d.kind,
+            priority=d.priority,
+            run_at=slot,
+            retry_times=d.retry_times if d.retry_times is not None else retry_times,
+            processing_timeout=d.processing_timeout if d.processing_timeout is not None else processing_timeout,
+            args=d.args,
+            context=d.context,
+            recurring_task_id=self.id,
+        )
+
+    def handled(self, slot: datetime) -> RecurringTask:
+        # Bookkeeping, not a user edit: metadata.modified_at stays as the user last left it.
+        return self.model_copy(update={"last_slot_at": slot})
+
+    def loaded(self, at: datetime) -> RecurringTask:
+        return self.model_copy(update={"loaded_at": at})

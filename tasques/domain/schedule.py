@@ -1,0 +1,81 @@
+"""Schedule expressions: 5-field cron, the `@yearly`…`@hourly` macros, and `@every <duration>`.
+
+Slots are deterministic points in UTC time, so every server computes the same slot for the same instant,
+which is what lets a recurring task's enqueued ids be derived from (recurring id, slot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from croniter import croniter
+
+from tasques.domain.duration import DurationError, parse_duration
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ScheduleError(ValueError):
+    """Not a schedule expression we understand."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    expression: str
+    _cron: str | None
+    _every: timedelta | None
+
+    def next_after(self, at: datetime) -> datetime:
+        """The first slot strictly after `at`."""
+        at = at.astimezone(UTC)
+        if self._every is not None:
+            step = self._every
+            elapsed = at - _EPOCH
+            return _EPOCH + step * (elapsed // step + 1)
+        assert self._cron is not None
+        nxt: datetime = croniter(self._cron, at).get_next(datetime)
+        return nxt.astimezone(UTC)
+
+    def latest_at_or_before(self, at: datetime) -> datetime:
+        """The last slot at or before `at`."""
+        at = at.astimezone(UTC)
+        if self._every is not None:
+            step = self._every
+            return _EPOCH + step * ((at - _EPOCH) // step)
+        assert self._cron is not None
+        # croniter's get_prev is strict, so step just past `at` to include a slot exactly at `at`.
+        prev: datetime = croniter(self._cron, at + timedelta(microseconds=1)).get_prev(datetime)
+        return prev.astimezone(UTC)
+
+
+def parse_schedule(expression: str) -> Schedule:
+    text = expression.strip()
+    if not text:
+        raise ScheduleError("empty schedule expression")
+    if text.startswith("@every"):
+        rest = text[len("@every") :].strip()
+        try:
+            every = parse_duration(rest)
+        except DurationError as e:
+            raise ScheduleError(f"@every needs a duration such as `1m` or `30s`: {e}") from e
+        if every < timedelta(seconds=1):
+            raise ScheduleError("@every needs a duration of at least 1s")
+        return Schedule(expression, None, every)
+    cron = _MACROS.get(text.lower(), text)
+    if cron.startswith("@"):
+        raise ScheduleError(f"unknown macro {text!r}; known: {', '.join(sorted(_MACROS))}, @every <duration>")
+    if len(cron.split()) != 5:
+        raise ScheduleError("a cron expression has 5 fields: minute hour day-of-month month day-of-week")
+    if not croniter.is_valid(cron):
+        raise ScheduleError(f"invalid cron expression {text!r}")
+    return Schedule(expression, cron, None)

@@ -1,0 +1,204 @@
+"""The Task model and its legal transitions.
+
+Every transition is a pure function of the task, the acting worker and the time it is given; it returns a
+new Task or raises a domain error. Stores persist the result conditionally on `metadata.version`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasques.domain.duration import Duration
+from tasques.domain.errors import NotClaimed, NotOwnedByWorker
+from tasques.domain.retry import BackoffPolicy
+
+JsonObj = dict[str, Any]
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    FAILED = "failed"
+    DONE = "done"
+    DEAD = "dead"
+
+
+CLAIMABLE_STATES = frozenset({TaskState.QUEUED, TaskState.FAILED})
+FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Version(_Frozen):
+    """Optimistic-concurrency token: Elasticsearch's seq_no/primary_term; SQLite uses a counter and term 1."""
+
+    seq_num: int = Field(0, description="sequence number of the last write")
+    primary_term: int = Field(1, description="primary term of the last write")
+
+
+class Metadata(_Frozen):
+    created_at: datetime = Field(description="when the record was created")
+    modified_at: datetime = Field(description="when the record was last modified")
+    version: Version = Field(default_factory=Version, description="versioning information")
+
+
+class Report(_Frozen):
+    at: datetime = Field(description="when the report was filed")
+    data: JsonObj | None = Field(None, description="optional report data")
+
+
+class Result(_Frozen):
+    """The outcome of a claim: exactly one of `success` or `failure` is set."""
+
+    at: datetime = Field(description="when the result was produced")
+    failure: JsonObj | None = Field(None, description="failure data")
+    success: JsonObj | None = Field(None, description="success data")
+
+
+class LastClaimed(_Frozen):
+    worker_id: str = Field(description="the worker that claimed the task")
+    claimed_at: datetime = Field(description="when the claim was made")
+    times_out_at: datetime = Field(description="when the claim times out unless the worker reports or finishes")
+    last_report: Report | None = Field(None, description="the last report filed by the claiming worker")
+    result: Result | None = Field(None, description="the processing result")
+
+
+class NewTask(_Frozen):
+    """A task to create, with every default already resolved."""
+
+    queue: str
+    kind: str
+    id: str
+    priority: int = 0
+    run_at: datetime
+    retry_times: int
+    processing_timeout: Duration
+    args: JsonObj | None = None
+    context: JsonObj | None = None
+    recurring_task_id: str | None = None
+
+
+class Task(_Frozen):
+    id: str = Field(description="unique identifier of the task within its queue")
+    queue: str = Field(description="the queue the task is in", examples=["run-later"])
+    kind: str = Field(description="the kind of task; roughly a function name", examples=["sayHello"])
+    priority: int = Field(description="higher runs first")
+    run_at: datetime = Field(description="when the task may next run")
+    args: JsonObj | None = Field(None, description="arguments for the task")
+    context: JsonObj | None = Field(None, description="context for the task")
+    state: TaskState = Field(description="the state of the task")
+    retry_times: int = Field(description="how many times the task is retried after failing")
+    attempted: int = Field(description="how many times the task has been claimed")
+    processing_timeout: Duration = Field(description="how long a worker has to finish or report in")
+    last_enqueued_at: datetime = Field(description="when the task was last enqueued")
+    recurring_task_id: str | None = Field(None, description="set when a recurring task enqueued this one")
+    last_claimed: LastClaimed | None = Field(None, description="the last claim on the task")
+    metadata: Metadata
+
+    @classmethod
+    def create(cls, new: NewTask, at: datetime) -> Task:
+        return cls(
+            id=new.id,
+            queue=new.queue,
+            kind=new.kind,
+            priority=new.priority,
+            run_at=new.run_at,
+            args=new.args,
+            context=new.context,
+            state=TaskState.QUEUED,
+            retry_times=new.retry_times,
+            attempted=0,
+            processing_timeout=new.processing_timeout,
+            last_enqueued_at=at,
+            recurring_task_id=new.recurring_task_id,
+            metadata=Metadata(created_at=at, modified_at=at),
+        )
+
+    @property
+    def claimable(self) -> bool:
+        return self.state in CLAIMABLE_STATES
+
+    def is_claimable_at(self, at: datetime) -> bool:
+        return self.claimable and self.run_at <= at
+
+    def claimed(self, worker_id: str, at: datetime) -> Task:
+        if not self.claimable:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimable")
+        claim = LastClaimed(worker_id=worker_id, claimed_at=at, times_out_at=at + self.processing_timeout)
+        return self._with(at, state=TaskState.CLAIMED, attempted=self.attempted + 1, last_claimed=claim)
+
+    def reported(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
+        claim = self._claim_of(worker_id)
+        new_claim = claim.model_copy(
+            update={"last_report": Report(at=at, data=data), "times_out_at": at + self.processing_timeout}
+        )
+        return self._with(at, last_claimed=new_claim)
+
+    def done(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
+        claim = self._claim_of(worker_id)
+        result = Result(at=at, success=data if data is not None else {})
+        return self._with(at, state=TaskState.DONE, last_claimed=claim.model_copy(update={"result": result}))
+
+    def failed(self, worker_id: str, data: JsonObj | None, at: datetime, backoff: BackoffPolicy) -> Task:
+        claim = self._claim_of(worker_id)
+        return self._failed_attempt(claim, data if data is not None else {}, at, backoff)
+
+    def timed_out(self, at: datetime, backoff: BackoffPolicy) -> Task:
+        """The claim's worker went silent past `times_out_at`: a failed attempt, with the reason recorded."""
+        claim = self.last_claimed
+        if self.state is not TaskState.CLAIMED or claim is None:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimed")
+        if claim.times_out_at > at:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} does not time out until {claim.times_out_at}")
+        reason = {
+            "reason": "processing timed out",
+            "worker_id": claim.worker_id,
+            "times_out_at": claim.times_out_at.isoformat(),
+        }
+        return self._failed_attempt(claim, reason, at, backoff)
+
+    def unclaimed(self, worker_id: str, at: datetime) -> Task:
+        """Hand the task back without using up an attempt."""
+        self._claim_of(worker_id)
+        return self._with(
+            at,
+            state=TaskState.QUEUED,
+            attempted=max(0, self.attempted - 1),
+            last_claimed=None,
+            last_enqueued_at=at,
+        )
+
+    def _failed_attempt(self, claim: LastClaimed, failure: JsonObj, at: datetime, backoff: BackoffPolicy) -> Task:
+        last = claim.model_copy(update={"result": Result(at=at, failure=failure)})
+        if self.attempted > self.retry_times:
+            return self._with(at, state=TaskState.DEAD, last_claimed=last)
+        return self._with(
+            at,
+            state=TaskState.FAILED,
+            last_claimed=last,
+            run_at=at + backoff.delay(self.attempted),
+            last_enqueued_at=at,
+        )
+
+    def _claim_of(self, worker_id: str) -> LastClaimed:
+        claim = self.last_claimed
+        if self.state is not TaskState.CLAIMED or claim is None:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimed")
+        if claim.worker_id != worker_id:
+            raise NotOwnedByWorker(f"task {self.id} in queue {self.queue} is claimed by another worker")
+        return claim
+
+    def _with(self, at: datetime, **changes: Any) -> Task:
+        changes["metadata"] = self.metadata.model_copy(update={"modified_at": at})
+        return self.model_copy(update=changes)
+
+
+def claim_order_key(task: Task) -> tuple[int, datetime]:
+    """Claim order: highest priority first, then earliest `run_at`."""
+    return (-task.priority, task.run_at)

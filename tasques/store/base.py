@@ -1,0 +1,118 @@
+"""The `Store` protocol: the narrow set of primitives every backend implements.
+
+A store decides no business rule. It persists what it is given, atomically, and refuses a write whose
+expected version is stale (`VersionConflict`). Claims are the one compound primitive: the store finds the
+claimable tasks and applies the caller's pure `change` to each, because finding and claiming must be one
+atomic step (SQLite: one transaction; Elasticsearch: conditional bulk updates that skip lost races).
+
+Semantics every backend must honour (checked by `tests/contract/`):
+- Task identity is (queue, id). Recurring task identity is id.
+- `metadata.version` of a returned record is the version the store now holds; conditional writes compare
+  the version of the record passed in.
+- "Claimable" means state queued or failed and `run_at <= now`; claim order is priority descending, then
+  `run_at` ascending.
+- Archived tasks are still returned by `get_task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from tasques.domain.errors import AlreadyExists, VersionConflict
+from tasques.domain.recurring import RecurringTask
+from tasques.domain.task import Task, TaskState
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    queue: str | None = None
+    states: frozenset[TaskState] = frozenset()
+    kind: str | None = None
+    recurring_task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    queue: str
+    counts: dict[TaskState, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Persistence for tasks, recurring tasks and the leader lock."""
+
+    kind: str
+
+    async def open(self) -> None:
+        """Create the schema or indices if missing. Idempotent."""
+
+    async def close(self) -> None: ...
+
+    # Tasks
+    async def insert_task(self, task: Task) -> Task:
+        """Persist a new task. Raises `AlreadyExists` if (queue, id) is taken, live or archived."""
+
+    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+        """Persist many new tasks in one round trip; each slot is the stored task or why it was refused."""
+
+    async def get_task(self, queue: str, task_id: str) -> Task:
+        """Raises `NotFound`."""
+
+    async def update_task(self, task: Task) -> Task:
+        """Replace a task if its stored version still equals `task.metadata.version`.
+
+        Raises `VersionConflict` if it changed, `NotFound` if it is gone.
+        """
+
+    async def update_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict]:
+        """Conditional replace of many tasks in one round trip; each slot is the stored task or the conflict."""
+
+    async def claim_tasks(
+        self, queues: Sequence[str], now: datetime, limit: int, change: Callable[[Task], Task]
+    ) -> list[Task]:
+        """Atomically apply `change` to up to `limit` claimable tasks of `queues`, in claim order."""
+
+    async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
+        """Claimed tasks whose `times_out_at <= now`, oldest deadline first."""
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
+        """Live tasks, newest first, with an opaque keyset cursor for the next page."""
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        """Live tasks counted by queue and state."""
+
+    async def count_outstanding(self, recurring_task_id: str) -> int:
+        """Live tasks of a recurring task that are neither done nor dead. Exact: includes a task just created."""
+
+    async def archive_finished(self, finished_before: datetime, limit: int) -> int:
+        """Move up to `limit` done/dead tasks last modified before the cutoff into the archive."""
+
+    # Recurring tasks
+    async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
+        """Raises `AlreadyExists`."""
+
+    async def get_recurring(self, task_id: str) -> RecurringTask:
+        """Raises `NotFound`."""
+
+    async def update_recurring(self, task: RecurringTask) -> RecurringTask:
+        """Conditional on version, like `update_task`."""
+
+    async def delete_recurring(self, task_id: str) -> RecurringTask:
+        """Remove and return it. Raises `NotFound`."""
+
+    async def list_recurring(self) -> list[RecurringTask]: ...
+
+    # Leader lock
+    async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
+        """Take or renew the lock for `holder` until `expires_at`; False if another holder's lease is live."""
+
+    async def release_lock(self, name: str, holder: str) -> None:
+        """Give the lock up early, if `holder` still has it."""
