@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from tasques.api.app import build_app
-from tasques.config import Config, ConfigError, load_config
+from tasques.api.openapi import build_document, render_yaml
+from tasques.config import Config, ConfigError, load_config, render_defaults
+from tasques.server import build_server, open_store
 
 log = logging.getLogger("tasques")
 
@@ -26,8 +27,12 @@ def _split_bind(address: str) -> tuple[str, int]:
 
 async def serve(config: Config) -> None:
     host, port = _split_bind(config.server.bind_address)
-    app = build_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=config.server.shutdown_grace.total_seconds())
+    app = build_server(config, open_store(config))
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=config.server.shutdown_grace.total_seconds(),
+        access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -49,12 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server")
+    sub.add_parser("openapi", help="print the OpenAPI document (YAML) that the server serves")
+    sub.add_parser("config", help="print every setting at its default, documented (the shipped config.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "openapi":
+        sys.stdout.write(render_yaml(build_document()))
+        return 0
+    if args.command == "config":
+        sys.stdout.write(render_defaults())
+        return 0
     try:
         config = load_config(args.config)
-        if args.command == "serve":
-            asyncio.run(serve(config))
+        asyncio.run(serve(config))
     except ConfigError as e:
         print(f"tasques: {e}", file=sys.stderr)
         return 2

@@ -26,29 +26,38 @@ class BasicAuthUser(_Section):
 
 
 class ServerConfig(_Section):
+    """The HTTP server."""
+
     bind_address: str = Field("127.0.0.1:8080", description="host:port to listen on")
     basic_auth: list[BasicAuthUser] = Field(
         default_factory=list, description="when non-empty, every API route needs HTTP basic auth"
     )
     shutdown_grace: Duration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
+    access_log: bool = Field(False, description="log every request (costs throughput on busy servers)")
 
 
 class SqliteConfig(_Section):
+    """The embedded store: one file, one server process."""
+
     path: str = Field("./tasques.db", description="database file; created if missing")
 
 
 class ElasticsearchConfig(_Section):
-    addresses: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
-    user: str | None = None
-    password: str | None = None
-    api_key: str | None = None
+    """The store for scale: any number of stateless servers share one cluster."""
+
+    addresses: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"], description="cluster URLs")
+    user: str | None = Field(None, description="basic-auth user")
+    password: str | None = Field(None, description="basic-auth password")
+    api_key: str | None = Field(None, description="API key (instead of user/password)")
     ca_certs: str | None = Field(None, description="PEM file of the CA that signed the cluster's certificate")
     index_prefix: str = Field("tasques", description="prefix of every index, alias and template Tasques owns")
     replicas: int = Field(1, ge=0, description="replica count of the indices Tasques creates")
 
 
 class StoreConfig(_Section):
-    kind: Literal["sqlite", "elasticsearch"] = "sqlite"
+    """Where tasks live."""
+
+    kind: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="sqlite (embedded) or elasticsearch")
     sqlite: SqliteConfig = SqliteConfig()
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
 
@@ -56,26 +65,36 @@ class StoreConfig(_Section):
 class BackoffConfig(_Section):
     """Retry delay after the n-th failed attempt: min(max, initial * multiplier ** (n - 1))."""
 
-    initial: Duration = timedelta(seconds=1)
-    multiplier: float = Field(2.0, ge=1.0)
-    max: Duration = timedelta(hours=1)
+    initial: Duration = Field(timedelta(seconds=1), description="delay after the first failed attempt")
+    multiplier: float = Field(2.0, ge=1.0, description="growth of the delay per further attempt")
+    max: Duration = Field(timedelta(hours=1), description="the delay never exceeds this")
 
 
 class TasksConfig(_Section):
+    """Task defaults and claim limits."""
+
     retry_times: int = Field(25, ge=0, description="default retries for a task that names none")
     processing_timeout: Duration = Field(timedelta(minutes=30), description="default processing timeout")
     block_for: Duration = Field(timedelta(seconds=3), description="default wait of a claim that finds nothing")
     max_block_for: Duration = Field(timedelta(seconds=60), description="longest wait a claim may ask for")
     max_claim_amount: int = Field(1000, ge=1, description="most tasks one claim may ask for")
+    claim_poll_interval: Duration = Field(
+        timedelta(milliseconds=250),
+        description="how often a blocked claim re-checks the store (tasks created on this server wake it at once)",
+    )
     backoff: BackoffConfig = BackoffConfig()
 
 
 class LeaderConfig(_Section):
+    """The leader lock: one server at a time runs the housekeeping."""
+
     lease: Duration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
     renew_every: Duration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
 
 
 class HousekeepingConfig(_Section):
+    """Leader-only jobs: timeout reaping, recurring enqueueing, archiving."""
+
     reap_every: Duration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
     recurring_every: Duration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
     archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
@@ -147,3 +166,34 @@ def _resolve(model: type[BaseModel], tokens: list[str]) -> list[str] | None:
             if tail is not None:
                 return [name, *tail]
     return None
+
+
+def render_defaults() -> str:
+    """`config.yaml` as shipped: every setting at its default, each with its description as a comment."""
+    lines = [
+        "# Tasques configuration. Every setting is shown at its default.",
+        "# Any setting can be overridden by an environment variable: TASQUES_ + the path in upper case,",
+        "# joined by underscores, e.g. TASQUES_SERVER_BIND_ADDRESS=0.0.0.0:8080 or TASQUES_STORE_KIND=elasticsearch.",
+        "# Values in the environment are read as YAML: lists as [a, b], durations as Go-style strings (30m, 1h30m).",
+    ]
+    _render(Config(), lines, 0)
+    return "\n".join(lines) + "\n"
+
+
+def _render(section: BaseModel, lines: list[str], depth: int) -> None:
+    pad = "  " * depth
+    data = section.model_dump(mode="json")
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            lines.append("")
+            doc = type(value).__doc__
+            if doc:
+                lines.append(f"{pad}# {doc.strip().splitlines()[0]}")
+            lines.append(f"{pad}{name}:")
+            _render(value, lines, depth + 1)
+            continue
+        if field.description:
+            lines.append(f"{pad}# {field.description}")
+        rendered = yaml.safe_dump({name: data[name]}, default_flow_style=True, width=1000).strip()
+        lines.append(f"{pad}{rendered[1:-1]}")

@@ -1,21 +1,41 @@
-"""aiohttp application factory."""
+"""aiohttp application factory. Dependencies arrive as arguments; nothing is global."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from tasques.config import Config
-
-CONFIG_KEY = web.AppKey("config", Config)
+from tasques.api import routes_recurring, routes_tasks
+from tasques.api.auth import basic_auth_middleware
+from tasques.api.docs import add_doc_routes
+from tasques.api.errors import error_middleware
+from tasques.api.keys import RECURRING, STORE_KIND, TASKS
+from tasques.api.schemas import Health
+from tasques.config import BasicAuthUser
+from tasques.service.recurring import RecurringService
+from tasques.service.tasks import TaskService
 
 
 async def health(request: web.Request) -> web.Response:
-    config = request.app[CONFIG_KEY]
-    return web.json_response({"status": "ok", "store": config.store.kind})
+    body = Health(status="ok", store=request.app[STORE_KIND])
+    return web.Response(body=body.model_dump_json(), content_type="application/json")
 
 
-def build_app(config: Config) -> web.Application:
-    app = web.Application()
-    app[CONFIG_KEY] = config
+def build_app(
+    tasks: TaskService,
+    recurring: RecurringService,
+    store_kind: str,
+    basic_auth: list[BasicAuthUser] | None = None,
+) -> web.Application:
+    middlewares: list[Middleware] = [error_middleware]
+    if basic_auth:
+        middlewares.insert(0, basic_auth_middleware(basic_auth))
+    app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
+    app[TASKS] = tasks
+    app[RECURRING] = recurring
+    app[STORE_KIND] = store_kind
     app.router.add_get("/health", health)
+    app.router.add_routes(routes_tasks.routes)
+    app.router.add_routes(routes_recurring.routes)
+    add_doc_routes(app)
     return app

@@ -45,7 +45,7 @@ async def test_stale_seq_no_conflicts(es_client: AsyncElasticsearch, es_index_pr
 
 
 async def test_ilm_detection_matches_installed_modules(es_client: AsyncElasticsearch) -> None:
-    modules = await es_client.nodes.info(node_id="_local", metric="modules")
+    modules = await es_client.nodes.info(node_id="_local", metric="plugins")
     names = {m["name"] for node in modules["nodes"].values() for m in node["modules"]}
     detected = await has_ilm(es_client)
     print(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasques.config import ConfigError, load_config
+from tasques.config import Config, ConfigError, load_config, render_defaults
 
 
 def test_defaults_without_file_or_env() -> None:
@@ -47,3 +47,9 @@ def test_unknown_file_key_is_an_error(tmp_path: Path) -> None:
     f.write_text("server:\n  bind_adress: x\n")
     with pytest.raises(ConfigError, match="bind_adress"):
         load_config(f, environ={})
+
+
+def test_shipped_config_yaml_documents_every_default() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config.yaml"
+    assert shipped.read_text() == render_defaults(), "regenerate with `tasques config > config.yaml`"
+    assert load_config(shipped, environ={}) == Config()

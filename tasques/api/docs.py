@@ -1,0 +1,48 @@
+"""Serves the OpenAPI document and Swagger UI, whose assets come from the installed swagger-ui-bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import swagger_ui_bundle
+from aiohttp import web
+
+from tasques.api.openapi import build_document, render_yaml
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Tasques API</title>
+  <link rel="stylesheet" href="/swagger/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/swagger/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+  </script>
+</body>
+</html>
+"""
+
+
+def add_doc_routes(app: web.Application) -> None:
+    document = build_document()
+    as_json = json.dumps(document).encode()
+    as_yaml = render_yaml(document).encode()
+
+    async def openapi_json(_: web.Request) -> web.Response:
+        return web.Response(body=as_json, content_type="application/json")
+
+    async def openapi_yaml(_: web.Request) -> web.Response:
+        return web.Response(body=as_yaml, content_type="application/yaml")
+
+    async def swagger(_: web.Request) -> web.Response:
+        return web.Response(text=_PAGE, content_type="text/html")
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/openapi.yaml", openapi_yaml)
+    app.router.add_get("/swagger", swagger)
+    app.router.add_static("/swagger/static", Path(swagger_ui_bundle.swagger_ui_path))

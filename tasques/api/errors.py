@@ -1,0 +1,69 @@
+"""Every error leaves the server as `{"message": ..., "details": [{"field": ..., "problem": ...}]}`.
+
+Domain errors map to HTTP statuses here, and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from tasques.api.schemas import ErrorBody, ErrorDetail
+from tasques.domain.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotClaimed,
+    NotFound,
+    NotOwnedByWorker,
+    TasquesError,
+    VersionConflict,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[TasquesError], int] = {
+    InvalidInput: 400,
+    NotOwnedByWorker: 403,
+    NotFound: 404,
+    AlreadyExists: 409,
+    NotClaimed: 409,
+    VersionConflict: 409,
+}
+
+
+def error_response(status: int, message: str, details: list[ErrorDetail] | None = None) -> web.Response:
+    body = ErrorBody(message=message, details=details or [])
+    return web.Response(status=status, body=body.model_dump_json(), content_type="application/json")
+
+
+def validation_details(err: ValidationError, prefix: str = "") -> list[ErrorDetail]:
+    details = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
+        details.append(ErrorDetail(field=field, problem=e["msg"]))
+    return details
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as e:
+        return error_response(400, "invalid request", validation_details(e))
+    except InvalidInput as e:
+        details = [ErrorDetail(field=p.field, problem=p.problem) for p in e.problems]
+        return error_response(400, str(e), details)
+    except TasquesError as e:
+        status = next((s for cls, s in STATUS_OF.items() if isinstance(e, cls)), 500)
+        return error_response(status, str(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return error_response(e.status, e.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")

@@ -1,0 +1,43 @@
+"""Small request/response helpers shared by the route modules."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+
+from tasques.domain.errors import FieldProblem, InvalidInput
+
+WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """Parse the JSON body into `model`; an absent body counts as `{}` where the body is optional."""
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return model.model_validate({})
+        raise InvalidInput("a JSON body is required", [FieldProblem("body", "missing")])
+    return model.model_validate_json(raw)
+
+
+def worker_id(request: web.Request) -> str:
+    value = request.headers.get(WORKER_ID_HEADER, "").strip()
+    if not value:
+        raise InvalidInput(
+            f"the {WORKER_ID_HEADER} header is required",
+            [FieldProblem(WORKER_ID_HEADER, "missing or empty header")],
+        )
+    return value
+
+
+def json_model(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=model.model_dump_json(exclude_none=True), content_type="application/json")
+
+
+def json_list(items: list[T], adapter: TypeAdapter[list[T]]) -> web.Response:
+    return web.Response(body=adapter.dump_json(items, exclude_none=True), content_type="application/json")

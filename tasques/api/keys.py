@@ -1,0 +1,12 @@
+"""Typed application keys: the dependencies routes use, set once by the app factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tasques.service.recurring import RecurringService
+from tasques.service.tasks import TaskService
+
+TASKS = web.AppKey("tasks", TaskService)
+RECURRING = web.AppKey("recurring", RecurringService)
+STORE_KIND = web.AppKey("store_kind", str)

@@ -1,0 +1,162 @@
+"""The OpenAPI 3.1 document, generated from the request/response models and the operation table below.
+
+`openapi.yaml` at the repo root is this document, committed; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from tasques import __version__
+from tasques.api import schemas as s
+from tasques.api.http import WORKER_ID_HEADER
+
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    tag: str
+    ok: int = 200
+    response: type[BaseModel] | None = None
+    response_is_list: bool = False
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    worker: bool = False
+    errors: dict[int, str] = field(default_factory=dict)
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+
+
+_TASK_PATH = "{queue}/{id}"
+_CLAIMED_ERRORS = {
+    400: "Invalid input, or the worker header is missing",
+    403: "The task is claimed by another worker",
+    404: "The task does not exist",
+    409: "The task is not claimed",
+}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("post", "/tasques", "create-task", "Add a new Task", "tasks", 201, s.Task, body=s.NewTask,
+              errors={400: "Invalid input", 409: "The id is already in use in that queue"}),
+    Operation("get", "/tasques", "list-tasks", "List Tasks, newest first", "tasks", response=s.TaskList,
+              errors={400: "Invalid filter or cursor"},
+              query=(("queue", "string", "only this queue"),
+                     ("state", "string", "only these states, comma-separated or repeated"),
+                     ("kind", "string", "only this kind"),
+                     ("recurring_task_id", "string", "only tasks enqueued by this recurring task"),
+                     ("limit", "integer", "page size, 1 to 1000; default 100"),
+                     ("cursor", "string", "`next_cursor` of the previous page"))),
+    Operation("get", f"/tasques/{_TASK_PATH}", "get-existing-task", "Get a Task", "tasks", response=s.Task,
+              errors={404: "The task does not exist"}),
+    Operation("post", "/tasques/claims", "claim-tasks", "Claim Tasks", "tasks", response=s.Task,
+              response_is_list=True, body=s.Claim, worker=True, errors={400: "Invalid input, or no worker header"}),
+    Operation("delete", f"/tasques/claims/{_TASK_PATH}", "unclaim-existing-task", "Unclaim a Task", "tasks",
+              response=s.Task, worker=True, errors=_CLAIMED_ERRORS),
+    Operation("put", f"/tasques/reports/{_TASK_PATH}", "report-on-claimed-task", "Report on a Task", "tasks",
+              response=s.Task, body=s.NewReport, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+    Operation("put", f"/tasques/done/{_TASK_PATH}", "mark-claimed-task-done", "Mark a Task as done", "tasks",
+              response=s.Task, body=s.Success, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+    Operation("put", f"/tasques/failed/{_TASK_PATH}", "mark-claimed-task-failed", "Mark a Task as failed",
+              "tasks", response=s.Task, body=s.Failure, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+    Operation("get", "/recurring_tasques", "list-existing-recurring-tasks", "List Recurring Tasks",
+              "recurring-tasks", response=s.RecurringTask, response_is_list=True),
+    Operation("post", "/recurring_tasques", "create-recurring-task", "Add a new Recurring Task",
+              "recurring-tasks", 201, s.RecurringTask, body=s.NewRecurringTask,
+              errors={400: "Invalid input", 409: "The id is already in use"}),
+    Operation("get", "/recurring_tasques/{id}", "get-existing-recurring-task", "Get a Recurring Task",
+              "recurring-tasks", response=s.RecurringTask, errors={404: "The recurring task does not exist"}),
+    Operation("put", "/recurring_tasques/{id}", "update-existing-recurring-task", "Update a Recurring Task",
+              "recurring-tasks", response=s.RecurringTask, body=s.RecurringTaskUpdate,
+              errors={400: "Invalid input", 404: "The recurring task does not exist"}),
+    Operation("delete", "/recurring_tasques/{id}", "delete-existing-recurring-task", "Delete a Recurring Task",
+              "recurring-tasks", response=s.RecurringTask, errors={404: "The recurring task does not exist"}),
+    Operation("get", "/queues", "list-queues", "Count each queue's tasks by state", "queues",
+              response=s.QueueSummary, response_is_list=True),
+    Operation("get", "/health", "health", "Liveness and the active store", "meta", response=s.Health),
+)  # fmt: skip
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
+    params: list[dict[str, Any]] = []
+    for name in ("queue", "id"):
+        if "{" + name + "}" in op.path:
+            params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    if op.worker:
+        params.append(
+            {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+             "description": "id of the worker making the request"}
+        )  # fmt: skip
+    for name, typ, desc in op.query:
+        params.append({"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc})
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    responses: dict[str, Any] = {}
+    if op.response is not None:
+        schema = {"type": "array", "items": _ref(op.response)} if op.response_is_list else _ref(op.response)
+        responses[str(op.ok)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    error = {"application/json": {"schema": _ref(s.ErrorBody)}}
+    for status, desc in sorted(op.errors.items()):
+        responses[str(status)] = {"description": desc, "content": error}
+    responses.setdefault("401", {"description": "Basic auth is configured and missing or wrong", "content": error})
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def build_document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [s.ErrorBody]
+    for op in OPERATIONS:
+        models.extend(m for m in (op.body, op.response) if m is not None)
+    unique = list(dict.fromkeys(models))
+    _, defs = models_json_schema(
+        [(m, "validation" if m in {op.body for op in OPERATIONS} else "serialization") for m in unique],
+        ref_template=REF,
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tasques API",
+            "version": __version__,
+            "description": "A durable task server. Wire-compatible with the original Go Tasques.",
+            "license": {"name": "Apache 2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(defs.get("$defs", {}).items())),
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+        },
+        # Auth is optional: an empty requirement lets clients call a server that has none configured.
+        "security": [{}, {"basicAuth": []}],
+    }
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    # Shared sub-dicts would otherwise become YAML anchors, which some generators mishandle.
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_yaml(document: dict[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=120)

@@ -1,0 +1,53 @@
+"""/recurring_tasques: CRUD for recurring tasks."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import TypeAdapter
+
+from tasques.api.http import json_list, json_model, read_body
+from tasques.api.keys import RECURRING
+from tasques.api.schemas import NewRecurringTask, RecurringTaskUpdate
+from tasques.domain.recurring import RecurringTask
+
+routes = web.RouteTableDef()
+RECURRING_LIST = TypeAdapter(list[RecurringTask])
+
+
+@routes.post("/recurring_tasques")
+async def create_recurring(request: web.Request) -> web.Response:
+    body = await read_body(request, NewRecurringTask)
+    created = await request.app[RECURRING].create(
+        task_id=body.id,
+        schedule_expression=body.schedule_expression,
+        task_definition=body.task_definition,
+        skip_if_outstanding_tasks_exist=body.skip_if_outstanding_tasks_exist,
+    )
+    return json_model(created, status=201)
+
+
+@routes.get("/recurring_tasques")
+async def list_recurring(request: web.Request) -> web.Response:
+    return json_list(await request.app[RECURRING].list_all(), RECURRING_LIST)
+
+
+@routes.get("/recurring_tasques/{id}")
+async def get_recurring(request: web.Request) -> web.Response:
+    return json_model(await request.app[RECURRING].get(request.match_info["id"]))
+
+
+@routes.put("/recurring_tasques/{id}")
+async def update_recurring(request: web.Request) -> web.Response:
+    body = await read_body(request, RecurringTaskUpdate)
+    updated = await request.app[RECURRING].update(
+        request.match_info["id"],
+        schedule_expression=body.schedule_expression,
+        task_definition=body.task_definition,
+        skip_if_outstanding_tasks_exist=body.skip_if_outstanding_tasks_exist,
+    )
+    return json_model(updated)
+
+
+@routes.delete("/recurring_tasques/{id}")
+async def delete_recurring(request: web.Request) -> web.Response:
+    return json_model(await request.app[RECURRING].delete(request.match_info["id"]))

@@ -1,0 +1,105 @@
+"""/tasques: create, get, list, claim, report, done, failed, unclaim."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import TypeAdapter
+
+from tasques.api.http import json_list, json_model, read_body, worker_id
+from tasques.api.keys import TASKS
+from tasques.api.schemas import Claim, Failure, NewReport, NewTask, QueueSummary, Success, TaskList
+from tasques.domain.errors import FieldProblem, InvalidInput
+from tasques.domain.task import Task, TaskState
+from tasques.store.base import TaskFilter
+
+routes = web.RouteTableDef()
+TASK_LIST = TypeAdapter(list[Task])
+SUMMARY_LIST = TypeAdapter(list[QueueSummary])
+DEFAULT_PAGE = 100
+
+
+def _key(request: web.Request) -> tuple[str, str]:
+    return request.match_info["queue"], request.match_info["id"]
+
+
+@routes.post("/tasques")
+async def create_task(request: web.Request) -> web.Response:
+    body = await read_body(request, NewTask)
+    task = await request.app[TASKS].create(
+        queue=body.queue,
+        kind=body.kind,
+        task_id=body.id,
+        priority=body.priority,
+        run_at=body.run_at,
+        retry_times=body.retry_times,
+        processing_timeout=body.processing_timeout,
+        args=body.args,
+        context=body.context,
+    )
+    return json_model(task, status=201)
+
+
+@routes.get("/tasques")
+async def list_tasks(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        states = frozenset(TaskState(s) for v in q.getall("state", []) for s in v.split(",") if s)
+    except ValueError:
+        raise InvalidInput(
+            "invalid listing", [FieldProblem("state", f"must be one of {', '.join(s.value for s in TaskState)}")]
+        ) from None
+    limit_text = q.get("limit", str(DEFAULT_PAGE))
+    if not limit_text.isdigit():
+        raise InvalidInput("invalid listing", [FieldProblem("limit", "must be a positive whole number")])
+    flt = TaskFilter(
+        queue=q.get("queue"), states=states, kind=q.get("kind"), recurring_task_id=q.get("recurring_task_id")
+    )
+    page = await request.app[TASKS].list_tasks(flt, int(limit_text), q.get("cursor"))
+    return json_model(TaskList(tasks=page.tasks, next_cursor=page.next_cursor))
+
+
+@routes.get("/tasques/{queue}/{id}")
+async def get_task(request: web.Request) -> web.Response:
+    return json_model(await request.app[TASKS].get(*_key(request)))
+
+
+@routes.post("/tasques/claims")
+async def claim_tasks(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, Claim)
+    tasks = await request.app[TASKS].claim(worker, body.queues, body.amount, body.block_for)
+    return json_list(tasks, TASK_LIST)
+
+
+@routes.delete("/tasques/claims/{queue}/{id}")
+async def unclaim_task(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    return json_model(await request.app[TASKS].unclaim(worker, *_key(request)))
+
+
+@routes.put("/tasques/reports/{queue}/{id}")
+async def report_on_task(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, NewReport, optional=True)
+    return json_model(await request.app[TASKS].report(worker, *_key(request), body.data))
+
+
+@routes.put("/tasques/done/{queue}/{id}")
+async def mark_done(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, Success, optional=True)
+    return json_model(await request.app[TASKS].done(worker, *_key(request), body.data))
+
+
+@routes.put("/tasques/failed/{queue}/{id}")
+async def mark_failed(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, Failure, optional=True)
+    return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data))
+
+
+@routes.get("/queues")
+async def list_queues(request: web.Request) -> web.Response:
+    counts = await request.app[TASKS].queue_counts()
+    summaries = [QueueSummary(queue=c.queue, counts={s: c.counts.get(s, 0) for s in TaskState}) for c in counts]
+    return json_list(summaries, SUMMARY_LIST)

@@ -1,0 +1,133 @@
+"""Request and response bodies. Field names match the original Tasques API exactly.
+
+Responses reuse the domain models (`Task`, `RecurringTask`); requests are defined here because they carry
+the wire rules: optional fields, patterns and lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tasques.domain.duration import Duration
+from tasques.domain.recurring import RecurringTask, TaskDefinition
+from tasques.domain.task import Task
+
+# Queue names and ids appear as URL path segments, so they exclude '/', '?', '#', '%' and whitespace.
+QueueName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:~+=-]+$", examples=["run-later"])
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:@~+=-]+$")]
+Kind = Annotated[str, Field(min_length=1, max_length=200, examples=["sayHello"])]
+JsonObject = dict[str, Any]
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored, as the original server did, so newer clients keep working.
+    model_config = ConfigDict(extra="ignore")
+
+
+class NewTask(_Request):
+    queue: QueueName = Field(description="the queue the task is inserted into")
+    kind: Kind = Field(description="the kind of task; roughly a function name")
+    id: Identifier | None = Field(
+        None, description="optional id for idempotency; a UUID is generated when absent. Reusing one gives 409"
+    )
+    priority: int = Field(0, ge=-(2**31), le=2**31 - 1, description="higher runs first; default 0")
+    run_at: AwareDatetime | None = Field(None, description="when the task may first run; default now (RFC 3339)")
+    retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after failure; server default")
+    processing_timeout: Duration | None = Field(
+        None, description="how long a worker has to finish or report in; server default"
+    )
+    args: JsonObject | None = Field(None, description="arguments for the task")
+    context: JsonObject | None = Field(None, description="context for the task")
+
+
+class Claim(_Request):
+    queues: list[QueueName] = Field(min_length=1, max_length=100, description="the queues to claim from")
+    amount: int = Field(1, description="the most tasks to claim", examples=[1])
+    block_for: Duration | None = Field(
+        None, description="how long to wait when nothing is claimable; server default", examples=["1s"]
+    )
+
+
+class NewReport(_Request):
+    data: JsonObject | None = Field(None, description="optional report data")
+
+
+class Success(_Request):
+    data: JsonObject | None = Field(None, description="optional result data")
+
+
+class Failure(_Request):
+    data: JsonObject | None = Field(None, description="optional failure data")
+
+
+class NewRecurringTask(_Request):
+    id: Identifier = Field(description="user-chosen id; must not collide with an existing one")
+    schedule_expression: str = Field(
+        min_length=1, max_length=200, description="5-field cron, @hourly/@daily/…, or @every <duration>"
+    )
+    task_definition: TaskDefinition = Field(description="the task enqueued at every slot")
+    skip_if_outstanding_tasks_exist: bool = Field(
+        False, description="skip a slot while a task it enqueued is neither done nor dead"
+    )
+
+
+class RecurringTaskUpdate(_Request):
+    schedule_expression: str | None = Field(None, min_length=1, max_length=200)
+    task_definition: TaskDefinition | None = None
+    skip_if_outstanding_tasks_exist: bool | None = None
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="the offending field, as a dotted path")
+    problem: str = Field(description="what is wrong with it")
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(description="what went wrong")
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class TaskList(BaseModel):
+    tasks: list[Task]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; absent on the last")
+
+
+class StateCounts(BaseModel):
+    queued: int = 0
+    claimed: int = 0
+    failed: int = 0
+    done: int = 0
+    dead: int = 0
+
+
+class QueueSummary(BaseModel):
+    queue: str
+    counts: StateCounts = Field(description="live (not archived) tasks by state")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    store: str = Field(examples=["sqlite"])
+
+
+__all__ = [
+    "Claim",
+    "ErrorBody",
+    "ErrorDetail",
+    "Failure",
+    "Health",
+    "NewRecurringTask",
+    "NewReport",
+    "NewTask",
+    "QueueSummary",
+    "RecurringTask",
+    "RecurringTaskUpdate",
+    "StateCounts",
+    "Success",
+    "Task",
+    "TaskList",
+]

@@ -1,0 +1,55 @@
+"""Leader-only jobs: small classes with `run_once()`, so tests drive them directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from tasques.service.recurring import RecurringService
+from tasques.service.tasks import TaskService
+
+
+class LeaderJob(Protocol):
+    name: str
+    interval: timedelta
+
+    async def run_once(self) -> int:
+        """Do one pass; return how many records it changed."""
+
+
+@dataclass
+class Reaper:
+    """Claims past `times_out_at` become failed attempts (retried, or dead when out of retries)."""
+
+    tasks: TaskService
+    interval: timedelta
+    batch: int
+    name: str = "reaper"
+
+    async def run_once(self) -> int:
+        return await self.tasks.reap_timed_out(self.batch)
+
+
+@dataclass
+class RecurringEnqueuer:
+    recurring: RecurringService
+    interval: timedelta
+    name: str = "recurring-enqueuer"
+
+    async def run_once(self) -> int:
+        return await self.recurring.enqueue_due()
+
+
+@dataclass
+class Archiver:
+    """Done and dead tasks older than `older_than` move to the archive (still readable by id)."""
+
+    tasks: TaskService
+    interval: timedelta
+    older_than: timedelta
+    batch: int
+    name: str = "archiver"
+
+    async def run_once(self) -> int:
+        return await self.tasks.archive_finished(self.older_than, self.batch)

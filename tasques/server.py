@@ -1,0 +1,78 @@
+"""Composition root: wires config, store, services, leader jobs and the HTTP app for one server process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from tasques.api.app import build_app
+from tasques.config import Config, ConfigError, TasksConfig
+from tasques.domain.retry import BackoffPolicy
+from tasques.leader.election import LeaderElector
+from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer
+from tasques.service.clock import Clock, utc_now
+from tasques.service.recurring import RecurringService
+from tasques.service.signals import QueueSignals
+from tasques.service.tasks import TaskService, TaskSettings
+from tasques.store.base import Store
+
+ELECTOR = web.AppKey("elector", LeaderElector)
+
+
+def open_store(config: Config) -> Store:
+    if config.store.kind == "sqlite":
+        from tasques.store.sqlite.store import SqliteStore
+
+        return SqliteStore(config.store.sqlite.path)
+    raise ConfigError(f"store.kind {config.store.kind!r} is not available in this build")
+
+
+def task_settings(tasks: TasksConfig) -> TaskSettings:
+    b = tasks.backoff
+    return TaskSettings(
+        retry_times=tasks.retry_times,
+        processing_timeout=tasks.processing_timeout,
+        block_for=tasks.block_for,
+        max_block_for=tasks.max_block_for,
+        max_claim_amount=tasks.max_claim_amount,
+        poll_interval=tasks.claim_poll_interval,
+        backoff=BackoffPolicy(initial=b.initial, multiplier=b.multiplier, max=b.max),
+    )
+
+
+def server_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
+    """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
+    signals = QueueSignals()
+    tasks = TaskService(store, task_settings(config.tasks), clock, signals)
+    recurring = RecurringService(store, tasks, clock)
+    hk = config.housekeeping
+    jobs: list[LeaderJob] = [
+        Reaper(tasks, hk.reap_every, hk.batch_size),
+        RecurringEnqueuer(recurring, hk.recurring_every),
+        Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
+    ]
+    elector = LeaderElector(store, holder or server_id(), jobs, clock, config.leader.lease, config.leader.renew_every)
+    app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
+    app[ELECTOR] = elector
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        leader = asyncio.create_task(elector.run(), name="leader")
+        yield
+        leader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

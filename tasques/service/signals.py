@@ -1,0 +1,39 @@
+"""Wakes blocked claims the moment a task in one of their queues may have become claimable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class QueueSignals:
+    """In-process only: other servers' tasks are found by the claim loop's poll interval."""
+
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def notify(self, queue: str) -> None:
+        waiters = self._waiters.pop(queue, None)
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, queues: Iterable[str], within: float) -> bool:
+        """Wait until one of `queues` is notified (True) or `within` seconds pass (False)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        names = list(queues)
+        for q in names:
+            self._waiters[q].add(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), within)
+        except TimeoutError:
+            return False
+        finally:
+            for q in names:
+                waiting = self._waiters.get(q)
+                if waiting is not None:
+                    waiting.discard(fut)
+                    if not waiting:
+                        del self._waiters[q]
+        return True

@@ -1,0 +1,189 @@
+"""Task use cases: create, get, claim, report, done, fail, unclaim, list, and the housekeeping passes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, VersionConflict
+from tasques.domain.retry import BackoffPolicy
+from tasques.domain.task import JsonObj, NewTask, Task, TaskState
+from tasques.service.clock import Clock
+from tasques.service.signals import QueueSignals
+from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    retry_times: int = 25
+    processing_timeout: timedelta = timedelta(minutes=30)
+    block_for: timedelta = timedelta(seconds=3)
+    max_block_for: timedelta = timedelta(seconds=60)
+    max_claim_amount: int = 1000
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    # A blocked claim re-polls the store this often; in-process creates wake it at once regardless.
+    poll_interval: timedelta = timedelta(milliseconds=250)
+    # Read → change → conditional write is retried this many times on version conflicts.
+    conflict_retries: int = 100
+    max_list_limit: int = 1000
+
+
+class TaskService:
+    def __init__(self, store: Store, settings: TaskSettings, clock: Clock, signals: QueueSignals) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._signals = signals
+
+    @property
+    def settings(self) -> TaskSettings:
+        return self._settings
+
+    async def create(
+        self,
+        *,
+        queue: str,
+        kind: str,
+        task_id: str | None = None,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        retry_times: int | None = None,
+        processing_timeout: timedelta | None = None,
+        args: JsonObj | None = None,
+        context: JsonObj | None = None,
+    ) -> Task:
+        now = self._clock()
+        if processing_timeout is not None and processing_timeout <= timedelta(0):
+            raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
+        new = NewTask(
+            id=task_id or str(uuid.uuid4()),
+            queue=queue,
+            kind=kind,
+            priority=priority,
+            run_at=run_at or now,
+            retry_times=self._settings.retry_times if retry_times is None else retry_times,
+            processing_timeout=processing_timeout or self._settings.processing_timeout,
+            args=args,
+            context=context,
+        )
+        return await self.insert(new, now)
+
+    async def insert(self, new: NewTask, now: datetime) -> Task:
+        """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
+        stored = await self._store.insert_task(Task.create(new, now))
+        self._signals.notify(stored.queue)
+        return stored
+
+    async def insert_many(self, news: Sequence[NewTask], now: datetime) -> list[Task | AlreadyExists]:
+        results = await self._store.insert_tasks([Task.create(n, now) for n in news])
+        for queue in {r.queue for r in results if isinstance(r, Task)}:
+            self._signals.notify(queue)
+        return results
+
+    async def get(self, queue: str, task_id: str) -> Task:
+        return await self._store.get_task(queue, task_id)
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], amount: int = 1, block_for: timedelta | None = None
+    ) -> list[Task]:
+        """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for`."""
+        wait = self._settings.block_for if block_for is None else block_for
+        problems = []
+        if not queues:
+            problems.append(FieldProblem("queues", "must name at least one queue"))
+        if not 1 <= amount <= self._settings.max_claim_amount:
+            problems.append(FieldProblem("amount", f"must be between 1 and {self._settings.max_claim_amount}"))
+        if not timedelta(0) <= wait <= self._settings.max_block_for:
+            problems.append(FieldProblem("block_for", f"must be between 0s and {self._settings.max_block_for}"))
+        if problems:
+            raise InvalidInput("invalid claim", problems)
+        unique_queues = list(dict.fromkeys(queues))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait.total_seconds()
+        poll = self._settings.poll_interval.total_seconds()
+        while True:
+            now = self._clock()
+            claimed = await self._store.claim_tasks(unique_queues, now, amount, partial(_claim, worker_id, now))
+            remaining = deadline - loop.time()
+            if claimed or remaining <= 0:
+                return claimed
+            await self._signals.wait(unique_queues, min(remaining, poll))
+
+    async def report(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
+        return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now))
+
+    async def done(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
+        return await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now))
+
+    async def fail(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
+        backoff = self._settings.backoff
+        return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff))
+
+    async def unclaim(self, worker_id: str, queue: str, task_id: str) -> Task:
+        task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now))
+        self._signals.notify(queue)
+        return task
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
+        if not 1 <= limit <= self._settings.max_list_limit:
+            raise InvalidInput(
+                "invalid listing", [FieldProblem("limit", f"must be between 1 and {self._settings.max_list_limit}")]
+            )
+        return await self._store.list_tasks(flt, limit, cursor)
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        return await self._store.queue_counts()
+
+    async def reap_timed_out(self, batch: int) -> int:
+        """Count every claim past its `times_out_at` as a failed attempt. Returns how many were reaped."""
+        now = self._clock()
+        reaped = 0
+        backoff = self._settings.backoff
+        while True:
+            expired = [t for t in await self._store.timed_out_tasks(now, batch) if _times_out_by(t, now)]
+            if not expired:
+                return reaped
+            results = await self._store.update_tasks([t.timed_out(now, backoff) for t in expired])
+            done_now = [r for r in results if isinstance(r, Task)]
+            reaped += len(done_now)
+            for queue in {t.queue for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
+                self._signals.notify(queue)
+            if len(expired) < batch or not done_now:
+                # A conflict means a worker finished or reported concurrently: its write wins.
+                return reaped
+
+    async def archive_finished(self, older_than: timedelta, batch: int) -> int:
+        cutoff = self._clock() - older_than
+        total = 0
+        while True:
+            moved = await self._store.archive_finished(cutoff, batch)
+            total += moved
+            if moved < batch:
+                return total
+
+    async def _change(self, queue: str, task_id: str, change: Callable[[Task, datetime], Task]) -> Task:
+        """Read, apply a pure change, write conditionally; re-read and retry on a version conflict."""
+        for _ in range(self._settings.conflict_retries):
+            task = await self._store.get_task(queue, task_id)
+            updated = change(task, self._clock())
+            try:
+                return await self._store.update_task(updated)
+            except VersionConflict:
+                continue
+        raise VersionConflict(f"task {task_id} in queue {queue} kept changing; gave up after retries")
+
+
+def _claim(worker_id: str, at: datetime, task: Task) -> Task:
+    return task.claimed(worker_id, at)
+
+
+def _times_out_by(task: Task, now: datetime) -> bool:
+    claim = task.last_claimed
+    return task.state is TaskState.CLAIMED and claim is not None and claim.times_out_at <= now
