@@ -74,7 +74,9 @@ class TasksConfig(_Section):
     """Task defaults and claim limits."""
 
     retry_times: int = Field(25, ge=0, description="default retries for a task that names none")
-    processing_timeout: Duration = Field(timedelta(minutes=30), description="default processing timeout")
+    processing_timeout: Duration = Field(
+        timedelta(minutes=30), gt=timedelta(0), description="default processing timeout"
+    )
     block_for: Duration = Field(timedelta(seconds=3), description="default wait of a claim that finds nothing")
     max_block_for: Duration = Field(timedelta(seconds=60), description="longest wait a claim may ask for")
     max_claim_amount: int = Field(1000, ge=1, description="most tasks one claim may ask for")

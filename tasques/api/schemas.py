@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import Duration
+from tasques.domain.duration import Duration, PositiveDuration
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.task import Task
 
@@ -37,7 +37,7 @@ class NewTask(_Request):
     priority: int = Field(0, ge=-(2**31), le=2**31 - 1, description="higher runs first; default 0")
     run_at: AwareDatetime | None = Field(None, description="when the task may first run; default now (RFC 3339)")
     retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after failure; server default")
-    processing_timeout: Duration | None = Field(
+    processing_timeout: PositiveDuration | None = Field(
         None, description="how long a worker has to finish or report in; server default"
     )
     args: JsonObject | None = Field(None, description="arguments for the task")

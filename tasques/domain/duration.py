@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 _UNIT_MICROS: dict[str, int] = {
     "ns": 0,  # sub-microsecond precision is dropped, as timedelta cannot hold it
@@ -99,3 +99,5 @@ Duration = Annotated[
         }
     ),
 ]
+
+PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import Duration
+from tasques.domain.duration import PositiveDuration
 from tasques.domain.schedule import Schedule, parse_schedule
 from tasques.domain.task import JsonObj, Metadata, NewTask
 
@@ -18,7 +18,7 @@ class TaskDefinition(BaseModel):
     kind: str = Field(description="the kind of task", examples=["sayHello"])
     priority: int = Field(0, description="higher runs first")
     retry_times: int | None = Field(None, ge=0, description="retries; the server default if absent")
-    processing_timeout: Duration | None = Field(None, description="the server default if absent")
+    processing_timeout: PositiveDuration | None = Field(None, description="the server default if absent")
     args: JsonObj | None = Field(None, description="arguments for each task")
     context: JsonObj | None = Field(None, description="context for each task")
 
@@ -54,7 +54,7 @@ class RecurringTask(BaseModel):
         """Deterministic: the same (recurring task, slot) always gives the same id, so a slot enqueues once."""
         return f"{self.id}@{slot.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
 
-    def new_task(self, slot: datetime, retry_times: int, processing_timeout: Duration) -> NewTask:
+    def new_task(self, slot: datetime, retry_times: int, processing_timeout: timedelta) -> NewTask:
         d = self.task_definition
         return NewTask(
             id=self.task_id_for(slot),

@@ -18,7 +18,7 @@ class BackoffPolicy:
     def delay(self, attempted: int) -> timedelta:
         exponent = max(0, attempted - 1)
         initial, cap = self.initial.total_seconds(), self.max.total_seconds()
-        if initial <= 0:
+        if initial <= 0 or cap <= 0:
             return timedelta(0)
         # Decide in log space so a huge attempt count cannot overflow the float.
         if self.multiplier > 1 and exponent * math.log(self.multiplier) >= math.log(cap / initial):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from tasques.domain.duration import DurationError, parse_duration
 
@@ -62,7 +62,7 @@ def parse_schedule(expression: str) -> Schedule:
     text = expression.strip()
     if not text:
         raise ScheduleError("empty schedule expression")
-    if text.startswith("@every"):
+    if text.lower().startswith("@every"):
         rest = text[len("@every") :].strip()
         try:
             every = parse_duration(rest)
@@ -78,4 +78,8 @@ def parse_schedule(expression: str) -> Schedule:
         raise ScheduleError("a cron expression has 5 fields: minute hour day-of-month month day-of-week")
     if not croniter.is_valid(cron):
         raise ScheduleError(f"invalid cron expression {text!r}")
+    try:
+        croniter(cron, _EPOCH).get_next(datetime)
+    except CroniterBadDateError as e:
+        raise ScheduleError(f"{text!r} never fires (e.g. the 30th of February)") from e
     return Schedule(expression, cron, None)

@@ -108,16 +108,17 @@ class SqliteStore:
         return await self._write(lambda conn: [_insert_task(conn, t) for t in tasks])
 
     async def get_task(self, queue: str, task_id: str) -> Task:
-        rows = await self._read(
-            lambda conn: conn.execute(
+        def run(conn: sqlite3.Connection) -> Task:
+            rows = conn.execute(
                 "SELECT body FROM tasks WHERE queue = ? AND id = ? "
                 "UNION ALL SELECT body FROM archived_tasks WHERE queue = ? AND id = ? LIMIT 1",
                 (queue, task_id, queue, task_id),
             ).fetchall()
-        )
-        if not rows:
-            raise NotFound(f"no task {task_id} in queue {queue}")
-        return Task.model_validate_json(rows[0][0])
+            if not rows:
+                raise NotFound(f"no task {task_id} in queue {queue}")
+            return Task.model_validate_json(rows[0][0])
+
+        return await self._read(run)
 
     async def update_task(self, task: Task) -> Task:
         stored = await self._write(lambda conn: _update_task(conn, task))
@@ -177,8 +178,7 @@ class SqliteStore:
         if limit <= 0:
             return []
         now_us = _micros(now)
-        rows = await self._read(lambda conn: conn.execute(TIMED_OUT_SQL, (now_us, limit)).fetchall())
-        return [Task.model_validate_json(row[0]) for row in rows]
+        return await self._read(lambda conn: _tasks(conn.execute(TIMED_OUT_SQL, (now_us, limit))))
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -222,44 +222,42 @@ class SqliteStore:
     # Recurring tasks
 
     async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
-        stored = _versioned(task, 1)
-
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            stored = _versioned(task, 1)
             cur = conn.execute(
                 "INSERT INTO recurring_tasks (id, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
                 (stored.id, stored.model_dump_json()),
             )
             if cur.rowcount == 0:
                 raise AlreadyExists(f"recurring task {task.id} already exists")
+            return stored
 
-        await self._write(run)
-        return stored
+        return await self._write(run)
 
     async def get_recurring(self, task_id: str) -> RecurringTask:
-        rows = await self._read(
-            lambda conn: conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
-        )
-        if not rows:
-            raise NotFound(f"no recurring task {task_id}")
-        return RecurringTask.model_validate_json(rows[0][0])
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
+            if not rows:
+                raise NotFound(f"no recurring task {task_id}")
+            return RecurringTask.model_validate_json(rows[0][0])
+
+        return await self._read(run)
 
     async def update_recurring(self, task: RecurringTask) -> RecurringTask:
-        expected = _expected_seq(task.metadata.version)
-        stored = _versioned(task, expected + 1)
-
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            expected = _expected_seq(task.metadata.version)
+            stored = _versioned(task, expected + 1)
             cur = conn.execute(
                 "UPDATE recurring_tasks SET seq = ?, body = ? WHERE id = ? AND seq = ?",
                 (expected + 1, stored.model_dump_json(), task.id, expected),
             )
             if cur.rowcount == 1:
-                return
+                return stored
             if conn.execute("SELECT 1 FROM recurring_tasks WHERE id = ?", (task.id,)).fetchall():
                 raise VersionConflict(f"recurring task {task.id} changed since it was read")
             raise NotFound(f"no recurring task {task.id}")
 
-        await self._write(run)
-        return stored
+        return await self._write(run)
 
     async def delete_recurring(self, task_id: str) -> RecurringTask:
         def run(conn: sqlite3.Connection) -> RecurringTask:
@@ -272,8 +270,11 @@ class SqliteStore:
         return await self._write(run)
 
     async def list_recurring(self) -> list[RecurringTask]:
-        rows = await self._read(lambda conn: conn.execute("SELECT body FROM recurring_tasks ORDER BY id").fetchall())
-        return [RecurringTask.model_validate_json(row[0]) for row in rows]
+        def run(conn: sqlite3.Connection) -> list[RecurringTask]:
+            rows = conn.execute("SELECT body FROM recurring_tasks ORDER BY id").fetchall()
+            return [RecurringTask.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(run)
 
     # Leader lock
 
@@ -347,10 +348,12 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # Also after a failed COMMIT, so the connection is never left inside a transaction.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
@@ -430,6 +433,11 @@ def _update_task(conn: sqlite3.Connection, task: Task) -> Task | VersionConflict
     if conn.execute("SELECT 1 FROM tasks WHERE queue = ? AND id = ?", (task.queue, task.id)).fetchall():
         return VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read")
     return NotFound(f"no task {task.id} in queue {task.queue}")
+
+
+def _tasks(cursor: sqlite3.Cursor) -> list[Task]:
+    """Parse a `SELECT body ...` result (reading it to the end, so no read snapshot stays open)."""
+    return [Task.model_validate_json(row[0]) for row in cursor.fetchall()]
 
 
 def _check_identity(before: Task, after: Task) -> None:
