@@ -52,6 +52,24 @@ class ElasticsearchConfig(_Section):
     ca_certs: str | None = Field(None, description="PEM file of the CA that signed the cluster's certificate")
     index_prefix: str = Field("tasques", description="prefix of every index, alias and template Tasques owns")
     replicas: int = Field(1, ge=0, description="replica count of the indices Tasques creates")
+    shards: int = Field(1, ge=1, description="primary shard count of the live tasks index")
+    refresh_interval: Duration = Field(
+        timedelta(seconds=1), description="index refresh interval: how soon other servers' writes become claimable"
+    )
+    claim_overfetch: int = Field(
+        3, ge=1, description="a claim searches amount × this many candidates, so lost races still fill it"
+    )
+    request_timeout: Duration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
+    archive_rollover_max_age: Duration = Field(
+        timedelta(hours=24), description="roll the archive index over at this age"
+    )
+    archive_rollover_max_docs: int = Field(10_000_000, ge=1, description="…or at this many documents")
+    archive_retention: Duration = Field(
+        timedelta(days=30), description="archive indices are deleted this long after they roll over"
+    )
+    ilm_policy: str | None = Field(
+        None, description="name of an existing ILM policy to use for the archive instead of Tasques' own"
+    )
 
 
 class StoreConfig(_Section):

@@ -12,6 +12,10 @@ Semantics every backend must honour (checked by `tests/contract/`):
 - "Claimable" means state queued or failed and `run_at <= now`; claim order is priority descending, then
   `run_at` ascending.
 - Archived tasks are still returned by `get_task`.
+- Read-your-writes per store instance: every read reflects every write made through the same instance.
+  Writes made by *other* instances (other servers sharing an Elasticsearch cluster) are always seen by
+  `get_task` and by conditional writes, and become visible to searches (claims, listings, counts) within
+  the backend's refresh interval.
 """
 
 from __future__ import annotations
