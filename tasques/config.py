@@ -57,13 +57,13 @@ class ElasticsearchConfig(_Section):
         timedelta(seconds=1), description="index refresh interval: how soon other servers' writes become claimable"
     )
     claim_overfetch: int = Field(
-        3, ge=1, description="a claim searches amount × this many candidates, so lost races still fill it"
+        3, ge=1, description="a claim searches amount x this many candidates, so lost races still fill it"
     )
     request_timeout: Duration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
     archive_rollover_max_age: Duration = Field(
         timedelta(hours=24), description="roll the archive index over at this age"
     )
-    archive_rollover_max_docs: int = Field(10_000_000, ge=1, description="…or at this many documents")
+    archive_rollover_max_docs: int = Field(10_000_000, ge=1, description="or at this many documents")
     archive_retention: Duration = Field(
         timedelta(days=30), description="archive indices are deleted this long after they roll over"
     )

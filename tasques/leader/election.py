@@ -57,9 +57,7 @@ class LeaderElector:
                     delay = min(delay, max(0.0, self._leader_until - loop.time()))
                 await asyncio.sleep(delay)
         finally:
-            await self._stop_jobs()
-            with contextlib.suppress(Exception):
-                await self._store.release_lock(self._lock_name, self._holder)
+            await self.step_down()
 
     async def step(self) -> bool:
         """One acquire-or-renew attempt; starts or stops the jobs to match. Returns whether we lead."""
@@ -85,6 +83,12 @@ class LeaderElector:
             log.warning("leader lock taken from %s; stopping jobs", self._holder)
             await self._stop_jobs()
         return held
+
+    async def step_down(self) -> None:
+        """Stop the jobs and release the lock (what `run` does when cancelled)."""
+        await self._stop_jobs()
+        with contextlib.suppress(Exception):
+            await self._store.release_lock(self._lock_name, self._holder)
 
     async def _run_job(self, job: LeaderJob) -> None:
         while True:
