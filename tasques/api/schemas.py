@@ -6,9 +6,10 @@ the wire rules: optional fields, patterns and lengths.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import Duration, PositiveDuration
 from tasques.domain.recurring import RecurringTask, TaskDefinition
@@ -21,6 +22,8 @@ QueueName = Annotated[
 Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:@~+=-]+$")]
 Kind = Annotated[str, Field(min_length=1, max_length=200, examples=["sayHello"])]
 JsonObject = dict[str, Any]
+# RFC 3339 with an explicit offset, stored and returned in UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
 
 
 class _Request(BaseModel):
@@ -35,7 +38,7 @@ class NewTask(_Request):
         None, description="optional id for idempotency; a UUID is generated when absent. Reusing one gives 409"
     )
     priority: int = Field(0, ge=-(2**31), le=2**31 - 1, description="higher runs first; default 0")
-    run_at: AwareDatetime | None = Field(None, description="when the task may first run; default now (RFC 3339)")
+    run_at: UtcDatetime | None = Field(None, description="when the task may first run; default now (RFC 3339)")
     retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after failure; server default")
     processing_timeout: PositiveDuration | None = Field(
         None, description="how long a worker has to finish or report in; server default"

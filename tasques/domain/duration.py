@@ -83,7 +83,10 @@ def _trim(amount: int, per_unit: int) -> str:
 def _coerce_duration(value: object) -> object:
     if isinstance(value, str):
         return parse_duration(value)
-    return value
+    if isinstance(value, timedelta):
+        return value
+    # A bare number is ambiguous (Go would read nanoseconds): refuse it rather than guess.
+    raise DurationError("must be a Go-style duration string such as 30m or 1h30m")
 
 
 # A timedelta that reads and writes Go-style strings on the wire.

@@ -159,7 +159,7 @@ class Task(_Frozen):
         reason = {
             "reason": "processing timed out",
             "worker_id": claim.worker_id,
-            "times_out_at": claim.times_out_at.isoformat(),
+            "times_out_at": claim.times_out_at.isoformat().replace("+00:00", "Z"),
         }
         return self._failed_attempt(claim, reason, at, backoff)
 

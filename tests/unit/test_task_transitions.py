@@ -387,7 +387,7 @@ def test_timed_out_is_a_failed_attempt(late: timedelta) -> None:
     assert claim.result.failure == {
         "reason": "processing timed out",
         "worker_id": A,
-        "times_out_at": deadline.isoformat(),
+        "times_out_at": deadline.isoformat().replace("+00:00", "Z"),
     }
 
 
