@@ -51,6 +51,10 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server did not answer /health within {timeout}s:\n{self.log_tail()}")
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def log_tail(self, chars: int = 4000) -> str:
         return self._log_path.read_text(errors="replace")[-chars:] if self._log_path.exists() else ""
 

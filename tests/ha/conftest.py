@@ -1,0 +1,37 @@
+"""Several real `tasques serve` processes sharing one real Elasticsearch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.process import ServerProcess
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def es_settings(elasticsearch_url: str, es_index_prefix: str) -> dict[str, str]:
+    return {
+        "TASQUES_STORE_KIND": "elasticsearch",
+        "TASQUES_STORE_ELASTICSEARCH_ADDRESSES": f"[{elasticsearch_url}]",
+        "TASQUES_STORE_ELASTICSEARCH_INDEX_PREFIX": es_index_prefix,
+        "TASQUES_STORE_ELASTICSEARCH_REPLICAS": "0",
+    }
+
+
+@pytest.fixture
+def start_server(es_settings: dict[str, str], tmp_path: Path) -> Iterator[StartServer]:
+    """Start a server on the shared cluster; every server still running is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(name: str, **extra: str) -> ServerProcess:
+        server = ServerProcess({**es_settings, **extra}, tmp_path / f"{name}.log").start(timeout=60)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
