@@ -14,6 +14,7 @@ from aiohttp import web
 from tasques.api.openapi import build_document, render_yaml
 from tasques.config import Config, ConfigError, load_config, render_defaults
 from tasques.server import build_server, open_store
+from tasques.worker.cli import add_worker_parser, run_worker_cli
 
 log = logging.getLogger("tasques")
 
@@ -32,6 +33,8 @@ async def serve(config: Config) -> None:
         app,
         shutdown_timeout=config.server.shutdown_grace.total_seconds(),
         access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
+        # A worker that hangs up mid long-poll must not go on claiming tasks nobody will receive.
+        handler_cancellation=True,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -56,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="run the server")
     sub.add_parser("openapi", help="print the OpenAPI document (YAML) that the server serves")
     sub.add_parser("config", help="print every setting at its default, documented (the shipped config.yaml)")
+    add_worker_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "openapi":
@@ -64,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         sys.stdout.write(render_defaults())
         return 0
+    if args.command == "worker":
+        return run_worker_cli(args)
     try:
         config = load_config(args.config)
         asyncio.run(serve(config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasques.domain.duration import Duration
 
 ENV_PREFIX = "TASQUES_"
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -54,7 +56,9 @@ class ElasticsearchConfig(_Section):
     replicas: int = Field(1, ge=0, description="replica count of the indices Tasques creates")
     shards: int = Field(1, ge=1, description="primary shard count of the live tasks index")
     refresh_interval: Duration = Field(
-        timedelta(seconds=1), description="index refresh interval: how soon other servers' writes become claimable"
+        timedelta(seconds=1),
+        gt=timedelta(0),
+        description="index refresh interval: how soon other servers' writes become claimable",
     )
     claim_overfetch: int = Field(
         3, ge=1, description="a claim searches amount x this many candidates, so lost races still fill it"
@@ -159,7 +163,9 @@ def _apply_override(raw: dict[str, Any], key: str, value: str) -> None:
     tokens = key[len(ENV_PREFIX) :].lower().split("_")
     path = _resolve(Config, tokens)
     if path is None:
-        raise ConfigError(f"{key} names no setting")
+        # Other tools share the prefix (the worker, the test harness): warn rather than refuse to start.
+        log.warning("ignoring %s: it names no setting", key)
+        return
     node = raw
     for name in path[:-1]:
         child = node.get(name)

@@ -30,7 +30,11 @@ def open_store(config: Config) -> Store:
         from tasques.store.sqlite.store import SqliteStore
 
         return SqliteStore(config.store.sqlite.path)
-    raise ConfigError(f"store.kind {config.store.kind!r} is not available in this build")
+    if config.store.kind == "elasticsearch":
+        from tasques.store.elasticsearch import ElasticsearchStore
+
+        return ElasticsearchStore.from_config(config.store.elasticsearch)
+    raise ConfigError(f"unknown store.kind {config.store.kind!r}")
 
 
 def task_settings(tasks: TasksConfig) -> TaskSettings:

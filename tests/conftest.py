@@ -30,11 +30,14 @@ def elasticsearch_url() -> Iterator[str]:
         yield url.rstrip("/")
         return
     script = REPO / "scripts" / "elasticsearch"
+    # A node that was already running belongs to someone else: reuse it, and leave it running.
+    already_running = subprocess.run([str(script), "url"], capture_output=True, check=False).returncode == 0
     proc = subprocess.run([str(script), "start"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         _unavailable(f"`scripts/elasticsearch start` exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     yield proc.stdout.strip().splitlines()[-1]
-    subprocess.run([str(script), "stop"], capture_output=True, check=False)
+    if not already_running:
+        subprocess.run([str(script), "stop"], capture_output=True, check=False)
 
 
 @pytest.fixture

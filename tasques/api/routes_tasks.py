@@ -67,7 +67,12 @@ async def get_task(request: web.Request) -> web.Response:
 async def claim_tasks(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Claim)
-    tasks = await request.app[TASKS].claim(worker, body.queues, body.amount, body.block_for)
+    service = request.app[TASKS]
+    tasks = await service.claim(worker, body.queues, body.amount, body.block_for)
+    if tasks and (request.transport is None or request.transport.is_closing()):
+        # The worker hung up during the long poll: hand the tasks back now rather than after their timeout.
+        await service.unclaim_all(worker, tasks)
+        return web.Response(status=499)
     return json_list(tasks, TASK_LIST)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, VersionConflict
+from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
 from tasques.domain.retry import BackoffPolicy
 from tasques.domain.task import JsonObj, NewTask, Task, TaskState
 from tasques.service.clock import Clock
@@ -110,11 +110,23 @@ class TaskService:
         poll = self._settings.poll_interval.total_seconds()
         while True:
             now = self._clock()
-            claimed = await self._store.claim_tasks(unique_queues, now, amount, partial(_claim, worker_id, now))
+            claimed = await self._claim_once(worker_id, unique_queues, now, amount)
             remaining = deadline - loop.time()
             if claimed or remaining <= 0:
                 return claimed
             await self._signals.wait(unique_queues, min(remaining, poll))
+
+    async def _claim_once(self, worker_id: str, queues: list[str], now: datetime, amount: int) -> list[Task]:
+        call = asyncio.ensure_future(self._store.claim_tasks(queues, now, amount, partial(_claim, worker_id, now)))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The caller went away (e.g. the worker hung up) while the store was claiming: hand back whatever
+            # it claimed, or those tasks would sit unrun until their processing timeout.
+            claimed = await call
+            if claimed:
+                await self.unclaim_all(worker_id, claimed)
+            raise
 
     async def report(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
         return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now))
@@ -130,6 +142,14 @@ class TaskService:
         task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now))
         self._signals.notify(queue)
         return task
+
+    async def unclaim_all(self, worker_id: str, tasks: Sequence[Task]) -> None:
+        """Best-effort unclaim of tasks nobody will run; any left behind still time out as usual."""
+        for task in tasks:
+            try:
+                await self.unclaim(worker_id, task.queue, task.id)
+            except TasquesError as e:
+                log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e)
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if not 1 <= limit <= self._settings.max_list_limit:

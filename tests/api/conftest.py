@@ -14,7 +14,6 @@ import base64
 import json
 import re
 from collections.abc import Awaitable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,10 +25,9 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 import tasques.server
 from tasques.api.http import WORKER_ID_HEADER
-from tasques.config import Config, TasksConfig
+from tasques.config import Config
 from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import Clock, ManualClock
-from tasques.service.tasks import TaskSettings
 from tasques.store.sqlite.store import SqliteStore
 
 Client = TestClient[web.Request, web.Application]
@@ -68,9 +66,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_client(
-    aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
-) -> MakeClient:
+def make_client(aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualClock) -> MakeClient:
     """Build a server app and a test client for it.
 
     `overrides`: a nested dict merged into the default config (or a whole `Config`). `clock`: defaults to the
@@ -79,7 +75,6 @@ def make_client(
     """
     counter = 0
     default_clock = clock
-    real_task_settings = tasques.server.task_settings
 
     async def make(
         overrides: Mapping[str, Any] | Config | None = None,
@@ -94,7 +89,10 @@ def make_client(
         if isinstance(overrides, Config):
             config = overrides
         else:
-            config = Config.model_validate(_merge({"store": {"sqlite": {"path": db}}}, overrides or {}))
+            base: dict[str, Any] = {"store": {"sqlite": {"path": db}}}
+            if poll_interval is not None:
+                base["tasks"] = {"claim_poll_interval": f"{poll_interval.total_seconds()}s"}
+            config = Config.model_validate(_merge(base, overrides or {}))
         use_clock: Clock = clock if clock is not None else default_clock
         if not leader:
             # Another holder owns the leader lock for good, so this server's housekeeping never runs by itself.
@@ -105,11 +103,6 @@ def make_client(
             finally:
                 await blocker.close()
 
-        def settings(tasks: TasksConfig) -> TaskSettings:
-            resolved = real_task_settings(tasks)
-            return resolved if poll_interval is None else replace(resolved, poll_interval=poll_interval)
-
-        monkeypatch.setattr(tasques.server, "task_settings", settings)
         app = tasques.server.build_server(config, SqliteStore(db), clock=use_clock, holder="test-server")
         return await aiohttp_client(app)
 

@@ -239,6 +239,44 @@ async def test_blocked_claim_is_woken_by_a_create(make_client: MakeClient) -> No
     assert elapsed < 2, f"claim took {elapsed:.2f}s: it was not woken by the create"
 
 
+async def test_claim_for_a_worker_that_hung_up_is_handed_back(make_client: MakeClient) -> None:
+    client = await make_client(poll_interval=timedelta(seconds=60))
+    pending = asyncio.create_task(
+        client.post(
+            "/tasques/claims",
+            json={"queues": ["q"], "block_for": "5s"},
+            headers={"X-TASQUES-WORKER-ID": WORKER},
+        )
+    )
+    await asyncio.sleep(0.2)  # the long poll is waiting on the server
+    pending.cancel()  # the worker gives up and closes its connection
+    await asyncio.gather(pending, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    await create_task(client, "q", "k", id="orphan")
+    await asyncio.sleep(0.1)
+    # Either the long poll was cancelled with the connection (nothing claimed), or it claimed the task and
+    # handed it straight back: either way the task is claimable now, not in 30 minutes.
+    assert (await claim_one(client, "q", OTHER_WORKER))["id"] == "orphan"
+    task = await get_task(client, "q", "orphan")
+    assert task["attempted"] == 1
+    assert task["last_claimed"]["worker_id"] == OTHER_WORKER
+
+
+async def test_claim_cancelled_while_the_store_claims_hands_the_tasks_back(make_client: MakeClient) -> None:
+    client = await make_client()
+    await create_task(client, "q", "k", id="c1")
+    service = client.app[TASKS]
+    pending = asyncio.create_task(service.claim(WORKER, ["q"], 1, timedelta(0)))
+    await asyncio.sleep(0)  # the claim is now inside the store's transaction on its thread
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    task = await get_task(client, "q", "c1")
+    assert task["state"] == "queued"
+    assert task["attempted"] == 0
+    assert "last_claimed" not in task
+
+
 async def test_blocked_claim_is_woken_by_an_unclaim(make_client: MakeClient) -> None:
     client = await make_client(poll_interval=timedelta(seconds=60))
     await create_task(client, "q", "k", id="u")

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from elasticsearch import AsyncElasticsearch
 
+from tasques.config import ElasticsearchConfig
 from tasques.store.base import Store
+from tasques.store.elasticsearch.cluster import has_ilm
+from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
 
 
@@ -22,13 +27,47 @@ async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await store.close()
 
 
+def es_settings(url: str, prefix: str, **overrides: Any) -> ElasticsearchConfig:
+    """Settings for a test store: its own index prefix, no replicas (single node)."""
+    return ElasticsearchConfig(addresses=[url], index_prefix=prefix, replicas=0, **overrides)
+
+
+async def delete_es_prefix(url: str, prefix: str) -> None:
+    """Remove every index, template and ILM policy a test store created under `prefix`."""
+    async with AsyncElasticsearch(url, request_timeout=30) as client:
+        await client.indices.delete(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
+        templates = await client.options(ignore_status=404).indices.get_index_template(name=f"{prefix}-*")
+        for template in templates.body.get("index_templates", []):
+            await client.indices.delete_index_template(name=template["name"])
+        if await has_ilm(client):
+            await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
+
+
+@asynccontextmanager
+async def _elasticsearch(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url: str = request.getfixturevalue("elasticsearch_url")
+    prefix: str = request.getfixturevalue("es_index_prefix")
+    store = ElasticsearchStore.from_config(es_settings(url, prefix))
+    try:
+        await store.open()
+        yield store
+    finally:
+        await store.close()
+        await delete_es_prefix(url, prefix)
+
+
 # Backend name -> an opened, empty store for one test. A new backend is one more entry.
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[Store]]] = {
     "sqlite": _sqlite,
+    "elasticsearch": _elasticsearch,
 }
 
 
-@pytest.fixture(params=list(FACTORIES))
+# Marks per backend, so `-m "not elasticsearch"` runs the contract on SQLite alone.
+_MARKS = {"elasticsearch": [pytest.mark.elasticsearch]}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=_MARKS.get(name, ())) for name in FACTORIES])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with FACTORIES[request.param](request, tmp_path) as opened:
         yield opened

@@ -32,9 +32,11 @@ def test_env_overrides_nested_names_with_underscores(tmp_path: Path) -> None:
     assert config.store.elasticsearch.addresses == ["http://a:9200", "http://b:9200"]
 
 
-def test_unknown_env_setting_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="TASQUES_SERVER_NOPE names no setting"):
-        load_config(None, environ={"TASQUES_SERVER_NOPE": "1"})
+def test_unknown_env_setting_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(None, environ={"TASQUES_SERVER_NOPE": "1", "TASQUES_ES_VERSION": "9.2.4"})
+    assert config == Config()
+    assert "TASQUES_SERVER_NOPE" in caplog.text
+    assert "TASQUES_ES_VERSION" in caplog.text
 
 
 def test_invalid_value_names_the_field() -> None:

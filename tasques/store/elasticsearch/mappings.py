@@ -1,0 +1,213 @@
+"""Index names, mappings, settings and index templates, as code. See README.md for the layout and why.
+
+Every function here is pure, so tests can check exactly what is sent to the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from tasques.config import ElasticsearchConfig
+
+JsonDict = dict[str, Any]
+
+# Composable templates with overlapping patterns must differ in priority; this one is above the built-in
+# templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
+TEMPLATE_PRIORITY = 200
+# Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
+TEMPLATE_VERSION = 1
+_META: JsonDict = {"managed_by": "tasques"}
+
+
+@dataclass(frozen=True)
+class IndexNames:
+    """Every index, alias, template and policy name Tasques uses under one prefix."""
+
+    prefix: str
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}-tasks"
+
+    @property
+    def recurring(self) -> str:
+        return f"{self.prefix}-recurring"
+
+    @property
+    def locks(self) -> str:
+        return f"{self.prefix}-locks"
+
+    @property
+    def archive_alias(self) -> str:
+        """Write alias of the archive; searching it covers every archive index."""
+        return f"{self.prefix}-archive"
+
+    @property
+    def archive_pattern(self) -> str:
+        return f"{self.prefix}-archive-*"
+
+    @property
+    def first_archive_index(self) -> str:
+        return f"{self.prefix}-archive-000001"
+
+    @property
+    def archive_policy(self) -> str:
+        return f"{self.prefix}-archive-policy"
+
+    def template(self, what: str) -> str:
+        return f"{self.prefix}-{what}"
+
+
+def task_doc_id(queue: str, task_id: str) -> str:
+    """`_id` of a task. The API excludes '/' from queue names and ids, so this is unambiguous."""
+    return f"{queue}/{task_id}"
+
+
+def es_time(value: timedelta) -> str:
+    """An Elasticsearch time value (`"30d"`, `"90s"`, `"250ms"`) exactly equal to `value`.
+
+    Negative values give `"-1"`, which for `refresh_interval` means "never refresh on a timer".
+    """
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if micros < 0:
+        return "-1"
+    if micros == 0:
+        return "0s"
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    if micros % 1_000 == 0:
+        return f"{micros // 1_000}ms"
+    return f"{micros}micros"
+
+
+# Field types
+
+_KEYWORD: JsonDict = {"type": "keyword"}
+_INTEGER: JsonDict = {"type": "integer"}
+_BOOLEAN: JsonDict = {"type": "boolean"}
+# Microsecond precision survives (date would truncate to milliseconds); sorts and ranges are exact.
+_DATE: JsonDict = {"type": "date_nanos"}
+# Kept in _source only: never searched, sorted or aggregated.
+_STORED_KEYWORD: JsonDict = {"type": "keyword", "index": False, "doc_values": False}
+# User JSON: kept in _source, never parsed into fields, so any keys are fine and the mapping never grows.
+_OPAQUE: JsonDict = {"type": "object", "enabled": False}
+
+
+def task_properties() -> JsonDict:
+    """Every field of a `Task` except `metadata.version`, which is `_seq_no`/`_primary_term`."""
+    return {
+        "id": _KEYWORD,
+        "queue": _KEYWORD,
+        "kind": _KEYWORD,
+        "priority": _INTEGER,
+        "run_at": _DATE,
+        "args": _OPAQUE,
+        "context": _OPAQUE,
+        "state": _KEYWORD,
+        "retry_times": _INTEGER,
+        "attempted": _INTEGER,
+        "processing_timeout": _STORED_KEYWORD,
+        "last_enqueued_at": _DATE,
+        "recurring_task_id": _KEYWORD,
+        "last_claimed": {
+            "properties": {
+                "worker_id": _KEYWORD,
+                "claimed_at": _DATE,
+                "times_out_at": _DATE,
+                "last_report": {"properties": {"at": _DATE, "data": _OPAQUE}},
+                "result": {"properties": {"at": _DATE, "failure": _OPAQUE, "success": _OPAQUE}},
+            }
+        },
+        "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+    }
+
+
+def task_mappings() -> JsonDict:
+    return {"dynamic": "strict", "_meta": _META, "properties": task_properties()}
+
+
+def archive_mappings() -> JsonDict:
+    """The task mapping plus when the task was archived."""
+    return {"dynamic": "strict", "_meta": _META, "properties": {**task_properties(), "archived_at": _DATE}}
+
+
+def recurring_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "id": _KEYWORD,
+            "schedule_expression": _STORED_KEYWORD,
+            "task_definition": _OPAQUE,
+            "skip_if_outstanding_tasks_exist": _BOOLEAN,
+            "loaded_at": _DATE,
+            "last_slot_at": _DATE,
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
+def lock_mappings() -> JsonDict:
+    return {"dynamic": "strict", "_meta": _META, "properties": {"holder": _KEYWORD, "expires_at": _DATE}}
+
+
+# Settings
+
+
+def tasks_settings(settings: ElasticsearchConfig) -> JsonDict:
+    return {
+        "number_of_shards": settings.shards,
+        "number_of_replicas": settings.replicas,
+        "refresh_interval": es_time(settings.refresh_interval),
+    }
+
+
+def small_index_settings(settings: ElasticsearchConfig) -> JsonDict:
+    """Recurring tasks and locks: few documents; their writes refresh explicitly."""
+    return {"number_of_shards": 1, "number_of_replicas": settings.replicas}
+
+
+# Templates: the indices get the right mapping even when something (a write after an accidental delete, a
+# rollover) creates them without Tasques asking.
+
+
+def _template(patterns: list[str], settings: JsonDict, mappings: JsonDict) -> JsonDict:
+    return {
+        "index_patterns": patterns,
+        "priority": TEMPLATE_PRIORITY,
+        "version": TEMPLATE_VERSION,
+        "_meta": _META,
+        "template": {"settings": settings, "mappings": mappings},
+    }
+
+
+def tasks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.tasks], tasks_settings(settings), task_mappings())
+
+
+def recurring_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.recurring], small_index_settings(settings), recurring_mappings())
+
+
+def locks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.locks], small_index_settings(settings), lock_mappings())
+
+
+def archive_settings(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:
+    """Archive indices: one shard each (rollover bounds their size); lifecycle settings when ILM runs them."""
+    out: JsonDict = {"number_of_shards": 1, "number_of_replicas": settings.replicas}
+    if ilm:
+        out["index.lifecycle.name"] = settings.ilm_policy or names.archive_policy
+        out["index.lifecycle.rollover_alias"] = names.archive_alias
+    return out
+
+
+def archive_template_body(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:
+    """The template every archive index (the bootstrap one and each rollover) is created from.
+
+    It must not name the rollover alias itself: the alias is added when bootstrapping and moved by rollover.
+    """
+    return _template([names.archive_pattern], archive_settings(names, settings, ilm=ilm), archive_mappings())

@@ -1,0 +1,65 @@
+"""Read-your-writes for search-based reads: a coalesced refresh of the live tasks index.
+
+Elasticsearch searches only see documents as of the last refresh of the index. A store instance records every
+write it makes (`wrote()`, called once the write's response is in, success or not), and before a search it
+calls `ensure_fresh()`, which returns once a refresh that *started after* the last recorded write has completed.
+At most one refresh is in flight; concurrent callers share it. With no write since the last refresh, nothing
+is sent at all, so a read-mostly or idle server costs the cluster nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+class CoalescedRefresher:
+    """Coalesces the refreshes that read-your-writes needs into at most one in-flight request."""
+
+    def __init__(self, refresh: Callable[[], Awaitable[object]]) -> None:
+        self._refresh = refresh
+        self._written = 0  # generation: one more per recorded write
+        self._covered = 0  # the generation the last completed refresh covers
+        self._inflight: asyncio.Task[None] | None = None
+        self.refreshes = 0  # refreshes sent, for tests and metrics
+
+    @property
+    def dirty(self) -> bool:
+        """Whether a write recorded by this instance may not be visible to searches yet."""
+        return self._covered < self._written
+
+    def wrote(self) -> None:
+        """Record a write that has completed (or failed: it may still have been applied)."""
+        self._written += 1
+
+    async def ensure_fresh(self) -> None:
+        """Return once every write recorded before this call is visible to searches."""
+        target = self._written
+        while self._covered < target:
+            inflight = self._inflight
+            if inflight is None:
+                inflight = self._inflight = asyncio.create_task(self._run(self._written))
+                inflight.add_done_callback(_retrieve)
+            # shield: a cancelled caller must not cancel the refresh the other callers share.
+            await asyncio.shield(inflight)
+            # A refresh that started before our target write covers less than it; the loop then starts another.
+
+    async def _run(self, generation: int) -> None:
+        try:
+            self.refreshes += 1
+            await self._refresh()
+            self._covered = max(self._covered, generation)
+        finally:
+            self._inflight = None
+
+    async def close(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # The failure reaches every waiter; reading it here keeps asyncio from logging it as never retrieved.
+    if not task.cancelled():
+        task.exception()
