@@ -17,6 +17,12 @@ from tasques.api import schemas as s
 from tasques.api.http import WORKER_ID_HEADER
 
 REF = "#/components/schemas/{model}"
+TAG_DESCRIPTIONS = {
+    "tasks": "Create tasks, then claim, report on and finish them as a worker",
+    "recurring-tasks": "Definitions that enqueue a task on a schedule",
+    "queues": "Per-queue task counts",
+    "meta": "Liveness and server information",
+}
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,9 @@ def build_document() -> dict[str, Any]:
             "description": "A durable task server. Wire-compatible with the original Go Tasques.",
             "license": {"name": "Apache 2.0", "identifier": "Apache-2.0"},
         },
-        "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
+        # The API is served from the root of whatever host serves this document.
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t, "description": TAG_DESCRIPTIONS[t]} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(defs.get("$defs", {}).items())),

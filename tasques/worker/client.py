@@ -1,0 +1,276 @@
+"""A small typed async client for the worker endpoints of the Tasques HTTP API.
+
+It speaks only HTTP: its models are its own (they ignore fields they do not know, so newer servers keep
+working), and every call carries the `X-TASQUES-WORKER-ID` header.
+
+Errors are split by what a caller can do about them:
+
+* `ServerUnavailable`: the server could not be reached or answered 5xx/408/429; trying again later may work.
+* `ClaimLost` (an `ApiError`): 403, 404 or 409 on a claimed task; this worker no longer holds the claim
+  (it timed out and was reaped, was unclaimed, or the task was finished already).
+* `ApiError`: any other 4xx; the request itself is wrong (bad queue name, missing credentials, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Annotated, Any
+
+import aiohttp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from yarl import URL
+
+WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+JsonDict = dict[str, Any]
+
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go-style duration such as `"30m"`, `"1h30m"`, `"1.5s"` or `"500ms"` (as the server writes them)."""
+    s = text.strip()
+    if s in ("0", "+0", "-0"):
+        return timedelta(0)
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s[1:] if s[:1] in ("+", "-") else s
+    if not s:
+        raise ValueError("empty duration")
+    pos, seconds = 0, 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 5s, 1m30s")
+        seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    return timedelta(seconds=sign * seconds)
+
+
+def format_duration(value: float | timedelta) -> str:
+    """Seconds (or a timedelta) as a Go-style duration in whole milliseconds, e.g. `"1500ms"`."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return f"{max(0, round(seconds * 1000))}ms"
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    """The `Authorization` header value for HTTP basic auth."""
+    if ":" in user:
+        raise ValueError("a basic-auth user name cannot contain ':'")
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+GoDuration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Report(_Model):
+    at: datetime
+    data: JsonDict | None = None
+
+
+class Result(_Model):
+    at: datetime
+    success: JsonDict | None = None
+    failure: JsonDict | None = None
+
+
+class LastClaimed(_Model):
+    worker_id: str
+    claimed_at: datetime
+    times_out_at: datetime
+    last_report: Report | None = None
+    result: Result | None = None
+
+
+class Task(_Model):
+    """A task as the server returns it."""
+
+    id: str
+    queue: str
+    kind: str
+    priority: int = 0
+    run_at: datetime
+    args: JsonDict | None = None
+    context: JsonDict | None = None
+    state: str
+    retry_times: int
+    attempted: int
+    processing_timeout: GoDuration
+    last_enqueued_at: datetime
+    recurring_task_id: str | None = None
+    last_claimed: LastClaimed | None = None
+
+
+_TASKS = TypeAdapter(list[Task])
+
+
+class TasquesError(Exception):
+    """Base of the errors this client raises."""
+
+
+class ServerUnavailable(TasquesError):
+    """The server could not be reached, timed out, or answered with a transient status (5xx, 408, 429)."""
+
+
+class ApiError(TasquesError):
+    """The server refused the request (4xx)."""
+
+    def __init__(self, status: int, message: str, details: list[JsonDict] | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.details = details or []
+
+
+class ClaimLost(ApiError):
+    """403/404/409 on a claimed task: this worker does not hold the claim (any more)."""
+
+
+_TRANSIENT_STATUSES = frozenset({408, 429})
+_CLAIM_LOST_STATUSES = frozenset({403, 404, 409})
+
+
+class TasquesClient:
+    """Async client for claim, report, done, failed, unclaim and get; use it as an async context manager.
+
+    `request_timeout` bounds every call; a claim is allowed `block_for` on top of it.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        worker_id: str,
+        *,
+        basic_auth: tuple[str, str] | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        url = URL(server_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"server_url must be an http(s) URL, got {server_url!r}")
+        if not worker_id.strip():
+            raise ValueError("worker_id must not be empty")
+        self._base = url.with_path(url.path.rstrip("/"))
+        self.worker_id = worker_id
+        self._headers = {WORKER_ID_HEADER: worker_id, "User-Agent": "tasques-worker"}
+        if basic_auth is not None:
+            self._headers["Authorization"] = basic_auth_header(*basic_auth)
+        self._timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        return str(self._base)
+
+    async def __aenter__(self) -> TasquesClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def claim(self, queues: list[str], amount: int = 1, block_for: float | timedelta | None = None) -> list[Task]:
+        """Claim up to `amount` tasks, waiting up to `block_for` (the server's default when None) for one."""
+        body: JsonDict = {"queues": queues, "amount": amount}
+        extra = 0.0
+        if block_for is not None:
+            body["block_for"] = format_duration(block_for)
+            extra = block_for.total_seconds() if isinstance(block_for, timedelta) else float(block_for)
+        else:
+            extra = 60.0  # the server's longest allowed wait
+        raw = await self._call("POST", ("tasques", "claims"), body, limit=self._timeout + extra)
+        return _TASKS.validate_python(raw)
+
+    async def report(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
+        """Report progress; this also pushes the claim's `times_out_at` out by the task's processing timeout."""
+        return await self._task_call("PUT", ("tasques", "reports", queue, task_id), {"data": data})
+
+    async def done(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
+        return await self._task_call("PUT", ("tasques", "done", queue, task_id), {"data": data})
+
+    async def fail(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
+        return await self._task_call("PUT", ("tasques", "failed", queue, task_id), {"data": data})
+
+    async def unclaim(self, queue: str, task_id: str) -> Task:
+        """Hand a claimed task back (state `queued`, the attempt not counted)."""
+        return await self._task_call("DELETE", ("tasques", "claims", queue, task_id), None)
+
+    async def get_task(self, queue: str, task_id: str) -> Task:
+        return Task.model_validate(await self._call("GET", ("tasques", queue, task_id), None))
+
+    async def _task_call(self, method: str, path: tuple[str, ...], body: JsonDict | None) -> Task:
+        try:
+            return Task.model_validate(await self._call(method, path, body))
+        except ApiError as e:
+            if e.status in _CLAIM_LOST_STATUSES and not isinstance(e, ClaimLost):
+                raise ClaimLost(e.status, e.message, e.details) from None
+            raise
+
+    async def _call(self, method: str, path: tuple[str, ...], body: JsonDict | None, limit: float | None = None) -> Any:
+        if self._session is None:
+            raise RuntimeError("use TasquesClient as `async with TasquesClient(...) as client:`")
+        url = self._base
+        for segment in path:
+            url = url / segment
+        try:
+            async with self._session.request(
+                method, url, json=body, timeout=aiohttp.ClientTimeout(total=limit or self._timeout)
+            ) as resp:
+                text = (await resp.read()).decode("utf-8", errors="replace")
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise ServerUnavailable(f"{method} {url}: {type(e).__name__}: {e}".rstrip(": ")) from e
+        if status >= 500 or status in _TRANSIENT_STATUSES:
+            raise ServerUnavailable(f"{method} {url}: HTTP {status}: {text[:200]}")
+        if status >= 400:
+            raise _api_error(status, text)
+        try:
+            return json.loads(text) if text else None
+        except ValueError as e:
+            raise ServerUnavailable(f"{method} {url}: the response is not JSON: {text[:200]!r}") from e
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        body = _ERROR_BODY.validate_json(text)
+    except ValidationError:
+        return ApiError(status, text[:500] or f"HTTP {status}")
+    message = str(body.get("message") or f"HTTP {status}")
+    details = body.get("details")
+    return ApiError(status, message, details if isinstance(details, list) else None)
+
+
+_ERROR_BODY = TypeAdapter(dict[str, Any])
+
+__all__ = [
+    "WORKER_ID_HEADER",
+    "ApiError",
+    "ClaimLost",
+    "LastClaimed",
+    "Report",
+    "Result",
+    "ServerUnavailable",
+    "Task",
+    "TasquesClient",
+    "TasquesError",
+    "format_duration",
+    "parse_duration",
+]
