@@ -53,6 +53,9 @@ _CLAIMED_ERRORS = {
 OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/tasques", "create-task", "Add a new Task", "tasks", 201, s.Task, body=s.NewTask,
               errors={400: "Invalid input", 409: "The id is already in use in that queue"}),
+    Operation("post", "/tasques/bulk", "create-tasks", "Add up to 1,000 Tasks in one request", "tasks",
+              response=s.BulkResult, body=s.NewTasks,
+              errors={400: "Invalid input: nothing was created; each problem names its task, e.g. tasks.3.queue"}),
     Operation("get", "/tasques", "list-tasks", "List Tasks, newest first", "tasks", response=s.TaskList,
               errors={400: "Invalid filter or cursor"},
               query=(("queue", "string", "only this queue"),

@@ -7,9 +7,23 @@ from pydantic import TypeAdapter
 
 from tasques.api.http import json_list, json_model, read_body, worker_id
 from tasques.api.keys import TASKS
-from tasques.api.schemas import Claim, Failure, NewReport, NewTask, QueueSummary, Success, TaskList
+from tasques.api.schemas import (
+    BulkItem,
+    BulkResult,
+    Claim,
+    ErrorBody,
+    ErrorDetail,
+    Failure,
+    NewReport,
+    NewTask,
+    NewTasks,
+    QueueSummary,
+    Success,
+    TaskList,
+)
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.task import Task, TaskState
+from tasques.service.tasks import TaskSpec
 from tasques.store.base import TaskFilter
 
 routes = web.RouteTableDef()
@@ -22,13 +36,11 @@ def _key(request: web.Request) -> tuple[str, str]:
     return request.match_info["queue"], request.match_info["id"]
 
 
-@routes.post("/tasques")
-async def create_task(request: web.Request) -> web.Response:
-    body = await read_body(request, NewTask)
-    task = await request.app[TASKS].create(
+def _spec(body: NewTask) -> TaskSpec:
+    return TaskSpec(
         queue=body.queue,
         kind=body.kind,
-        task_id=body.id,
+        id=body.id,
         priority=body.priority,
         run_at=body.run_at,
         retry_times=body.retry_times,
@@ -36,7 +48,25 @@ async def create_task(request: web.Request) -> web.Response:
         args=body.args,
         context=body.context,
     )
-    return json_model(task, status=201)
+
+
+@routes.post("/tasques")
+async def create_task(request: web.Request) -> web.Response:
+    body = await read_body(request, NewTask)
+    return json_model(await request.app[TASKS].create(_spec(body)), status=201)
+
+
+@routes.post("/tasques/bulk")
+async def create_tasks(request: web.Request) -> web.Response:
+    body = await read_body(request, NewTasks)
+    results = await request.app[TASKS].create_many([_spec(t) for t in body.tasks])
+    items = [
+        BulkItem(status=201, task=r)
+        if isinstance(r, Task)
+        else BulkItem(status=409, error=ErrorBody(message=str(r), details=[ErrorDetail(field="id", problem="taken")]))
+        for r in results
+    ]
+    return json_model(BulkResult(results=items))
 
 
 @routes.get("/tasques")

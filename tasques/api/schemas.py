@@ -47,6 +47,22 @@ class NewTask(_Request):
     context: JsonObject | None = Field(None, description="context for the task")
 
 
+class NewTasks(_Request):
+    tasks: list[NewTask] = Field(
+        min_length=1, max_length=1000, description="1 to 1,000 tasks; if any is invalid, none is created"
+    )
+
+
+class BulkItem(BaseModel):
+    status: int = Field(description="201 if created, 409 if its id was taken", examples=[201])
+    task: Task | None = Field(None, description="the created task")
+    error: ErrorBody | None = Field(None, description="why this one was not created")
+
+
+class BulkResult(BaseModel):
+    results: list[BulkItem] = Field(description="one result per requested task, in request order")
+
+
 class Claim(_Request):
     queues: list[QueueName] = Field(min_length=1, max_length=100, description="the queues to claim from")
     amount: int = Field(1, description="the most tasks to claim", examples=[1])
@@ -117,7 +133,11 @@ class Health(BaseModel):
     store: str = Field(examples=["sqlite"])
 
 
+BulkItem.model_rebuild()
+
 __all__ = [
+    "BulkItem",
+    "BulkResult",
     "Claim",
     "ErrorBody",
     "ErrorDetail",
@@ -126,6 +146,7 @@ __all__ = [
     "NewRecurringTask",
     "NewReport",
     "NewTask",
+    "NewTasks",
     "QueueSummary",
     "RecurringTask",
     "RecurringTaskUpdate",

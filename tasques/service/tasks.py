@@ -35,6 +35,21 @@ class TaskSettings:
     max_list_limit: int = 1000
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as a producer asks for it: anything left None takes the server default."""
+
+    queue: str
+    kind: str
+    id: str | None = None
+    priority: int = 0
+    run_at: datetime | None = None
+    retry_times: int | None = None
+    processing_timeout: timedelta | None = None
+    args: JsonObj | None = None
+    context: JsonObj | None = None
+
+
 class TaskService:
     def __init__(self, store: Store, settings: TaskSettings, clock: Clock, signals: QueueSignals) -> None:
         self._store = store
@@ -46,34 +61,30 @@ class TaskService:
     def settings(self) -> TaskSettings:
         return self._settings
 
-    async def create(
-        self,
-        *,
-        queue: str,
-        kind: str,
-        task_id: str | None = None,
-        priority: int = 0,
-        run_at: datetime | None = None,
-        retry_times: int | None = None,
-        processing_timeout: timedelta | None = None,
-        args: JsonObj | None = None,
-        context: JsonObj | None = None,
-    ) -> Task:
-        now = self._clock()
-        if processing_timeout is not None and processing_timeout <= timedelta(0):
+    def resolve(self, spec: TaskSpec, now: datetime) -> NewTask:
+        """Fill in the server defaults: a generated id, run now, the configured retries and timeout."""
+        if spec.processing_timeout is not None and spec.processing_timeout <= timedelta(0):
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
-        new = NewTask(
-            id=task_id or str(uuid.uuid4()),
-            queue=queue,
-            kind=kind,
-            priority=priority,
-            run_at=run_at or now,
-            retry_times=self._settings.retry_times if retry_times is None else retry_times,
-            processing_timeout=processing_timeout or self._settings.processing_timeout,
-            args=args,
-            context=context,
+        return NewTask(
+            id=spec.id or str(uuid.uuid4()),
+            queue=spec.queue,
+            kind=spec.kind,
+            priority=spec.priority,
+            run_at=spec.run_at or now,
+            retry_times=self._settings.retry_times if spec.retry_times is None else spec.retry_times,
+            processing_timeout=spec.processing_timeout or self._settings.processing_timeout,
+            args=spec.args,
+            context=spec.context,
         )
-        return await self.insert(new, now)
+
+    async def create(self, spec: TaskSpec) -> Task:
+        now = self._clock()
+        return await self.insert(self.resolve(spec, now), now)
+
+    async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
+        """Create many tasks in one store round trip; a taken id fails only its own slot."""
+        now = self._clock()
+        return await self.insert_many([self.resolve(spec, now) for spec in specs], now)
 
     async def insert(self, new: NewTask, now: datetime) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""

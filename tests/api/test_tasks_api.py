@@ -754,3 +754,47 @@ async def test_queue_counts_empty(client: Client) -> None:
 
 async def test_health(client: Client) -> None:
     assert await call(client, "GET", "/health", status=200) == {"status": "ok", "store": "sqlite"}
+
+
+# Bulk create
+
+
+async def test_bulk_create_reports_each_task(client: Client) -> None:
+    await create_task(client, "q", "k", id="taken")
+    body = {
+        "tasks": [
+            {"queue": "q", "kind": "k", "id": "b1", "args": {"n": 1}},
+            {"queue": "q", "kind": "k", "id": "taken"},
+            {"queue": "other", "kind": "k2", "priority": 5},
+        ]
+    }
+    result = await call(client, "POST", "/tasques/bulk", status=200, body=body)
+    statuses = [r["status"] for r in result["results"]]
+    assert statuses == [201, 409, 201]
+    assert result["results"][0]["task"]["args"] == {"n": 1}
+    assert result["results"][0]["task"]["state"] == "queued"
+    assert result["results"][1]["error"]["details"] == [{"field": "id", "problem": "taken"}]
+    assert "task" not in result["results"][1]
+    assert result["results"][2]["task"]["queue"] == "other"
+    assert (await get_task(client, "q", "b1"))["args"] == {"n": 1}
+
+
+async def test_bulk_create_is_all_or_nothing_on_invalid_input(client: Client) -> None:
+    body = {"tasks": [{"queue": "q", "kind": "k", "id": "ok"}, {"queue": "q"}, {"queue": "bad queue", "kind": "k"}]}
+    result = await call(client, "POST", "/tasques/bulk", status=400, body=body)
+    assert_error(result, "tasks.1.kind", "tasks.2.queue")
+    await call(client, "GET", "/tasques/q/ok", status=404)
+
+
+@pytest.mark.parametrize("n", [0, 1001])
+async def test_bulk_create_takes_one_to_a_thousand(client: Client, n: int) -> None:
+    body = {"tasks": [{"queue": "q", "kind": "k"}] * n}
+    assert_error(await call(client, "POST", "/tasques/bulk", status=400, body=body), "tasks")
+
+
+async def test_bulk_created_tasks_wake_a_blocked_claim(make_client: MakeClient) -> None:
+    client = await make_client(poll_interval=timedelta(seconds=60))
+    pending = asyncio.create_task(claim(client, ["q"], block_for="5s"))
+    await asyncio.sleep(0.2)
+    await call(client, "POST", "/tasques/bulk", status=200, body={"tasks": [{"queue": "q", "kind": "k", "id": "w"}]})
+    assert [t["id"] for t in await asyncio.wait_for(pending, 3)] == ["w"]
