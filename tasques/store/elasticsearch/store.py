@@ -14,7 +14,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -49,6 +50,10 @@ MAX_PAGE = 10_000
 MAX_COUNTED_QUEUES = 10_000
 # A claim re-searches at most this many times when it lost races and is still short of its limit.
 CLAIM_ROUNDS = 5
+# A claim that sees nothing refreshes at most this often (seconds) to find other servers' new tasks.
+EMPTY_CLAIM_REFRESH_GAP = 0.1
+# Past this many of our own unrefreshed claims/dones, a claim refreshes instead of excluding them by id.
+MAX_STALE_EXCLUDED = 2_000
 # Without ILM, archive_finished rolls over and prunes the archive at most this often (wall-clock seconds).
 ARCHIVE_MAINTENANCE_EVERY = 60.0
 _DELETE_RETRIES = 5
@@ -101,6 +106,8 @@ class ElasticsearchStore:
         self._next_maintenance = 0.0
         # _ids this instance's claims are writing right now: its other claims skip them rather than lose the race.
         self._claiming: set[str] = set()
+        # _id -> write generation of tasks this instance took out of the claimable set (see _stale_for_claims).
+        self._unrefreshed: OrderedDict[str, int] = OrderedDict()
 
     @classmethod
     def from_config(
@@ -145,14 +152,36 @@ class ElasticsearchStore:
     async def _refresh_tasks(self) -> None:
         await self._client.indices.refresh(index=self.names.tasks)
 
-    async def _bulk(self, operations: list[JsonDict], *, live: bool = True) -> list[JsonDict]:
-        """One `_bulk`; returns its items. Writes to the live index count as writes for read-your-writes."""
+    async def _bulk(self, operations: list[JsonDict], *, live: bool = True, claimable: bool = True) -> list[JsonDict]:
+        """One `_bulk`; returns its items. Writes to the live index count as writes for read-your-writes;
+        `claimable=False` says none of them can make a task claimable (claims, done, deletes)."""
+        generation = 0
         try:
             resp = await self._client.bulk(operations=operations)
         finally:
             if live:
-                self.refresher.wrote()
-        return [next(iter(item.values())) for item in resp.body["items"]]
+                generation = self.refresher.wrote(claimable=claimable)
+        items = [next(iter(item.values())) for item in resp.body["items"]]
+        if live and not claimable:
+            self._took_out((item["_id"] for item in items if item["status"] in _OK), generation)
+        return items
+
+    def _took_out(self, doc_ids: Iterable[str], generation: int) -> None:
+        """Remember tasks this instance made unclaimable, until a refresh shows it to searches."""
+        for doc_id in doc_ids:
+            self._unrefreshed.pop(doc_id, None)
+            self._unrefreshed[doc_id] = generation
+
+    def _stale_for_claims(self) -> list[str]:
+        """Ids a claim search must skip: made unclaimable by us since the last refresh (the index still
+        shows them claimable). Oldest entries go as refreshes cover them."""
+        covered = self.refresher.covered
+        while self._unrefreshed:
+            doc_id, generation = next(iter(self._unrefreshed.items()))
+            if generation > covered:
+                break
+            del self._unrefreshed[doc_id]
+        return list(self._unrefreshed)
 
     # Tasks
 
@@ -263,12 +292,17 @@ class ElasticsearchStore:
                 if_primary_term=version.primary_term,
             )
         except ConflictError:
+            self.refresher.wrote(claimable=task.claimable)
             # Also what a conditional write on a missing document answers.
             if await self._client.exists(index=self.names.tasks, id=doc_id):
                 raise VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read") from None
             raise NotFound(f"no task {task.id} in queue {task.queue}") from None
-        finally:
-            self.refresher.wrote()
+        except BaseException:
+            self.refresher.wrote(claimable=task.claimable)
+            raise
+        generation = self.refresher.wrote(claimable=task.claimable)
+        if not task.claimable:
+            self._took_out([doc_id], generation)
         return _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
 
     async def update_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict]:
@@ -278,7 +312,8 @@ class ElasticsearchStore:
         for task in tasks:
             ops.extend(self._conditional_index(task, task))
         results: list[Task | VersionConflict] = []
-        for task, item in zip(tasks, await self._bulk(ops), strict=True):
+        items = await self._bulk(ops, claimable=any(t.claimable for t in tasks))
+        for task, item in zip(tasks, items, strict=True):
             if item["status"] in _OK:
                 results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
             elif item["status"] == 409:
@@ -321,9 +356,15 @@ class ElasticsearchStore:
                     ]
                 }
             }
-            if refused:
-                query["bool"]["must_not"] = [{"ids": {"values": sorted(refused)}}]
-            await self.refresher.ensure_fresh()
+            stale = self._stale_for_claims()
+            if len(stale) > MAX_STALE_EXCLUDED:
+                await self.refresher.ensure_fresh()  # cheaper than a huge exclusion list
+                stale = self._stale_for_claims()
+            else:
+                await self.refresher.ensure_fresh(for_claims=True)
+            skip = refused.union(stale)
+            if skip:
+                query["bool"]["must_not"] = [{"ids": {"values": sorted(skip)}}]
             resp = await self._client.search(
                 index=self.names.tasks,
                 query=query,
@@ -361,7 +402,7 @@ class ElasticsearchStore:
                 doc_ids = [op["index"]["_id"] for op in ops[::2]]
                 self._claiming.update(doc_ids)
                 try:
-                    items = await self._bulk(ops)
+                    items = await self._bulk(ops, claimable=False)
                 finally:
                     self._claiming.difference_update(doc_ids)
                 for (task, changed), item in zip(batch, items, strict=True):
@@ -373,10 +414,15 @@ class ElasticsearchStore:
                     else:
                         lost += 1
                         log.warning("claim of task %s failed, left as it was: %s", item["_id"], item.get("error"))
+            if not hits and not claimed and await self.refresher.refresh_if_idle_for(EMPTY_CLAIM_REFRESH_GAP):
+                # Nothing visible: another server may have created tasks since the last refresh. Look again,
+                # refreshing at most every EMPTY_CLAIM_REFRESH_GAP rather than waiting for refresh_interval.
+                continue
             if len(claimed) >= limit or not hits or (len(hits) < size and lost == 0):
                 break
-            # Short, and races were lost or candidates refused: search again (our bulk writes make the next
-            # search refresh first, so it sees what the winners wrote).
+            if lost:
+                # Races lost to other servers mean our view of the index is stale: refresh before looking again.
+                await self.refresher.refresh_if_idle_for(0)
         claimed.sort(key=lambda c: (c[0], c[1]))
         return [task for _, _, task in claimed]
 
@@ -528,7 +574,7 @@ class ElasticsearchStore:
         ]
         moved = 0
         conflicted: list[str] = []
-        for item in await self._bulk(deletes):
+        for item in await self._bulk(deletes, claimable=False):
             if item["status"] in _OK:
                 moved += 1
             elif item["status"] == 409:
