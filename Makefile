@@ -35,6 +35,10 @@ lint: $(STAMP) ## ruff and mypy --strict
 test: $(STAMP) ## lint, then the whole suite against SQLite and a real Elasticsearch
 	scripts/run-tests $(PYTEST_ARGS)
 
+.PHONY: example
+example: $(STAMP) ## the ciphers demo: Tasques on SQLite, a web producer, a Python and a Go worker (Ctrl-C stops)
+	PYTHON=$(PY) example_ciphers/run $(EXAMPLE_ARGS)
+
 .PHONY: es-start
 es-start: ## start the test Elasticsearch (prints its URL)
 	scripts/elasticsearch start
