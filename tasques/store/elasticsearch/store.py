@@ -8,10 +8,7 @@ refresh before every search so each instance reads its own writes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -26,6 +23,7 @@ from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, Not
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, TaskState, Version, claim_order_key
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, MaintenanceResult, error_type
 from tasques.store.elasticsearch.mappings import (
     IndexNames,
@@ -452,7 +450,7 @@ class ElasticsearchStore:
         if limit <= 0:
             raise InvalidInput("limit must be positive", [FieldProblem(field="limit", problem="must be at least 1")])
         limit = min(limit, MAX_PAGE - 1)
-        after = _decode_cursor(cursor) if cursor is not None else None
+        after = decode_cursor(cursor) if cursor is not None else None
         filters: list[JsonDict] = []
         if flt.queue is not None:
             filters.append({"term": {"queue": flt.queue}})
@@ -481,7 +479,7 @@ class ElasticsearchStore:
         next_cursor = None
         if len(hits) > limit:
             created_ns, queue, task_id = hits[limit - 1]["sort"]
-            next_cursor = _encode_cursor((int(created_ns) // 1_000, str(queue), str(task_id)))
+            next_cursor = encode_cursor((int(created_ns) // 1_000, str(queue), str(task_id)))
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
     async def queue_counts(self) -> list[QueueCounts]:
@@ -773,33 +771,3 @@ def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError:
     return ElasticsearchStoreError(
         f"{action} of {item.get('_id')} failed with {item.get('status')}: {item.get('error')}"
     )
-
-
-# Listing cursors: the sort values of a page's last task, (created_at in µs, queue, id), as url-safe base64 JSON.
-# The same shape as the SQLite store's.
-
-_Cursor = tuple[int, str, str]
-_MAX_NANOS = 2**63 - 1
-
-
-def _encode_cursor(last: _Cursor) -> str:
-    raw = json.dumps(list(last), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: str) -> _Cursor:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        value = None
-    if (
-        isinstance(value, list)
-        and len(value) == 3
-        and type(value[0]) is int
-        and 0 <= value[0] * 1_000 <= _MAX_NANOS
-        and isinstance(value[1], str)
-        and isinstance(value[2], str)
-    ):
-        return (value[0], value[1], value[2])
-    raise InvalidInput("invalid cursor", [FieldProblem(field="cursor", problem="not a cursor this server returned")])

@@ -9,10 +9,7 @@ second thread with its own connection, which WAL lets run alongside the writer.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import heapq
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +20,7 @@ from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, Not
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState, Version
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.cursor import Cursor, decode_cursor, encode_cursor
 from tasques.store.sqlite.schema import CLAIMABLE, DDL, FINISHED, OUTSTANDING, SCHEMA_VERSION, TASK_COLUMNS
 
 T = TypeVar("T")
@@ -183,13 +181,13 @@ class SqliteStore:
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
             raise InvalidInput("limit must be positive", [FieldProblem(field="limit", problem="must be at least 1")])
-        after = _decode_cursor(cursor) if cursor is not None else None
+        after = decode_cursor(cursor) if cursor is not None else None
         sql, params = _list_query(flt, limit + 1, after)
 
         def run(conn: sqlite3.Connection) -> TaskPage:
             rows = conn.execute(sql, params).fetchall()
             tasks = [Task.model_validate_json(row[3]) for row in rows[:limit]]
-            next_cursor = _encode_cursor(rows[limit - 1][:3]) if len(rows) > limit else None
+            next_cursor = encode_cursor(rows[limit - 1][:3]) if len(rows) > limit else None
             return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
         return await self._read(run)
@@ -447,10 +445,8 @@ def _check_identity(before: Task, after: Task) -> None:
 
 # Listing
 
-_Cursor = tuple[int, str, str]  # (created_at micros, queue, id) of the last task of a page
 
-
-def _list_query(flt: TaskFilter, limit: int, after: _Cursor | None) -> tuple[str, list[Any]]:
+def _list_query(flt: TaskFilter, limit: int, after: Cursor | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if flt.queue is not None:
@@ -482,25 +478,3 @@ def _list_query(flt: TaskFilter, limit: int, after: _Cursor | None) -> tuple[str
     sql = f"SELECT created_at, queue, id, body FROM tasks {where}ORDER BY created_at DESC, queue DESC, id DESC LIMIT ?"
     params.append(limit)
     return sql, params
-
-
-def _encode_cursor(last: Sequence[Any]) -> str:
-    raw = json.dumps(list(last), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: str) -> _Cursor:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        value = None
-    if (
-        isinstance(value, list)
-        and len(value) == 3
-        and type(value[0]) is int
-        and isinstance(value[1], str)
-        and isinstance(value[2], str)
-    ):
-        return (value[0], value[1], value[2])
-    raise InvalidInput("invalid cursor", [FieldProblem(field="cursor", problem="not a cursor this server returned")])
