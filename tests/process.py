@@ -13,6 +13,16 @@ from pathlib import Path
 from types import TracebackType
 
 
+def es_server_settings(url: str, index_prefix: str) -> dict[str, str]:
+    """`TASQUES_*` settings for a server on the test Elasticsearch, isolated by index prefix."""
+    return {
+        "TASQUES_STORE_KIND": "elasticsearch",
+        "TASQUES_STORE_ELASTICSEARCH_ADDRESSES": f"[{url}]",
+        "TASQUES_STORE_ELASTICSEARCH_INDEX_PREFIX": index_prefix,
+        "TASQUES_STORE_ELASTICSEARCH_REPLICAS": "0",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

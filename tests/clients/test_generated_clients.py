@@ -9,13 +9,11 @@ missing Go or Node toolchain: these tests are never skipped for want of one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.contract.conftest import delete_es_prefix
 from tests.process import ServerProcess
 
 GEN_CLIENTS = REPO / "scripts" / "gen-clients"
@@ -65,27 +62,9 @@ def generated_clients() -> GeneratedClients:
     return GeneratedClients()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real `tasques serve` on an empty store of each kind."""
-    es: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        settings = {"TASQUES_STORE_KIND": "sqlite", "TASQUES_STORE_SQLITE_PATH": str(tmp_path / "tasques.db")}
-    else:
-        es = (request.getfixturevalue("elasticsearch_url"), request.getfixturevalue("es_index_prefix"))
-        settings = {
-            "TASQUES_STORE_KIND": "elasticsearch",
-            "TASQUES_STORE_ELASTICSEARCH_ADDRESSES": f"[{es[0]}]",
-            "TASQUES_STORE_ELASTICSEARCH_INDEX_PREFIX": es[1],
-            "TASQUES_STORE_ELASTICSEARCH_REPLICAS": "0",
-        }
-    process = ServerProcess(settings, tmp_path / "server.log")
-    try:
-        yield process.start(timeout=60)
-    finally:
-        process.stop()
-        if es is not None:
-            asyncio.run(delete_es_prefix(*es))
+@pytest.fixture
+def server(store_server: ServerProcess) -> ServerProcess:
+    return store_server
 
 
 def _run_gen_clients(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import AsyncElasticsearch
 
 from tasques.config import ElasticsearchConfig
 from tasques.store.base import Store
-from tasques.store.elasticsearch.cluster import has_ilm
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
+from tests.conftest import delete_es_prefix
 
 
 @asynccontextmanager
@@ -30,17 +29,6 @@ async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 def es_settings(url: str, prefix: str, **overrides: Any) -> ElasticsearchConfig:
     """Settings for a test store: its own index prefix, no replicas (single node)."""
     return ElasticsearchConfig(addresses=[url], index_prefix=prefix, replicas=0, **overrides)
-
-
-async def delete_es_prefix(url: str, prefix: str) -> None:
-    """Remove every index, template and ILM policy a test store created under `prefix`."""
-    async with AsyncElasticsearch(url, request_timeout=30) as client:
-        await client.indices.delete(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
-        templates = await client.options(ignore_status=404).indices.get_index_template(name=f"{prefix}-*")
-        for template in templates.body.get("index_templates", []):
-            await client.indices.delete_index_template(name=template["name"])
-        if await has_ilm(client):
-            await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
 
 
 @asynccontextmanager

@@ -15,7 +15,6 @@ these tests fail saying so, they are never skipped.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from example_ciphers import build_go
 from example_ciphers.ciphers import CipherError, encode, parse_request
 from example_ciphers.producer import create_app
 from tests.conftest import REPO
-from tests.contract.conftest import delete_es_prefix
 from tests.process import ServerProcess, free_port
 
 EXAMPLE = REPO / "example_ciphers"
@@ -251,27 +249,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real `tasques serve` on an empty store of each kind."""
-    es: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        settings = {"TASQUES_STORE_KIND": "sqlite", "TASQUES_STORE_SQLITE_PATH": str(tmp_path / "tasques.db")}
-    else:
-        es = (request.getfixturevalue("elasticsearch_url"), request.getfixturevalue("es_index_prefix"))
-        settings = {
-            "TASQUES_STORE_KIND": "elasticsearch",
-            "TASQUES_STORE_ELASTICSEARCH_ADDRESSES": f"[{es[0]}]",
-            "TASQUES_STORE_ELASTICSEARCH_INDEX_PREFIX": es[1],
-            "TASQUES_STORE_ELASTICSEARCH_REPLICAS": "0",
-        }
-    process = ServerProcess(settings, tmp_path / "server.log")
-    try:
-        yield process.start(timeout=60)
-    finally:
-        process.stop()
-        if es is not None:
-            asyncio.run(delete_es_prefix(*es))
+@pytest.fixture
+def server(store_server: ServerProcess) -> ServerProcess:
+    return store_server
 
 
 PLAINTEXTS = ("Attack at dawn!", "héllo wörld ✓ 日本 🚀")

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.process import ServerProcess
+from tests.process import ServerProcess, es_server_settings
 
 StartServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture
 def es_settings(elasticsearch_url: str, es_index_prefix: str) -> dict[str, str]:
-    return {
-        "TASQUES_STORE_KIND": "elasticsearch",
-        "TASQUES_STORE_ELASTICSEARCH_ADDRESSES": f"[{elasticsearch_url}]",
-        "TASQUES_STORE_ELASTICSEARCH_INDEX_PREFIX": es_index_prefix,
-        "TASQUES_STORE_ELASTICSEARCH_REPLICAS": "0",
-    }
+    return es_server_settings(elasticsearch_url, es_index_prefix)
 
 
 @pytest.fixture
