@@ -35,6 +35,16 @@ lint: $(STAMP) ## ruff and mypy --strict
 test: $(STAMP) ## lint, then the whole suite against SQLite and a real Elasticsearch
 	scripts/run-tests $(PYTEST_ARGS)
 
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP) ## benchmarks on SQLite and a real Elasticsearch, to bench/results/ (BENCH_ARGS=--quick: ~10x smaller)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 .PHONY: example
 example: $(STAMP) ## the ciphers demo: Tasques on SQLite, a web producer, a Python and a Go worker (Ctrl-C stops)
 	PYTHON=$(PY) example_ciphers/run $(EXAMPLE_ARGS)

@@ -1,0 +1,1 @@
+"""Tasques benchmarks: `python -m bench.run` (or `make bench`). See docs/benchmarks.md."""

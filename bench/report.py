@@ -1,0 +1,175 @@
+"""Markdown tables of a results file: `python -m bench.report [bench/results/latest.json]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.env import Json
+
+STORE_NAMES = {"sqlite": "SQLite", "elasticsearch": "Elasticsearch"}
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None or isinstance(value, str):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _other_load(entry: Json) -> str:
+    cpu = entry.get("cpu") or {}
+    capacity = cpu.get("machine_capacity_s") or 0
+    return f"{100 * cpu.get('others_s', 0) / capacity:.0f}%" if capacity else "-"
+
+
+def _get(results: Json, kind: str, *path: str) -> Any:
+    node: Any = results.get("stores", {}).get(kind, {})
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows or all(all(cell in ("-", "not run") for cell in row[1:]) for row in rows):
+        return ["(not run)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: Json) -> str:
+    kinds = [k for k in ("sqlite", "elasticsearch") if k in results.get("stores", {})]
+    names = [STORE_NAMES[k] for k in kinds]
+    out: list[str] = []
+    m = results.get("machine", {})
+    out.append(
+        f"Mode **{results.get('mode')}**, {results.get('started_at', '')[:19]}Z, {m.get('cores')} cores "
+        f"({m.get('cpu_model')}), {m.get('memory_gib')} GiB, Python {m.get('python')}, SQLite {m.get('sqlite')}, "
+        f"Elasticsearch {m.get('elasticsearch') or '-'}, commit {str(m.get('git_commit'))[:10]}"
+        f'{" (dirty)" if m.get("git_dirty") else ""}. "Other load": CPU used by processes outside the '
+        "benchmark during the measurement, as a share of the machine."
+    )
+
+    out += ["", "**Enqueue** (tasks/s; request latency p50 / p99 in ms)", ""]
+    rows = []
+    for key, label in (
+        ("single_1", "`POST /tasques`, 1 client"),
+        ("single_16", "`POST /tasques`, 16 clients"),
+        ("bulk_1000", "`POST /tasques/bulk`, 1,000 per request"),
+    ):
+        row = [label]
+        for kind in kinds:
+            e = _get(results, kind, "enqueue", key)
+            if not e or "tasks_per_s" not in e:
+                row.append("-")
+                continue
+            lat = e["request_latency"]
+            row.append(f"{_num(e['tasks_per_s'])} ({_num(lat['p50_ms'], 1)} / {_num(lat['p99_ms'], 1)})")
+        rows.append(row)
+    out += _table(["scenario", *names], rows)
+
+    out += ["", "**End to end**: tasks/s until every task is done; mean claim size; other load", ""]
+    amounts: list[int] = []
+    for kind in kinds:
+        for r in _get(results, kind, "e2e", "runs") or []:
+            if r["claim_amount"] not in amounts:
+                amounts.append(r["claim_amount"])
+    rows = []
+    for amount in amounts:
+        row = [f"claim amount {amount}"]
+        for kind in kinds:
+            runs = [r for r in _get(results, kind, "e2e", "runs") or [] if r["claim_amount"] == amount]
+            if not runs:
+                row.append("-")
+                continue
+            r = runs[0]
+            row.append(f"**{_num(r['tasks_per_s'])}** (claim {r['mean_claim_size']}; {_other_load(r)})")
+        rows.append(row)
+    out += _table(["workers: 8 claim loops", *names], rows)
+
+    out += ["", "**Limits** (tasks/s, no server) and our end-to-end rate as a share of each", ""]
+    rows = []
+    comparison = results.get("comparison", {})
+    for kind, name, label in (
+        ("sqlite", "raw_sqlite", "raw SQLite: insert + 2 updates, batched"),
+        ("elasticsearch", "raw_es_bulk", "raw Elasticsearch `_bulk`: 3 writes per task"),
+        ("elasticsearch", "raw_es_loop", "raw Elasticsearch loop: refresh, search 100, bulk claim, bulk done"),
+    ):
+        limit = _get(results, kind, "limits", name)
+        if not limit or "tasks_per_s" not in limit:
+            continue
+        shares = comparison.get(kind, {}).get(name, {})
+        share = ", ".join(f"{k.split('_')[2]}: {v:g}%" for k, v in shares.items()) or "-"
+        rows.append([label, f"**{_num(limit['tasks_per_s'])}**", share])
+    out += _table(["limit", "tasks/s", "end to end as % of it, by claim amount"], rows)
+
+    out += ["", "**Pickup latency**, create sent → claim received (ms)", ""]
+    rows = []
+    for kind, name in zip(kinds, names, strict=True):
+        lat = _get(results, kind, "latency")
+        if not lat or "create_to_claim" not in lat:
+            continue
+        d = lat["create_to_claim"]
+        rows.append(
+            [name, f"{lat['tasks']} at {lat['rate_per_s']:g}/s"]
+            + [_num(d[k], 1) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+        )
+    out += _table(["store", "tasks", "p50", "p95", "p99", "max"], rows)
+
+    out += [
+        "",
+        "**Backlog scaling**: claim+done/s with N tasks queued (ms per task; server CPU ms per task; other load)",
+        "",
+    ]
+    sizes: list[int] = []
+    for kind in kinds:
+        for s in _get(results, kind, "backlog", "steps") or []:
+            if s["backlog"] not in sizes:
+                sizes.append(s["backlog"])
+    rows = []
+    for size in sorted(sizes):
+        row = [f"{size:,}"]
+        for kind in kinds:
+            steps = [s for s in _get(results, kind, "backlog", "steps") or [] if s["backlog"] == size]
+            if not steps:
+                row.append("not run")
+                continue
+            s = steps[0]
+            row.append(
+                f"**{_num(s['tasks_per_s'])}** ({_num(s['ms_per_task'], 2)}; "
+                f"{_num(s.get('server_cpu_ms_per_task'), 2)}; {_other_load(s)})"
+            )
+        rows.append(row)
+    ratio_row = ["cost at the largest ÷ at the smallest"]
+    for kind in kinds:
+        b = _get(results, kind, "backlog") or {}
+        ratio = b.get("cost_ratio_largest_vs_smallest")
+        cpu_ratio = b.get("server_cpu_ratio_largest_vs_smallest")
+        ratio_row.append(
+            f"**{ratio}x** time, {cpu_ratio}x server CPU (at {b.get('largest_backlog', 0):,})" if ratio else "-"
+        )
+    rows.append(ratio_row)
+    out += _table(["backlog", *names], rows)
+    for kind, name in zip(kinds, names, strict=True):
+        for skipped in _get(results, kind, "backlog", "skipped") or []:
+            out.append(f"\n{name} backlog {skipped['backlog']:,} not run: {skipped['reason']}.")
+
+    failures = results.get("failures") or []
+    if failures:
+        out += ["", "**FAILED**:", *[f"- {f}" for f in failures]]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else Path(__file__).parent / "results" / "latest.json"
+    print(markdown(json.loads(path.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

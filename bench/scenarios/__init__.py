@@ -1,0 +1,1 @@
+"""The benchmark scenarios; each has `async def run(ctx, store_kind) -> dict`."""

@@ -1,0 +1,83 @@
+"""Scenario 2, end to end: a bulk-enqueued backlog of no-op tasks run to completion by SDK workers.
+
+Workers: `worker_processes` processes x `workers_per_process` SDK `Worker`s = 8 claim loops. Each Worker's
+concurrency equals its claim amount: the SDK never claims more tasks than it has free slots, so with fewer
+slots a claim amount of 10 or 100 would never be used. Claim amount 1 is thus exactly 8 tasks in flight.
+"""
+
+from __future__ import annotations
+
+from bench.api import bulk_enqueue, expect_counts, expect_done_once, session
+from bench.context import Context, per_task
+from bench.env import Json, check
+from bench.profile import PySpy
+from bench.workers import WorkerPool
+
+QUEUE = "e2e"
+
+
+async def run_one(ctx: Context, kind: str, amount: int) -> Json:
+    p = ctx.params
+    total = p.e2e_tasks
+    store = ctx.store(kind, f"e2e{amount}")
+    server = await ctx.start_server(store, f"{kind}-e2e-{amount}")
+    pool: WorkerPool | None = None
+    try:
+        async with session() as http:
+            ids = await bulk_enqueue(http, server.url, QUEUE, total)
+            check(len(set(ids)) == total, f"enqueued {len(set(ids))} distinct tasks, expected {total}")
+            await expect_counts(http, server.url, QUEUE, queued=total)
+            pool = WorkerPool(
+                server.url,
+                QUEUE,
+                processes=p.worker_processes,
+                workers_per_process=p.workers_per_process,
+                claim_amount=amount,
+                concurrency=amount,
+                block_for=1.0,
+                log_path=ctx.log_path(f"workers-{kind}-e2e-{amount}"),
+            )
+            await pool.start()
+            spy = None
+            if ctx.profile_dir is not None:
+                spy = PySpy(server.pid, ctx.profile_dir / f"{ctx.stamp}-{kind}-e2e-{amount}.txt")
+                await spy.start()
+            meter = ctx.meter(kind, server, pool.pids).start()
+            started = pool.go()
+            await pool.wait_for_done(total, p.stall_timeout_s, overall_timeout=max(900.0, total / 10))
+            cpu = meter.stop()
+            profile = await spy.stop() if spy is not None else None
+            result = await pool.stop()
+            pool = None
+            result.verify(expected=total)
+            check({i for i, _ in result.received} == set(ids), "the workers ran other tasks than were enqueued")
+            await expect_counts(http, server.url, QUEUE, done=total)
+            await expect_done_once(http, server.url, QUEUE, ids)
+        elapsed = result.last_done_at - started
+        out = {
+            "claim_amount": amount,
+            "claim_loops": p.worker_processes * p.workers_per_process,
+            "concurrency_per_worker": amount,
+            "tasks": total,
+            "elapsed_s": round(elapsed, 3),
+            "tasks_per_s": round(total / elapsed, 1),
+            **result.claim_summary(),
+            "cpu": cpu,
+            **per_task(cpu, total),
+            "verified": True,
+        }
+        if profile is not None:
+            out["server_profile"] = profile
+        ctx.log(
+            f"end to end, claim amount {amount}: {out['tasks_per_s']:.0f} tasks/s (mean claim {out['mean_claim_size']})"
+        )
+        return out
+    finally:
+        if pool is not None:
+            pool.kill()
+        await server.astop()
+        await store.destroy()
+
+
+async def run(ctx: Context, kind: str) -> Json:
+    return {"runs": [await run_one(ctx, kind, amount) for amount in ctx.params.e2e_claim_amounts]}
