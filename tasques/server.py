@@ -17,6 +17,7 @@ from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer
 from tasques.service.clock import Clock, utc_now
+from tasques.service.queues import QueueService
 from tasques.service.recurring import RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
@@ -57,7 +58,8 @@ def server_id() -> str:
 def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
     """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
     signals = QueueSignals()
-    tasks = TaskService(store, task_settings(config.tasks), clock, signals)
+    queues = QueueService(store, clock)
+    tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
     recurring = RecurringService(store, tasks, clock)
     hk = config.housekeeping
     jobs: list[LeaderJob] = [

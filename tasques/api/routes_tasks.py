@@ -30,6 +30,8 @@ routes = web.RouteTableDef()
 TASK_LIST = TypeAdapter(list[Task])
 SUMMARY_LIST = TypeAdapter(list[QueueSummary])
 DEFAULT_PAGE = 100
+# The states the original Tasques counts; others appear in /queues only when non-zero.
+_ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED}
 
 
 def _key(request: web.Request) -> tuple[str, str]:
@@ -47,6 +49,8 @@ def _spec(body: NewTask) -> TaskSpec:
         processing_timeout=body.processing_timeout,
         args=body.args,
         context=body.context,
+        http_request=body.http_request,
+        retry_policy=body.retry_policy,
     )
 
 
@@ -133,8 +137,21 @@ async def mark_failed(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data))
 
 
+@routes.put("/tasques/cancel/{queue}/{id}")
+async def cancel_task(request: web.Request) -> web.Response:
+    return json_model(await request.app[TASKS].cancel(*_key(request)))
+
+
+@routes.put("/tasques/run-now/{queue}/{id}")
+async def run_task_now(request: web.Request) -> web.Response:
+    return json_model(await request.app[TASKS].run_now(*_key(request)))
+
+
 @routes.get("/queues")
 async def list_queues(request: web.Request) -> web.Response:
     counts = await request.app[TASKS].queue_counts()
-    summaries = [QueueSummary(queue=c.queue, counts={s: c.counts.get(s, 0) for s in TaskState}) for c in counts]
+    summaries = [
+        QueueSummary(queue=c.queue, counts={s: n for s in TaskState if (n := c.counts.get(s, 0)) or s in _ORIGINAL})
+        for c in counts
+    ]
     return json_list(summaries, SUMMARY_LIST)

@@ -12,7 +12,10 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import Duration, PositiveDuration
+from tasques.domain.http_target import HttpRequest
+from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
+from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Task
 
 # Queue names and ids appear as URL path segments, so they exclude '/', '?', '#', '%' and whitespace.
@@ -45,6 +48,12 @@ class NewTask(_Request):
     )
     args: JsonObject | None = Field(None, description="arguments for the task")
     context: JsonObject | None = Field(None, description="context for the task")
+    http_request: HttpRequest | None = Field(
+        None, description="makes this an HTTP-target task: the server's dispatcher sends this request; 2xx is done"
+    )
+    retry_policy: RetryPolicy | None = Field(
+        None, description="how failed attempts are retried; the queue's default, else the server's backoff"
+    )
 
 
 class NewTasks(_Request):
@@ -121,11 +130,21 @@ class StateCounts(BaseModel):
     failed: int = 0
     done: int = 0
     dead: int = 0
+    # Not in the original Tasques: shown only when non-zero, so the original's five-state shape is unchanged.
+    cancelled: int | None = None
 
 
 class QueueSummary(BaseModel):
     queue: str
     counts: StateCounts = Field(description="live (not archived) tasks by state")
+
+
+class QueueSettingsUpdate(_Request):
+    """Only the fields present are changed; send null to clear a limit or the retry policy."""
+
+    max_dispatches_per_second: float | None = Field(None, gt=0, description="per-server dispatch rate limit")
+    max_concurrent_dispatches: int | None = Field(None, ge=1, description="per-server requests in flight at once")
+    retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
 
 
 class Health(BaseModel):
@@ -147,6 +166,8 @@ __all__ = [
     "NewReport",
     "NewTask",
     "NewTasks",
+    "QueueSettings",
+    "QueueSettingsUpdate",
     "QueueSummary",
     "RecurringTask",
     "RecurringTaskUpdate",

@@ -46,10 +46,10 @@ def _assert_indexed(plan: str, index: str) -> None:
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (sqlite_store.CLAIM_SQL, ("q", 0, 10), "tasks_claimable"),
+        (sqlite_store.CLAIM_SQL, ("q", "pull", 0, 10), "tasks_claimable_by_target"),
         (sqlite_store.TIMED_OUT_SQL, (0, 10), "tasks_timeouts"),
-        (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished"),
-        (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding"),
+        (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished_v2"),
+        (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding_v2"),
         (sqlite_store.COUNTS_SQL, (), "tasks_counts"),
     ],
 )

@@ -1,0 +1,69 @@
+"""HTTP-target tasks (Cloud Tasks style): the request a task carries, and its queue's dispatch settings.
+
+Pure models: no I/O. The dispatcher (`tasques.dispatch`) performs the request; stores persist these as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasques.domain.duration import PositiveDuration
+
+
+class TaskTarget(StrEnum):
+    """Who runs a task: a pull worker that claims it, or the server's HTTP dispatcher."""
+
+    PULL = "pull"
+    HTTP = "http"
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+BodyEncoding = Literal["json", "text", "base64"]
+
+
+class HttpRequest(BaseModel):
+    """The request the dispatcher sends for a task. 2xx is success; anything else is a failed attempt."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(
+        min_length=1, max_length=8192, pattern=r"^https?://", description="http:// or https:// URL to call"
+    )
+    method: HttpMethod = Field("POST", description="HTTP method")
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers")
+    body: Any = Field(
+        None,
+        description="the body: any JSON value (body_encoding json), a string (text), or base64 of raw bytes (base64)",
+    )
+    body_encoding: BodyEncoding = Field("json", description="how `body` is to be sent: json, text or base64")
+    timeout: PositiveDuration = Field(timedelta(seconds=30), description="how long to wait for the response")
+
+    @model_validator(mode="after")
+    def _body_matches_encoding(self) -> HttpRequest:
+        if self.body is None or self.body_encoding == "json":
+            return self
+        if not isinstance(self.body, str):
+            raise ValueError(f"body must be a string when body_encoding is {self.body_encoding}")
+        if self.body_encoding == "base64":
+            try:
+                base64.b64decode(self.body, validate=True)
+            except binascii.Error:
+                raise ValueError("body is not valid base64") from None
+        return self
+
+    def payload(self) -> tuple[bytes | None, str | None]:
+        """The bytes to send and the content type to default to (when the headers name none)."""
+        if self.body is None:
+            return None, None
+        if self.body_encoding == "json":
+            return json.dumps(self.body, separators=(",", ":")).encode(), "application/json"
+        if self.body_encoding == "text":
+            return str(self.body).encode(), "text/plain; charset=utf-8"
+        return base64.b64decode(str(self.body)), "application/octet-stream"
