@@ -126,12 +126,23 @@ class HousekeepingConfig(_Section):
     batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
 
 
+class DispatchConfig(_Section):
+    """The HTTP-target dispatcher every server runs. Its limits are per server, not per cluster."""
+
+    enabled: bool = Field(True, description="run the dispatcher on this server")
+    poll_interval: Duration = Field(timedelta(milliseconds=250), description="how often queues are checked")
+    max_concurrent_dispatches: int = Field(
+        10, ge=1, description="requests in flight per queue on this server, unless the queue sets its own"
+    )
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     tasks: TasksConfig = TasksConfig()
     leader: LeaderConfig = LeaderConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    dispatch: DispatchConfig = DispatchConfig()
 
 
 class ConfigError(ValueError):

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tasques.api.app import build_app
 from tasques.config import Config, ConfigError, TasksConfig
+from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer
@@ -24,6 +25,7 @@ from tasques.service.tasks import TaskService, TaskSettings
 from tasques.store.base import Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 def open_store(config: Config) -> Store:
@@ -67,17 +69,27 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
     ]
-    elector = LeaderElector(store, holder or server_id(), jobs, clock, config.leader.lease, config.leader.renew_every)
+    holder = holder or server_id()
+    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)
+    d = config.dispatch
+    dispatcher = Dispatcher(
+        tasks, f"dispatcher-{holder}", DispatchSettings(d.poll_interval, d.max_concurrent_dispatches)
+    )
     app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
     app[ELECTOR] = elector
+    app[DISPATCHER] = dispatcher
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await store.open()
-        leader = asyncio.create_task(elector.run(), name="leader")
+        loops = [asyncio.create_task(elector.run(), name="leader")]
+        if d.enabled:
+            loops.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
         yield
-        leader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leader
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -21,6 +21,9 @@ from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
 
+# An HTTP task's default processing timeout is its request timeout plus this.
+HTTP_CLAIM_GRACE = timedelta(seconds=5)
+
 
 @dataclass(frozen=True)
 class TaskSettings:
@@ -84,12 +87,18 @@ class TaskService:
             priority=spec.priority,
             run_at=spec.run_at or now,
             retry_times=self._settings.retry_times if spec.retry_times is None else spec.retry_times,
-            processing_timeout=spec.processing_timeout or self._settings.processing_timeout,
+            processing_timeout=spec.processing_timeout or self._default_timeout(spec),
             args=spec.args,
             context=spec.context,
             http_request=spec.http_request,
             retry_policy=spec.retry_policy or queue_retry_policy,
         )
+
+    def _default_timeout(self, spec: TaskSpec) -> timedelta:
+        # The dispatcher holds an HTTP task's claim for one request: if its server dies, retry soon after.
+        if spec.http_request is not None:
+            return spec.http_request.timeout + HTTP_CLAIM_GRACE
+        return self._settings.processing_timeout
 
     async def create(self, spec: TaskSpec) -> Task:
         [task] = await self._resolve_all([spec])
