@@ -124,6 +124,9 @@ class HousekeepingConfig(_Section):
     archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
     archive_older_than: Duration = Field(timedelta(hours=24), description="age of done/dead tasks to archive")
     batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
+    timeline_retention: Duration = Field(
+        timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
+    )
 
 
 class DispatchConfig(_Section):

@@ -16,7 +16,7 @@ from tasques.config import Config, ConfigError, TasksConfig
 from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
-from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer
+from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
 from tasques.service.clock import Clock, utc_now
 from tasques.service.queues import QueueService
 from tasques.service.recurring import RecurringService
@@ -68,6 +68,7 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         Reaper(tasks, hk.reap_every, hk.batch_size),
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
+        TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
     ]
     holder = holder or server_id()
     elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)

@@ -20,6 +20,7 @@ from tasques.api.schemas import (
     QueueSummary,
     Success,
     TaskList,
+    Timeline,
 )
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.task import Task, TaskState
@@ -95,6 +96,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get("/tasques/{queue}/{id}")
 async def get_task(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].get(*_key(request)))
+
+
+@routes.get("/tasques/{queue}/{id}/timeline")
+async def get_timeline(request: web.Request) -> web.Response:
+    return json_model(Timeline(attempts=await request.app[TASKS].timeline(*_key(request))))
 
 
 @routes.post("/tasques/claims")

@@ -17,6 +17,7 @@ from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Task
+from tasques.domain.timeline import Attempt
 
 # Queue names and ids appear as URL path segments, so they exclude '/', '?', '#', '%' and whitespace.
 QueueName = Annotated[
@@ -147,6 +148,10 @@ class QueueSettingsUpdate(_Request):
     retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
 
 
+class Timeline(BaseModel):
+    attempts: list[Attempt] = Field(description="the task's recorded attempts, oldest first (kept for a retention)")
+
+
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     store: str = Field(examples=["sqlite"])
@@ -175,4 +180,5 @@ __all__ = [
     "Success",
     "Task",
     "TaskList",
+    "Timeline",
 ]

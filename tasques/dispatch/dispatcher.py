@@ -21,11 +21,11 @@ import aiohttp
 from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
+from tasques.domain.timeline import BODY_KEPT, Attempt
 from tasques.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
-BODY_KEPT = 4096
 KEPT_HEADERS = ("content-type", "content-length", "retry-after", "location", "date", "server")
 
 
@@ -138,7 +138,26 @@ class Dispatcher:
 
     async def _dispatch(self, task: Task) -> None:
         try:
+            started_at = self._tasks.now()
             ok, outcome = await self._send(task)
+            attempt = Attempt(
+                queue=task.queue,
+                task_id=task.id,
+                attempt=task.attempted,
+                worker_id=self.worker_id,
+                started_at=started_at,
+                ended_at=self._tasks.now(),
+                duration_ms=outcome["duration_ms"],
+                success=ok,
+                status_code=outcome.get("status_code"),
+                response_headers=outcome.get("headers"),
+                response_body=outcome.get("body"),
+                error=outcome.get("error"),
+            )
+            try:
+                await self._tasks.record_attempt(attempt)
+            except Exception:
+                log.exception("attempt %s not recorded in the timeline", attempt.key)
             try:
                 if ok:
                     await self._tasks.done(self.worker_id, task.queue, task.id, outcome)

@@ -14,6 +14,7 @@ from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, Tas
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Task, TaskState
+from tasques.domain.timeline import Attempt
 from tasques.service.clock import Clock
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
@@ -246,6 +247,26 @@ class TaskService:
             if len(expired) < batch or not done_now:
                 # A conflict means a worker finished or reported concurrently: its write wins.
                 return reaped
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def record_attempt(self, attempt: Attempt) -> None:
+        await self._store.insert_attempt(attempt)
+
+    async def timeline(self, queue: str, task_id: str) -> list[Attempt]:
+        """Every recorded attempt of a task (NotFound if there is no such task)."""
+        await self._store.get_task(queue, task_id)
+        return await self._store.list_attempts(queue, task_id)
+
+    async def prune_timeline(self, retention: timedelta, batch: int) -> int:
+        cutoff = self._clock() - retention
+        total = 0
+        while True:
+            deleted = await self._store.delete_attempts(cutoff, batch)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def archive_finished(self, older_than: timedelta, batch: int) -> int:
         cutoff = self._clock() - older_than

@@ -31,6 +31,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState
+from tasques.domain.timeline import Attempt
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ class Store(Protocol):
 
     async def list_queue_settings(self) -> list[QueueSettings]:
         """Every queue's settings, by queue name. Sees every server's writes at once."""
+
+    # Attempt timeline
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        """Record an attempt; recording the same (queue, task id, attempt number) again replaces it."""
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        """A task's attempts, in attempt order."""
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        """Delete up to `limit` attempts that ended before the cutoff; returns how many."""
 
     # Leader lock
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:

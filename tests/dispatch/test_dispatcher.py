@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tasques.api.keys import TASKS
 from tasques.service.clock import ManualClock
 from tests.api.conftest import Client, call, parse_ts
 from tests.dispatch.conftest import T0, Target, dispatcher, eventually, passes
@@ -170,3 +171,36 @@ async def test_observed_rate_stays_under_the_limit(server: Client, target: Targe
     for i in range(n):
         for j in range(i + 1, n):
             assert times[j] - times[i] >= (j - i) / 10 - 0.01, (i, j, times)
+
+
+async def test_the_timeline_records_every_attempt_and_is_pruned_after_retention(
+    server: Client, target: Target, clock: ManualClock
+) -> None:
+    async def fail_first(n: int, _: web.Request) -> web.Response:
+        if n == 1:
+            return web.Response(status=500, text="E" * 10_000, headers={"Retry-After": "3", "X-Other": "no"})
+        return web.Response(text="fine")
+
+    target.answer = fail_first
+    await _create(server, target, "t", retry_policy={"mode": "linear", "retry_interval": "1s"})
+    await _reaches(server, "t", "failed")
+    clock.advance(timedelta(seconds=1))
+    await _reaches(server, "t", "done")
+    timeline = await call(server, "GET", "/tasques/q/t/timeline", status=200)
+    first, second = timeline["attempts"]
+    assert (first["attempt"], first["success"], first["status_code"]) == (1, False, 500)
+    assert first["response_headers"]["retry-after"] == "3"
+    assert "x-other" not in first["response_headers"]
+    assert first["response_body"] == "E" * 4096
+    assert parse_ts(first["started_at"]) == T0
+    assert first["duration_ms"] >= 0
+    assert (second["attempt"], second["success"], second["response_body"]) == (2, True, "fine")
+    assert second["worker_id"] == dispatcher(server).worker_id
+    await call(server, "GET", "/tasques/q/nope/timeline", status=404)
+
+    tasks = server.app[TASKS]
+    clock.advance(timedelta(hours=71))
+    assert await tasks.prune_timeline(timedelta(hours=72), 100) == 0
+    clock.advance(timedelta(hours=2))
+    assert await tasks.prune_timeline(timedelta(hours=72), 100) == 2
+    assert (await call(server, "GET", "/tasques/q/t/timeline", status=200))["attempts"] == []

@@ -41,6 +41,11 @@ class IndexNames:
         return f"{self.prefix}-queues"
 
     @property
+    def timeline(self) -> str:
+        """Attempts of HTTP-target tasks, `_id` = `{queue}/{task id}/{attempt}`."""
+        return f"{self.prefix}-timeline"
+
+    @property
     def locks(self) -> str:
         return f"{self.prefix}-locks"
 
@@ -174,6 +179,27 @@ def queue_settings_mappings() -> JsonDict:
     }
 
 
+def timeline_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "queue": _KEYWORD,
+            "task_id": _KEYWORD,
+            "attempt": _INTEGER,
+            "worker_id": _KEYWORD,
+            "started_at": _DATE,
+            "ended_at": _DATE,
+            "duration_ms": {"type": "double"},
+            "success": _BOOLEAN,
+            "status_code": _INTEGER,
+            "response_headers": _OPAQUE,
+            "response_body": _STORED_KEYWORD,
+            "error": _STORED_KEYWORD,
+        },
+    }
+
+
 def lock_mappings() -> JsonDict:
     return {"dynamic": "strict", "_meta": _META, "properties": {"holder": _KEYWORD, "expires_at": _DATE}}
 
@@ -218,6 +244,10 @@ def recurring_template_body(names: IndexNames, settings: ElasticsearchConfig) ->
 
 def queues_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.queues], small_index_settings(settings), queue_settings_mappings())
+
+
+def timeline_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.timeline], small_index_settings(settings), timeline_mappings())
 
 
 def locks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:

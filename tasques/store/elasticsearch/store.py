@@ -27,6 +27,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, TaskState, Version, claim_order_key
+from tasques.domain.timeline import Attempt
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, MaintenanceResult, error_type
 from tasques.store.elasticsearch.mappings import (
@@ -43,6 +44,8 @@ from tasques.store.elasticsearch.mappings import (
     task_mappings,
     tasks_settings,
     tasks_template_body,
+    timeline_mappings,
+    timeline_template_body,
 )
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 
@@ -130,11 +133,13 @@ class ElasticsearchStore:
         await self._client.indices.put_index_template(name=n.template("recurring"), body=recurring_template_body(n, s))
         await self._client.indices.put_index_template(name=n.template("locks"), body=locks_template_body(n, s))
         await self._client.indices.put_index_template(name=n.template("queues"), body=queues_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("timeline"), body=timeline_template_body(n, s))
         await self.archive.setup()
         await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s))
         await self._ensure_index(n.recurring, recurring_mappings(), small_index_settings(s))
         await self._ensure_index(n.locks, lock_mappings(), small_index_settings(s))
         await self._ensure_index(n.queues, queue_settings_mappings(), small_index_settings(s))
+        await self._ensure_index(n.timeline, timeline_mappings(), small_index_settings(s))
         self._opened = True
 
     async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> None:
@@ -753,6 +758,42 @@ class ElasticsearchStore:
             track_total_hits=False,
         )
         return [QueueSettings.model_validate(_with_version(hit)) for hit in resp.body["hits"]["hits"]]
+
+    # Attempt timeline: written with refresh=true, so a task's timeline shows its attempts at once.
+
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        await self._client.index(
+            index=self.names.timeline, id=attempt.key, document=attempt.model_dump(mode="json"), refresh=True
+        )
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        resp = await self._client.search(
+            index=self.names.timeline,
+            query={"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
+            sort=[{"attempt": "asc"}],
+            size=MAX_PAGE,
+            track_total_hits=False,
+        )
+        return [Attempt.model_validate(hit["_source"]) for hit in resp.body["hits"]["hits"]]
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        resp = await self._client.search(
+            index=self.names.timeline,
+            query={"range": {"ended_at": {"lt": es_date(ended_before)}}},
+            sort=[{"ended_at": "asc"}],
+            size=min(limit, MAX_PAGE),
+            source=False,
+            track_total_hits=False,
+        )
+        hits = resp.body["hits"]["hits"]
+        if not hits:
+            return 0
+        ops: list[JsonDict] = [{"delete": {"_index": self.names.timeline, "_id": hit["_id"]}} for hit in hits]
+        items = await self._bulk(ops, live=False)
+        await self._client.indices.refresh(index=self.names.timeline)
+        return sum(1 for item in items if item["status"] in _OK)
 
     # Leader lock
 

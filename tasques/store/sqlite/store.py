@@ -24,6 +24,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState, Version
+from tasques.domain.timeline import Attempt
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 from tasques.store.sqlite.schema import (
     CLAIMABLE,
@@ -337,6 +338,40 @@ class SqliteStore:
             return [QueueSettings.model_validate_json(row[0]) for row in rows]
 
         return await self._read(run)
+
+    # Attempt timeline
+
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        row = (attempt.queue, attempt.task_id, attempt.attempt, _micros(attempt.ended_at), attempt.model_dump_json())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO attempts (queue, task_id, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?)", row
+            )
+        )
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        def run(conn: sqlite3.Connection) -> list[Attempt]:
+            rows = conn.execute(
+                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY attempt", (queue, task_id)
+            ).fetchall()
+            return [Attempt.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(run)
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        before_us = _micros(ended_before)
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM attempts WHERE rowid IN "
+                "(SELECT rowid FROM attempts WHERE ended_at < ? ORDER BY ended_at LIMIT ?)",
+                (before_us, limit),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
 
     # Leader lock
 
