@@ -96,9 +96,12 @@ class TaskService:
         )
 
     def _default_timeout(self, spec: TaskSpec) -> timedelta:
+        return self.default_processing_timeout(spec.http_request)
+
+    def default_processing_timeout(self, http_request: HttpRequest | None) -> timedelta:
         # The dispatcher holds an HTTP task's claim for one request: if its server dies, retry soon after.
-        if spec.http_request is not None:
-            return spec.http_request.timeout + HTTP_CLAIM_GRACE
+        if http_request is not None:
+            return http_request.timeout + HTTP_CLAIM_GRACE
         return self._settings.processing_timeout
 
     async def create(self, spec: TaskSpec) -> Task:
@@ -124,6 +127,8 @@ class TaskService:
 
     async def insert(self, new: NewTask, now: datetime) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
+        if new.http_request is not None:
+            await self._queues.register(new.queue)
         stored = await self._store.insert_task(Task.create(new, now))
         self._signals.notify(stored.queue)
         return stored
