@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 from pydantic import TypeAdapter
 
@@ -46,6 +48,7 @@ def _spec(body: NewTask) -> TaskSpec:
         id=body.id,
         priority=body.priority,
         run_at=body.run_at,
+        execution_delay=timedelta(milliseconds=body.execution_delay) if body.execution_delay is not None else None,
         retry_times=body.retry_times,
         processing_timeout=body.processing_timeout,
         args=body.args,

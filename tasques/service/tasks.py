@@ -50,6 +50,7 @@ class TaskSpec:
     id: str | None = None
     priority: int = 0
     run_at: datetime | None = None
+    execution_delay: timedelta | None = None  # run this long after creation (instead of run_at)
     retry_times: int | None = None
     processing_timeout: timedelta | None = None
     args: JsonObj | None = None
@@ -79,6 +80,10 @@ class TaskService:
     def resolve(self, spec: TaskSpec, now: datetime, queue_retry_policy: RetryPolicy | None = None) -> NewTask:
         """Fill in the defaults: a generated id, run now, the configured retries and timeout, the queue's
         retry policy."""
+        if spec.run_at is not None and spec.execution_delay is not None:
+            raise InvalidInput(
+                "invalid task", [FieldProblem("execution_delay", "give run_at or execution_delay, not both")]
+            )
         if spec.processing_timeout is not None and spec.processing_timeout <= timedelta(0):
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
         return NewTask(
@@ -86,7 +91,7 @@ class TaskService:
             queue=spec.queue,
             kind=spec.kind,
             priority=spec.priority,
-            run_at=spec.run_at or now,
+            run_at=spec.run_at or (now + spec.execution_delay if spec.execution_delay is not None else now),
             retry_times=self._settings.retry_times if spec.retry_times is None else spec.retry_times,
             processing_timeout=spec.processing_timeout or self._default_timeout(spec),
             args=spec.args,
