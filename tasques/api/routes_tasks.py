@@ -55,6 +55,7 @@ def _spec(body: NewTask) -> TaskSpec:
         context=body.context,
         http_request=body.http_request,
         retry_policy=body.retry_policy,
+        repeat=body.repeat,
     )
 
 

@@ -24,7 +24,7 @@ from tasques.domain.http_target import HttpRequest
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.retry import RetryPolicy
-from tasques.domain.task import Task
+from tasques.domain.task import Repeat, Task
 from tasques.domain.timeline import Attempt
 from tasques.domain.when import parse_run_at
 
@@ -72,6 +72,7 @@ class NewTask(_Request):
         description="when the task may first run; default now. RFC 3339 with an offset, UNIX epoch milliseconds, "
         "or a date with an offset such as `Dec 12 2012 12:12:12 AM +07:00`",
     )
+    repeat: Repeat | None = Field(None, description="after each success, run again every interval")
     execution_delay: int | None = Field(
         None, ge=0, le=10 * 366 * 86_400_000, description="run this many milliseconds from now (instead of run_at)"
     )

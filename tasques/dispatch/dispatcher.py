@@ -143,6 +143,7 @@ class Dispatcher:
             attempt = Attempt(
                 queue=task.queue,
                 task_id=task.id,
+                run=task.repeated or 0,
                 attempt=task.attempted,
                 worker_id=self.worker_id,
                 started_at=started_at,

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import Duration
+from tasques.domain.duration import Duration, PositiveDuration
 from tasques.domain.errors import NotClaimed, NotOwnedByWorker
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
@@ -72,6 +72,13 @@ class LastClaimed(_Frozen):
     result: Result | None = Field(None, description="the processing result")
 
 
+class Repeat(_Frozen):
+    """Run again `interval` after each success: `times` more times, or until cancelled when absent."""
+
+    interval: PositiveDuration = Field(description="wait after a success before the next run")
+    times: int | None = Field(None, ge=1, le=1_000_000, description="how many more runs; forever if absent")
+
+
 class NewTask(_Frozen):
     """A task to create, with every default already resolved."""
 
@@ -87,6 +94,7 @@ class NewTask(_Frozen):
     recurring_task_id: str | None = None
     http_request: HttpRequest | None = None
     retry_policy: RetryPolicy | None = None
+    repeat: Repeat | None = None
 
 
 class Task(_Frozen):
@@ -109,6 +117,8 @@ class Task(_Frozen):
         None, description="how failed attempts are retried; the server's exponential backoff when absent"
     )
     first_attempted_at: datetime | None = Field(None, description="when the task was first claimed")
+    repeat: Repeat | None = Field(None, description="run again after each success")
+    repeated: int | None = Field(None, description="how many times a repeating task has succeeded so far")
     metadata: Metadata
 
     @classmethod
@@ -129,6 +139,8 @@ class Task(_Frozen):
             recurring_task_id=new.recurring_task_id,
             http_request=new.http_request,
             retry_policy=new.retry_policy,
+            repeat=new.repeat,
+            repeated=0 if new.repeat is not None else None,
             metadata=Metadata(created_at=at, modified_at=at),
         )
 
@@ -182,7 +194,23 @@ class Task(_Frozen):
     def done(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
         claim = self._claim_of(worker_id)
         result = Result(at=at, success=data if data is not None else {})
-        return self._with(at, state=TaskState.DONE, last_claimed=claim.model_copy(update={"result": result}))
+        last = claim.model_copy(update={"result": result})
+        repeat, repeated = self.repeat, (self.repeated or 0) + 1
+        if repeat is not None and (repeat.times is None or repeated <= repeat.times):
+            # Another run: a fresh set of attempts, `interval` from now.
+            return self._with(
+                at,
+                state=TaskState.QUEUED,
+                last_claimed=last,
+                run_at=at + repeat.interval,
+                last_enqueued_at=at,
+                attempted=0,
+                first_attempted_at=None,
+                repeated=repeated,
+            )
+        return self._with(
+            at, state=TaskState.DONE, last_claimed=last, repeated=repeated if repeat is not None else None
+        )
 
     def failed(self, worker_id: str, data: JsonObj | None, at: datetime, backoff: BackoffPolicy) -> Task:
         claim = self._claim_of(worker_id)

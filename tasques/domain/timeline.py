@@ -14,7 +14,8 @@ class Attempt(BaseModel):
 
     queue: str = Field(description="the task's queue")
     task_id: str = Field(description="the task's id")
-    attempt: int = Field(description="1 for the first attempt, and so on")
+    run: int = Field(0, description="which run of a repeating task (0 for the first, or a task that does not repeat)")
+    attempt: int = Field(description="1 for the first attempt of the run, and so on")
     worker_id: str = Field(description="who made the attempt (the dispatcher of one server)")
     started_at: datetime = Field(description="when the request was sent")
     ended_at: datetime = Field(description="when the answer (or the error) came")
@@ -27,4 +28,4 @@ class Attempt(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.queue}/{self.task_id}/{self.attempt}"
+        return f"{self.queue}/{self.task_id}/{self.run}/{self.attempt}"

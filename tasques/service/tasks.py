@@ -13,7 +13,7 @@ from functools import partial
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
-from tasques.domain.task import JsonObj, NewTask, Task, TaskState
+from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.clock import Clock
 from tasques.service.queues import QueueService
@@ -57,6 +57,7 @@ class TaskSpec:
     context: JsonObj | None = None
     http_request: HttpRequest | None = None
     retry_policy: RetryPolicy | None = None
+    repeat: Repeat | None = None
 
 
 class TaskService:
@@ -98,6 +99,7 @@ class TaskService:
             context=spec.context,
             http_request=spec.http_request,
             retry_policy=spec.retry_policy or queue_retry_policy,
+            repeat=spec.repeat,
         )
 
     def _default_timeout(self, spec: TaskSpec) -> timedelta:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from datetime import timedelta
 from typing import Any
@@ -204,3 +205,27 @@ async def test_the_timeline_records_every_attempt_and_is_pruned_after_retention(
     clock.advance(timedelta(hours=2))
     assert await tasks.prune_timeline(timedelta(hours=72), 100) == 2
     assert (await call(server, "GET", "/tasques/q/t/timeline", status=200))["attempts"] == []
+
+
+async def test_repeat_runs_again_after_success_each_run_with_its_own_timeline(
+    server: Client, target: Target, clock: ManualClock
+) -> None:
+    await _create(server, target, "r", repeat={"interval": "10s", "times": 2})
+    for run in (1, 2):
+        queued = await eventually(functools.partial(_repeated, server, run))
+        assert parse_ts(queued["run_at"]) == clock.now + timedelta(seconds=10)
+        clock.advance(timedelta(seconds=10))
+    done = await _reaches(server, "r", "done")
+    assert done["repeated"] == 3
+    timeline = await call(server, "GET", "/tasques/q/r/timeline", status=200)
+    assert [(a["run"], a["attempt"], a["status_code"]) for a in timeline["attempts"]] == [
+        (0, 1, 200),
+        (1, 1, 200),
+        (2, 1, 200),
+    ]
+    assert len(target.received) == 3
+
+
+async def _repeated(server: Client, n: int) -> Any:
+    task = await _state(server, "r")
+    return task if task["state"] == "queued" and task.get("repeated") == n else None

@@ -8,7 +8,7 @@ import pytest
 
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.retry import BackoffPolicy, RetryMode, RetryPolicy
-from tasques.domain.task import NewTask, Task, TaskState
+from tasques.domain.task import NewTask, Repeat, Task, TaskState
 
 S = timedelta(seconds=1)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -82,3 +82,37 @@ def test_without_a_policy_the_server_backoff_applies() -> None:
     assert (task.state, task.run_at) == (TaskState.FAILED, T0 + 3 * S)
     task = task.claimed("d", task.run_at).failed("d", None, task.run_at, BackoffPolicy())
     assert task.state is TaskState.DEAD
+
+
+def _repeating(times: int | None) -> Task:
+    new = NewTask(
+        queue="q",
+        kind="k",
+        id="r",
+        run_at=T0,
+        retry_times=0,
+        processing_timeout=timedelta(minutes=1),
+        repeat=Repeat(interval=10 * S, times=times),
+    )
+    return Task.create(new, T0)
+
+
+def test_repeat_runs_again_after_each_success_then_is_done() -> None:
+    task = _repeating(2)
+    seen = []
+    now = T0
+    while task.state is not TaskState.DONE:
+        now = task.run_at
+        task = task.claimed("w", now).done("w", None, now)
+        seen.append((task.state.value, (task.run_at - T0).total_seconds(), task.repeated, task.attempted))
+    assert seen == [("queued", 10, 1, 0), ("queued", 20, 2, 0), ("done", 20, 3, 1)]
+
+
+def test_repeat_forever_until_cancelled_and_failures_do_not_repeat() -> None:
+    task = _repeating(None)
+    for n in range(50):
+        task = task.claimed("w", task.run_at).done("w", None, task.run_at)
+        assert (task.state, task.repeated) == (TaskState.QUEUED, n + 1)
+    assert task.cancelled(task.run_at).state is TaskState.CANCELLED
+    dead = task.claimed("w", task.run_at).failed("w", None, task.run_at, BackoffPolicy())
+    assert dead.state is TaskState.DEAD  # retry_times 0: a failed run is final, and does not repeat

@@ -126,6 +126,8 @@ def task_properties() -> JsonDict:
         "http_request": _OPAQUE,
         "retry_policy": _OPAQUE,
         "first_attempted_at": _DATE,
+        "repeat": _OPAQUE,
+        "repeated": _INTEGER,
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
@@ -186,6 +188,7 @@ def timeline_mappings() -> JsonDict:
         "properties": {
             "queue": _KEYWORD,
             "task_id": _KEYWORD,
+            "run": _INTEGER,
             "attempt": _INTEGER,
             "worker_id": _KEYWORD,
             "started_at": _DATE,

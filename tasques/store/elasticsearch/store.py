@@ -770,7 +770,7 @@ class ElasticsearchStore:
         resp = await self._client.search(
             index=self.names.timeline,
             query={"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
-            sort=[{"attempt": "asc"}],
+            sort=[{"run": "asc"}, {"attempt": "asc"}],
             size=MAX_PAGE,
             track_total_hits=False,
         )

@@ -47,8 +47,9 @@ DDL: tuple[str, ...] = (
     "    archived_at INTEGER NOT NULL,\n    PRIMARY KEY (queue, id))",
     "CREATE TABLE IF NOT EXISTS recurring_tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS queue_settings (queue TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS attempts (queue TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
-    "ended_at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (queue, task_id, attempt))",
+    "CREATE TABLE IF NOT EXISTS attempts (queue TEXT NOT NULL, task_id TEXT NOT NULL, run INTEGER NOT NULL, "
+    "attempt INTEGER NOT NULL, ended_at INTEGER NOT NULL, body TEXT NOT NULL, "
+    "PRIMARY KEY (queue, task_id, run, attempt))",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
     "CREATE TABLE IF NOT EXISTS locks ("
     "name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL, seq INTEGER NOT NULL)",

@@ -342,17 +342,19 @@ class SqliteStore:
     # Attempt timeline
 
     async def insert_attempt(self, attempt: Attempt) -> None:
-        row = (attempt.queue, attempt.task_id, attempt.attempt, _micros(attempt.ended_at), attempt.model_dump_json())
+        a = attempt
+        row = (a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO attempts (queue, task_id, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?)", row
+                "INSERT OR REPLACE INTO attempts (queue, task_id, run, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
             )
         )
 
     async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
         def run(conn: sqlite3.Connection) -> list[Attempt]:
             rows = conn.execute(
-                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY attempt", (queue, task_id)
+                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY run, attempt", (queue, task_id)
             ).fetchall()
             return [Attempt.model_validate_json(row[0]) for row in rows]
 
