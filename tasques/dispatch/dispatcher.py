@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 
+from tasques.dispatch.tls import ssl_context
 from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
@@ -182,8 +184,11 @@ class Dispatcher:
         started = loop.time()
         timeout = aiohttp.ClientTimeout(total=request.timeout.total_seconds())
         try:
+            ssl_option: ssl.SSLContext | bool = True
+            if request.tls is not None:
+                ssl_option = ssl_context(request.tls)
             async with self._session.request(
-                request.method, request.url, data=data, headers=headers, timeout=timeout
+                request.method, request.url, data=data, headers=headers, timeout=timeout, ssl=ssl_option
             ) as resp:
                 body = await resp.content.read(BODY_KEPT)
                 outcome: dict[str, Any] = {
@@ -195,6 +200,6 @@ class Dispatcher:
                 return 200 <= resp.status < 300, outcome
         except TimeoutError:
             error = f"timed out after {request.timeout.total_seconds()}s"
-        except aiohttp.ClientError as e:
+        except (aiohttp.ClientError, ssl.SSLError, OSError) as e:
             error = f"{type(e).__name__}: {e}"
         return False, {"error": error, "duration_ms": round((loop.time() - started) * 1000, 3)}

@@ -28,6 +28,36 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyEncoding = Literal["json", "text", "base64"]
 
 
+def pem_or_path(value: str) -> tuple[str | None, str | None]:
+    """(PEM text, None) for inline PEM or base64 of PEM; (None, path) for anything else."""
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        return text, None
+    try:
+        decoded = base64.b64decode(text, validate=True).decode("ascii").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        return None, value
+    return (decoded, None) if decoded.startswith("-----BEGIN") else (None, value)
+
+
+class TlsOptions(BaseModel):
+    """TLS for an https:// target. Each of ca, cert and key is a file path on the server, or a PEM (inline or
+    base64-encoded)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca: str | None = Field(None, min_length=1, description="CA certificate(s) to verify the target against")
+    cert: str | None = Field(None, min_length=1, description="client certificate, for mutual TLS")
+    key: str | None = Field(None, min_length=1, description="the client certificate's private key")
+    insecure_skip_verify: bool = Field(False, description="do not verify the target's certificate")
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> TlsOptions:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
 class HttpRequest(BaseModel):
     """The request the dispatcher sends for a task. 2xx is success; anything else is a failed attempt."""
 
@@ -44,6 +74,7 @@ class HttpRequest(BaseModel):
     )
     body_encoding: BodyEncoding = Field("json", description="how `body` is to be sent: json, text or base64")
     timeout: PositiveDuration = Field(timedelta(seconds=30), description="how long to wait for the response")
+    tls: TlsOptions | None = Field(None, description="TLS options for an https:// URL")
 
     @model_validator(mode="after")
     def _body_matches_encoding(self) -> HttpRequest:
