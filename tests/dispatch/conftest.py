@@ -18,6 +18,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 import tasques.server
 from tasques.config import Config
 from tasques.dispatch import Dispatcher
+from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import ManualClock
 from tasques.store.base import Store
 from tasques.store.elasticsearch import ElasticsearchStore
@@ -85,23 +86,41 @@ def clock() -> ManualClock:
 
 @pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
 async def tasques_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A store for the server under test; the server's lifecycle opens and closes it."""
+    """A store for the server under test; the server's lifecycle opens and closes it.
+
+    Another holder owns the leader lock for good, so housekeeping (the recurring enqueuer above all) runs only
+    when a test calls it, and never races the test's own steps."""
     if request.param == "sqlite":
-        yield SqliteStore(str(tmp_path / "t.db"))
+        path = str(tmp_path / "t.db")
+        await _block_leader(SqliteStore(path))
+        yield SqliteStore(path)
         return
     url: str = request.getfixturevalue("elasticsearch_url")
     prefix = f"dispatch-{uuid.uuid4().hex[:10]}"
-    yield ElasticsearchStore.from_config(es_settings(url, prefix, refresh_interval="100ms"))
+    settings = es_settings(url, prefix, refresh_interval="100ms")
+    await _block_leader(ElasticsearchStore.from_config(settings))
+    yield ElasticsearchStore.from_config(settings)
     await delete_es_prefix(url, prefix)
 
 
+async def _block_leader(store: Store) -> None:
+    await store.open()
+    try:
+        assert await store.acquire_lock(LOCK_NAME, "someone-else", T0, datetime(2200, 1, 1, tzinfo=UTC))
+    finally:
+        await store.close()
+
+
 @pytest.fixture
-async def server(aiohttp_client: AiohttpClient, tasques_store: Store, clock: ManualClock) -> Client:
+async def server(aiohttp_client: AiohttpClient, tasques_store: Store, clock: ManualClock) -> AsyncIterator[Client]:
     config = Config.model_validate(
         {"dispatch": {"poll_interval": "20ms"}, "housekeeping": {"reap_every": "1h", "recurring_every": "1h"}}
     )
     app = tasques.server.build_server(config, tasques_store, clock=clock, holder="dispatch-test")
-    return await aiohttp_client(app)
+    client = await aiohttp_client(app)
+    yield client
+    # Stop the server (and its dispatcher) before the store's indices are deleted.
+    await client.close()
 
 
 def dispatcher(client: Client) -> Dispatcher:
