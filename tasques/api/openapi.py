@@ -66,7 +66,7 @@ OPERATIONS: tuple[Operation, ...] = (
                      ("cursor", "string", "`next_cursor` of the previous page"))),
     Operation("get", f"/tasques/{_TASK_PATH}", "get-existing-task", "Get a Task", "tasks", response=s.Task,
               errors={404: "The task does not exist"}),
-    Operation("get", f"/tasques/{_TASK_PATH}/timeline", "get-task-timeline",
+    Operation("get", f"/tasques/timeline/{_TASK_PATH}", "get-task-timeline",
               "Get the attempt timeline of an HTTP-target Task", "tasks", response=s.Timeline,
               errors={404: "The task does not exist"}),
     Operation("post", "/tasques/claims", "claim-tasks", "Claim Tasks", "tasks", response=s.Task,

@@ -102,7 +102,7 @@ async def get_task(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].get(*_key(request)))
 
 
-@routes.get("/tasques/{queue}/{id}/timeline")
+@routes.get("/tasques/timeline/{queue}/{id}")
 async def get_timeline(request: web.Request) -> web.Response:
     return json_model(Timeline(attempts=await request.app[TASKS].timeline(*_key(request))))
 

@@ -28,6 +28,12 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 BodyEncoding = Literal["json", "text", "base64"]
 
 
+def _go_default(text: str) -> dict[str, Any]:
+    """The schema's `default` of a duration field, written as the wire writes it (the same in request and
+    response schemas, so generators see one model, not an -Input and an -Output)."""
+    return {"default": text}
+
+
 def pem_or_path(value: str) -> tuple[str | None, str | None]:
     """(PEM text, None) for inline PEM or base64 of PEM; (None, path) for anything else."""
     text = value.strip()
@@ -73,7 +79,11 @@ class HttpRequest(BaseModel):
         description="the body: any JSON value (body_encoding json), a string (text), or base64 of raw bytes (base64)",
     )
     body_encoding: BodyEncoding = Field("json", description="how `body` is to be sent: json, text or base64")
-    timeout: PositiveDuration = Field(timedelta(seconds=30), description="how long to wait for the response")
+    timeout: PositiveDuration = Field(
+        timedelta(seconds=30),
+        description="how long to wait for the response",
+        json_schema_extra=_go_default("30s"),
+    )
     tls: TlsOptions | None = Field(None, description="TLS options for an https:// URL")
 
     @model_validator(mode="after")

@@ -51,10 +51,16 @@ class RetryPolicy(BaseModel):
     retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after the first attempt")
     mode: RetryMode = Field(RetryMode.DOUBLING, description="linear or doubling")
     retry_interval: PositiveDuration = Field(
-        timedelta(seconds=10), description="linear mode: interval times the attempt number"
+        timedelta(seconds=10),
+        description="linear mode: interval times the attempt number",
+        json_schema_extra={"default": "10s"},
     )
-    min_backoff: PositiveDuration = Field(timedelta(seconds=1), description="doubling mode: the first wait")
-    max_backoff: PositiveDuration = Field(timedelta(hours=1), description="doubling mode: the longest wait")
+    min_backoff: PositiveDuration = Field(
+        timedelta(seconds=1), description="doubling mode: the first wait", json_schema_extra={"default": "1s"}
+    )
+    max_backoff: PositiveDuration = Field(
+        timedelta(hours=1), description="doubling mode: the longest wait", json_schema_extra={"default": "1h0m0s"}
+    )
     max_doublings: int = Field(16, ge=0, le=64, description="doubling mode: how many times the wait doubles")
     max_retry_duration: PositiveDuration | None = Field(
         None, description="no retry once this long has passed since the first attempt"

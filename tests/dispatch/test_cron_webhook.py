@@ -74,7 +74,7 @@ async def test_cron_webhook_journey(server: Client, webhook: tuple[str, WebhookS
     assert len(executions) == 10
     timelines = []
     for task in executions:
-        timeline = await call(server, "GET", f"/tasques/cron/{task['id']}/timeline", status=200)
+        timeline = await call(server, "GET", f"/tasques/timeline/cron/{task['id']}", status=200)
         timelines.append(
             [(a["attempt"], a["status_code"], json.loads(a["response_body"])) for a in timeline["attempts"]]
         )

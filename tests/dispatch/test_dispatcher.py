@@ -187,7 +187,7 @@ async def test_the_timeline_records_every_attempt_and_is_pruned_after_retention(
     await _reaches(server, "t", "failed")
     clock.advance(timedelta(seconds=1))
     await _reaches(server, "t", "done")
-    timeline = await call(server, "GET", "/tasques/q/t/timeline", status=200)
+    timeline = await call(server, "GET", "/tasques/timeline/q/t", status=200)
     first, second = timeline["attempts"]
     assert (first["attempt"], first["success"], first["status_code"]) == (1, False, 500)
     assert first["response_headers"]["retry-after"] == "3"
@@ -197,14 +197,14 @@ async def test_the_timeline_records_every_attempt_and_is_pruned_after_retention(
     assert first["duration_ms"] >= 0
     assert (second["attempt"], second["success"], second["response_body"]) == (2, True, "fine")
     assert second["worker_id"] == dispatcher(server).worker_id
-    await call(server, "GET", "/tasques/q/nope/timeline", status=404)
+    await call(server, "GET", "/tasques/timeline/q/nope", status=404)
 
     tasks = server.app[TASKS]
     clock.advance(timedelta(hours=71))
     assert await tasks.prune_timeline(timedelta(hours=72), 100) == 0
     clock.advance(timedelta(hours=2))
     assert await tasks.prune_timeline(timedelta(hours=72), 100) == 2
-    assert (await call(server, "GET", "/tasques/q/t/timeline", status=200))["attempts"] == []
+    assert (await call(server, "GET", "/tasques/timeline/q/t", status=200))["attempts"] == []
 
 
 async def test_repeat_runs_again_after_success_each_run_with_its_own_timeline(
@@ -217,7 +217,7 @@ async def test_repeat_runs_again_after_success_each_run_with_its_own_timeline(
         clock.advance(timedelta(seconds=10))
     done = await _reaches(server, "r", "done")
     assert done["repeated"] == 3
-    timeline = await call(server, "GET", "/tasques/q/r/timeline", status=200)
+    timeline = await call(server, "GET", "/tasques/timeline/q/r", status=200)
     assert [(a["run"], a["attempt"], a["status_code"]) for a in timeline["attempts"]] == [
         (0, 1, 200),
         (1, 1, 200),
