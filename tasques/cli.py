@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -59,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="run the server")
     sub.add_parser("openapi", help="print the OpenAPI document (YAML) that the server serves")
     sub.add_parser("config", help="print every setting at its default, documented (the shipped config.yaml)")
+    hook = sub.add_parser("dummy-webhook", help="run a webhook target that fails every 7th and 11th request")
+    hook.add_argument("--host", default="127.0.0.1")
+    hook.add_argument("--port", type=int, default=8081)
+    hook.add_argument("--min-delay-ms", type=float, default=100.0, help="shortest answer delay")
+    hook.add_argument("--max-delay-ms", type=float, default=500.0, help="longest answer delay")
     add_worker_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -67,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "config":
         sys.stdout.write(render_defaults())
+        return 0
+    if args.command == "dummy-webhook":
+        from tasques.dispatch.dummy_webhook import WebhookState, run_webhook
+
+        state = WebhookState(min_delay_ms=args.min_delay_ms, max_delay_ms=args.max_delay_ms)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_webhook(args.host, args.port, state))
         return 0
     if args.command == "worker":
         return run_worker_cli(args)

@@ -124,6 +124,19 @@ class HousekeepingConfig(_Section):
     archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
     archive_older_than: Duration = Field(timedelta(hours=24), description="age of done/dead tasks to archive")
     batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
+    timeline_retention: Duration = Field(
+        timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
+    )
+
+
+class DispatchConfig(_Section):
+    """The HTTP-target dispatcher every server runs. Its limits are per server, not per cluster."""
+
+    enabled: bool = Field(True, description="run the dispatcher on this server")
+    poll_interval: Duration = Field(timedelta(milliseconds=250), description="how often queues are checked")
+    max_concurrent_dispatches: int = Field(
+        10, ge=1, description="requests in flight per queue on this server, unless the queue sets its own"
+    )
 
 
 class Config(_Section):
@@ -132,6 +145,7 @@ class Config(_Section):
     tasks: TasksConfig = TasksConfig()
     leader: LeaderConfig = LeaderConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    dispatch: DispatchConfig = DispatchConfig()
 
 
 class ConfigError(ValueError):

@@ -13,16 +13,19 @@ from aiohttp import web
 
 from tasques.api.app import build_app
 from tasques.config import Config, ConfigError, TasksConfig
+from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
-from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer
+from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
 from tasques.service.clock import Clock, utc_now
+from tasques.service.queues import QueueService
 from tasques.service.recurring import RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
 from tasques.store.base import Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 def open_store(config: Config) -> Store:
@@ -57,25 +60,37 @@ def server_id() -> str:
 def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
     """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
     signals = QueueSignals()
-    tasks = TaskService(store, task_settings(config.tasks), clock, signals)
+    queues = QueueService(store, clock)
+    tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
     recurring = RecurringService(store, tasks, clock)
     hk = config.housekeeping
     jobs: list[LeaderJob] = [
         Reaper(tasks, hk.reap_every, hk.batch_size),
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
+        TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
     ]
-    elector = LeaderElector(store, holder or server_id(), jobs, clock, config.leader.lease, config.leader.renew_every)
+    holder = holder or server_id()
+    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)
+    d = config.dispatch
+    dispatcher = Dispatcher(
+        tasks, f"dispatcher-{holder}", DispatchSettings(d.poll_interval, d.max_concurrent_dispatches)
+    )
     app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
     app[ELECTOR] = elector
+    app[DISPATCHER] = dispatcher
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await store.open()
-        leader = asyncio.create_task(elector.run(), name="leader")
+        loops = [asyncio.create_task(elector.run(), name="leader")]
+        if d.enabled:
+            loops.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
         yield
-        leader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leader
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tasques.api import routes_recurring, routes_tasks
+from tasques.api import routes_queues, routes_recurring, routes_tasks
 from tasques.api.auth import basic_auth_middleware
 from tasques.api.docs import add_doc_routes
 from tasques.api.errors import error_middleware
@@ -37,5 +37,6 @@ def build_app(
     app.router.add_get("/health", health)
     app.router.add_routes(routes_tasks.routes)
     app.router.add_routes(routes_recurring.routes)
+    app.router.add_routes(routes_queues.routes)
     add_doc_routes(app)
     return app

@@ -20,7 +20,7 @@ REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
     "tasks": "Create tasks, then claim, report on and finish them as a worker",
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
-    "queues": "Per-queue task counts",
+    "queues": "Per-queue task counts, settings, pause and resume",
     "meta": "Liveness and server information",
 }
 
@@ -66,6 +66,9 @@ OPERATIONS: tuple[Operation, ...] = (
                      ("cursor", "string", "`next_cursor` of the previous page"))),
     Operation("get", f"/tasques/{_TASK_PATH}", "get-existing-task", "Get a Task", "tasks", response=s.Task,
               errors={404: "The task does not exist"}),
+    Operation("get", f"/tasques/timeline/{_TASK_PATH}", "get-task-timeline",
+              "Get the attempt timeline of an HTTP-target Task", "tasks", response=s.Timeline,
+              errors={404: "The task does not exist"}),
     Operation("post", "/tasques/claims", "claim-tasks", "Claim Tasks", "tasks", response=s.Task,
               response_is_list=True, body=s.Claim, worker=True, errors={400: "Invalid input, or no worker header"}),
     Operation("delete", f"/tasques/claims/{_TASK_PATH}", "unclaim-existing-task", "Unclaim a Task", "tasks",
@@ -76,6 +79,12 @@ OPERATIONS: tuple[Operation, ...] = (
               response=s.Task, body=s.Success, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
     Operation("put", f"/tasques/failed/{_TASK_PATH}", "mark-claimed-task-failed", "Mark a Task as failed",
               "tasks", response=s.Task, body=s.Failure, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+    Operation("put", f"/tasques/cancel/{_TASK_PATH}", "cancel-task", "Cancel a Task: it never runs again",
+              "tasks", response=s.Task,
+              errors={404: "The task does not exist", 409: "The task is already done, dead or cancelled"}),
+    Operation("put", f"/tasques/run-now/{_TASK_PATH}", "run-task-now", "Make a queued or failed Task runnable now",
+              "tasks", response=s.Task,
+              errors={404: "The task does not exist", 409: "The task is not queued or failed"}),
     Operation("get", "/recurring_tasques", "list-existing-recurring-tasks", "List Recurring Tasks",
               "recurring-tasks", response=s.RecurringTask, response_is_list=True),
     Operation("post", "/recurring_tasques", "create-recurring-task", "Add a new Recurring Task",
@@ -90,6 +99,15 @@ OPERATIONS: tuple[Operation, ...] = (
               "recurring-tasks", response=s.RecurringTask, errors={404: "The recurring task does not exist"}),
     Operation("get", "/queues", "list-queues", "Count each queue's tasks by state", "queues",
               response=s.QueueSummary, response_is_list=True),
+    Operation("get", "/queues/{queue}/settings", "get-queue-settings", "Get a queue's settings", "queues",
+              response=s.QueueSettings),
+    Operation("put", "/queues/{queue}/settings", "update-queue-settings",
+              "Change a queue's dispatch limits or default retry policy", "queues", response=s.QueueSettings,
+              body=s.QueueSettingsUpdate, errors={400: "Invalid input"}),
+    Operation("put", "/queues/{queue}/pause", "pause-queue", "Pause a queue: claims and the dispatcher skip it",
+              "queues", response=s.QueueSettings),
+    Operation("put", "/queues/{queue}/resume", "resume-queue", "Resume a paused queue", "queues",
+              response=s.QueueSettings),
     Operation("get", "/health", "health", "Liveness and the active store", "meta", response=s.Health),
 )  # fmt: skip
 

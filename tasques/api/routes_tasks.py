@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 from pydantic import TypeAdapter
 
@@ -20,6 +22,7 @@ from tasques.api.schemas import (
     QueueSummary,
     Success,
     TaskList,
+    Timeline,
 )
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.task import Task, TaskState
@@ -30,6 +33,8 @@ routes = web.RouteTableDef()
 TASK_LIST = TypeAdapter(list[Task])
 SUMMARY_LIST = TypeAdapter(list[QueueSummary])
 DEFAULT_PAGE = 100
+# The states the original Tasques counts; others appear in /queues only when non-zero.
+_ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED}
 
 
 def _key(request: web.Request) -> tuple[str, str]:
@@ -43,10 +48,14 @@ def _spec(body: NewTask) -> TaskSpec:
         id=body.id,
         priority=body.priority,
         run_at=body.run_at,
+        execution_delay=timedelta(milliseconds=body.execution_delay) if body.execution_delay is not None else None,
         retry_times=body.retry_times,
         processing_timeout=body.processing_timeout,
         args=body.args,
         context=body.context,
+        http_request=body.http_request,
+        retry_policy=body.retry_policy,
+        repeat=body.repeat,
     )
 
 
@@ -93,6 +102,11 @@ async def get_task(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].get(*_key(request)))
 
 
+@routes.get("/tasques/timeline/{queue}/{id}")
+async def get_timeline(request: web.Request) -> web.Response:
+    return json_model(Timeline(attempts=await request.app[TASKS].timeline(*_key(request))))
+
+
 @routes.post("/tasques/claims")
 async def claim_tasks(request: web.Request) -> web.Response:
     worker = worker_id(request)
@@ -133,8 +147,21 @@ async def mark_failed(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data))
 
 
+@routes.put("/tasques/cancel/{queue}/{id}")
+async def cancel_task(request: web.Request) -> web.Response:
+    return json_model(await request.app[TASKS].cancel(*_key(request)))
+
+
+@routes.put("/tasques/run-now/{queue}/{id}")
+async def run_task_now(request: web.Request) -> web.Response:
+    return json_model(await request.app[TASKS].run_now(*_key(request)))
+
+
 @routes.get("/queues")
 async def list_queues(request: web.Request) -> web.Response:
     counts = await request.app[TASKS].queue_counts()
-    summaries = [QueueSummary(queue=c.queue, counts={s: c.counts.get(s, 0) for s in TaskState}) for c in counts]
+    summaries = [
+        QueueSummary(queue=c.queue, counts={s: n for s in TaskState if (n := c.counts.get(s, 0)) or s in _ORIGINAL})
+        for c in counts
+    ]
     return json_list(summaries, SUMMARY_LIST)

@@ -9,11 +9,24 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from tasques.domain.duration import Duration, PositiveDuration
+from tasques.domain.http_target import HttpRequest
+from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
-from tasques.domain.task import Task
+from tasques.domain.retry import RetryPolicy
+from tasques.domain.task import Repeat, Task
+from tasques.domain.timeline import Attempt
+from tasques.domain.when import parse_run_at
 
 # Queue names and ids appear as URL path segments, so they exclude '/', '?', '#', '%' and whitespace.
 QueueName = Annotated[
@@ -24,6 +37,22 @@ Kind = Annotated[str, Field(min_length=1, max_length=200, examples=["sayHello"])
 JsonObject = dict[str, Any]
 # RFC 3339 with an explicit offset, stored and returned in UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
+# A task's first run time: RFC 3339 with an offset, UNIX epoch milliseconds, or e.g. "Dec 12 2012 12:12:12 AM +07:00".
+RunAt = Annotated[
+    AwareDatetime,
+    BeforeValidator(parse_run_at),
+    AfterValidator(lambda d: d.astimezone(UTC)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "examples": ["Dec 12 2012 12:12:12 AM +07:00"]},
+                {"type": "integer", "description": "UNIX epoch milliseconds"},
+            ]
+        },
+        mode="validation",
+    ),
+]
 
 
 class _Request(BaseModel):
@@ -38,13 +67,27 @@ class NewTask(_Request):
         None, description="optional id for idempotency; a UUID is generated when absent. Reusing one gives 409"
     )
     priority: int = Field(0, ge=-(2**31), le=2**31 - 1, description="higher runs first; default 0")
-    run_at: UtcDatetime | None = Field(None, description="when the task may first run; default now (RFC 3339)")
+    run_at: RunAt | None = Field(
+        None,
+        description="when the task may first run; default now. RFC 3339 with an offset, UNIX epoch milliseconds, "
+        "or a date with an offset such as `Dec 12 2012 12:12:12 AM +07:00`",
+    )
+    repeat: Repeat | None = Field(None, description="after each success, run again every interval")
+    execution_delay: int | None = Field(
+        None, ge=0, le=10 * 366 * 86_400_000, description="run this many milliseconds from now (instead of run_at)"
+    )
     retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after failure; server default")
     processing_timeout: PositiveDuration | None = Field(
         None, description="how long a worker has to finish or report in; server default"
     )
     args: JsonObject | None = Field(None, description="arguments for the task")
     context: JsonObject | None = Field(None, description="context for the task")
+    http_request: HttpRequest | None = Field(
+        None, description="makes this an HTTP-target task: the server's dispatcher sends this request; 2xx is done"
+    )
+    retry_policy: RetryPolicy | None = Field(
+        None, description="how failed attempts are retried; the queue's default, else the server's backoff"
+    )
 
 
 class NewTasks(_Request):
@@ -121,11 +164,25 @@ class StateCounts(BaseModel):
     failed: int = 0
     done: int = 0
     dead: int = 0
+    # Not in the original Tasques: shown only when non-zero, so the original's five-state shape is unchanged.
+    cancelled: int | None = None
 
 
 class QueueSummary(BaseModel):
     queue: str
     counts: StateCounts = Field(description="live (not archived) tasks by state")
+
+
+class QueueSettingsUpdate(_Request):
+    """Only the fields present are changed; send null to clear a limit or the retry policy."""
+
+    max_dispatches_per_second: float | None = Field(None, gt=0, description="per-server dispatch rate limit")
+    max_concurrent_dispatches: int | None = Field(None, ge=1, description="per-server requests in flight at once")
+    retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
+
+
+class Timeline(BaseModel):
+    attempts: list[Attempt] = Field(description="the task's recorded attempts, oldest first (kept for a retention)")
 
 
 class Health(BaseModel):
@@ -147,6 +204,8 @@ __all__ = [
     "NewReport",
     "NewTask",
     "NewTasks",
+    "QueueSettings",
+    "QueueSettingsUpdate",
     "QueueSummary",
     "RecurringTask",
     "RecurringTaskUpdate",
@@ -154,4 +213,5 @@ __all__ = [
     "Success",
     "Task",
     "TaskList",
+    "Timeline",
 ]

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import PositiveDuration
+from tasques.domain.http_target import HttpRequest
+from tasques.domain.retry import RetryPolicy
 from tasques.domain.schedule import Schedule, parse_schedule
 from tasques.domain.task import JsonObj, Metadata, NewTask
 
@@ -21,6 +23,8 @@ class TaskDefinition(BaseModel):
     processing_timeout: PositiveDuration | None = Field(None, description="the server default if absent")
     args: JsonObj | None = Field(None, description="arguments for each task")
     context: JsonObj | None = Field(None, description="context for each task")
+    http_request: HttpRequest | None = Field(None, description="makes each task an HTTP-target task")
+    retry_policy: RetryPolicy | None = Field(None, description="each task's retry policy")
 
 
 class RecurringTask(BaseModel):
@@ -67,6 +71,8 @@ class RecurringTask(BaseModel):
             args=d.args,
             context=d.context,
             recurring_task_id=self.id,
+            http_request=d.http_request,
+            retry_policy=d.retry_policy,
         )
 
     def handled(self, slot: datetime) -> RecurringTask:

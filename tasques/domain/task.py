@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import Duration
+from tasques.domain.duration import Duration, PositiveDuration
 from tasques.domain.errors import NotClaimed, NotOwnedByWorker
-from tasques.domain.retry import BackoffPolicy
+from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.retry import BackoffPolicy, RetryPolicy
 
 JsonObj = dict[str, Any]
 
@@ -25,10 +26,12 @@ class TaskState(StrEnum):
     FAILED = "failed"
     DONE = "done"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 CLAIMABLE_STATES = frozenset({TaskState.QUEUED, TaskState.FAILED})
-FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD})
+# Terminal: never run again. Archived after `archive_older_than`, like done and dead.
+FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED})
 
 
 class _Frozen(BaseModel):
@@ -69,6 +72,13 @@ class LastClaimed(_Frozen):
     result: Result | None = Field(None, description="the processing result")
 
 
+class Repeat(_Frozen):
+    """Run again `interval` after each success: `times` more times, or until cancelled when absent."""
+
+    interval: PositiveDuration = Field(description="wait after a success before the next run")
+    times: int | None = Field(None, ge=1, le=1_000_000, description="how many more runs; forever if absent")
+
+
 class NewTask(_Frozen):
     """A task to create, with every default already resolved."""
 
@@ -82,6 +92,9 @@ class NewTask(_Frozen):
     args: JsonObj | None = None
     context: JsonObj | None = None
     recurring_task_id: str | None = None
+    http_request: HttpRequest | None = None
+    retry_policy: RetryPolicy | None = None
+    repeat: Repeat | None = None
 
 
 class Task(_Frozen):
@@ -99,6 +112,13 @@ class Task(_Frozen):
     last_enqueued_at: datetime = Field(description="when the task was last enqueued")
     recurring_task_id: str | None = Field(None, description="set when a recurring task enqueued this one")
     last_claimed: LastClaimed | None = Field(None, description="the last claim on the task")
+    http_request: HttpRequest | None = Field(None, description="the request the dispatcher sends (http target)")
+    retry_policy: RetryPolicy | None = Field(
+        None, description="how failed attempts are retried; the server's exponential backoff when absent"
+    )
+    first_attempted_at: datetime | None = Field(None, description="when the task was first claimed")
+    repeat: Repeat | None = Field(None, description="run again after each success")
+    repeated: int | None = Field(None, description="how many times a repeating task has succeeded so far")
     metadata: Metadata
 
     @classmethod
@@ -117,8 +137,17 @@ class Task(_Frozen):
             processing_timeout=new.processing_timeout,
             last_enqueued_at=at,
             recurring_task_id=new.recurring_task_id,
+            http_request=new.http_request,
+            retry_policy=new.retry_policy,
+            repeat=new.repeat,
+            repeated=0 if new.repeat is not None else None,
             metadata=Metadata(created_at=at, modified_at=at),
         )
+
+    @property
+    def target(self) -> TaskTarget:
+        """Who runs it: the dispatcher for a task with an HTTP request, pull workers otherwise. Stores index it."""
+        return TaskTarget.PULL if self.http_request is None else TaskTarget.HTTP
 
     @property
     def claimable(self) -> bool:
@@ -131,7 +160,29 @@ class Task(_Frozen):
         if not self.claimable:
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimable")
         claim = LastClaimed(worker_id=worker_id, claimed_at=at, times_out_at=at + self.processing_timeout)
-        return self._with(at, state=TaskState.CLAIMED, attempted=self.attempted + 1, last_claimed=claim)
+        return self._with(
+            at,
+            state=TaskState.CLAIMED,
+            attempted=self.attempted + 1,
+            last_claimed=claim,
+            first_attempted_at=self.first_attempted_at or at,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def cancelled(self, at: datetime) -> Task:
+        """Never run again. A claimed task too: its worker's later done/failed/report are refused."""
+        if self.finished:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, it cannot be cancelled")
+        return self._with(at, state=TaskState.CANCELLED)
+
+    def run_now(self, at: datetime) -> Task:
+        """Make a queued or failed task claimable at once."""
+        if not self.claimable:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not queued or failed")
+        return self._with(at, run_at=at)
 
     def reported(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
         claim = self._claim_of(worker_id)
@@ -143,7 +194,23 @@ class Task(_Frozen):
     def done(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
         claim = self._claim_of(worker_id)
         result = Result(at=at, success=data if data is not None else {})
-        return self._with(at, state=TaskState.DONE, last_claimed=claim.model_copy(update={"result": result}))
+        last = claim.model_copy(update={"result": result})
+        repeat, repeated = self.repeat, (self.repeated or 0) + 1
+        if repeat is not None and (repeat.times is None or repeated <= repeat.times):
+            # Another run: a fresh set of attempts, `interval` from now.
+            return self._with(
+                at,
+                state=TaskState.QUEUED,
+                last_claimed=last,
+                run_at=at + repeat.interval,
+                last_enqueued_at=at,
+                attempted=0,
+                first_attempted_at=None,
+                repeated=repeated,
+            )
+        return self._with(
+            at, state=TaskState.DONE, last_claimed=last, repeated=repeated if repeat is not None else None
+        )
 
     def failed(self, worker_id: str, data: JsonObj | None, at: datetime, backoff: BackoffPolicy) -> Task:
         claim = self._claim_of(worker_id)
@@ -176,15 +243,16 @@ class Task(_Frozen):
 
     def _failed_attempt(self, claim: LastClaimed, failure: JsonObj, at: datetime, backoff: BackoffPolicy) -> Task:
         last = claim.model_copy(update={"result": Result(at=at, failure=failure)})
-        if self.attempted > self.retry_times:
+        policy = self.retry_policy
+        if policy is None:
+            final = self.attempted > self.retry_times
+            delay = backoff.delay(self.attempted)
+        else:
+            final = policy.gives_up(self.attempted, self.retry_times, self.first_attempted_at, at)
+            delay = policy.delay(self.attempted)
+        if final:
             return self._with(at, state=TaskState.DEAD, last_claimed=last)
-        return self._with(
-            at,
-            state=TaskState.FAILED,
-            last_claimed=last,
-            run_at=at + backoff.delay(self.attempted),
-            last_enqueued_at=at,
-        )
+        return self._with(at, state=TaskState.FAILED, last_claimed=last, run_at=at + delay, last_enqueued_at=at)
 
     def _claim_of(self, worker_id: str) -> LastClaimed:
         claim = self.last_claimed

@@ -53,3 +53,17 @@ class Archiver:
 
     async def run_once(self) -> int:
         return await self.tasks.archive_finished(self.older_than, self.batch)
+
+
+@dataclass
+class TimelinePruner:
+    """Attempt timeline entries older than `retention` are deleted."""
+
+    tasks: TaskService
+    interval: timedelta
+    retention: timedelta
+    batch: int
+    name: str = "timeline-pruner"
+
+    async def run_once(self) -> int:
+        return await self.tasks.prune_timeline(self.retention, self.batch)

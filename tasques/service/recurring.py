@@ -110,7 +110,8 @@ class RecurringService:
                 log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot)
             else:
                 settings = self._tasks.settings
-                new = rt.new_task(slot, settings.retry_times, settings.processing_timeout)
+                timeout = self._tasks.default_processing_timeout(rt.task_definition.http_request)
+                new = rt.new_task(slot, settings.retry_times, timeout)
                 try:
                     await self._tasks.insert(new, now)
                     enqueued = 1

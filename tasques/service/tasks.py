@@ -11,13 +11,19 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
-from tasques.domain.retry import BackoffPolicy
-from tasques.domain.task import JsonObj, NewTask, Task, TaskState
+from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.retry import BackoffPolicy, RetryPolicy
+from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
+from tasques.domain.timeline import Attempt
 from tasques.service.clock import Clock
+from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
+
+# An HTTP task's default processing timeout is its request timeout plus this.
+HTTP_CLAIM_GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -44,25 +50,41 @@ class TaskSpec:
     id: str | None = None
     priority: int = 0
     run_at: datetime | None = None
+    execution_delay: timedelta | None = None  # run this long after creation (instead of run_at)
     retry_times: int | None = None
     processing_timeout: timedelta | None = None
     args: JsonObj | None = None
     context: JsonObj | None = None
+    http_request: HttpRequest | None = None
+    retry_policy: RetryPolicy | None = None
+    repeat: Repeat | None = None
 
 
 class TaskService:
-    def __init__(self, store: Store, settings: TaskSettings, clock: Clock, signals: QueueSignals) -> None:
+    def __init__(
+        self, store: Store, settings: TaskSettings, clock: Clock, signals: QueueSignals, queues: QueueService
+    ) -> None:
         self._store = store
         self._settings = settings
         self._clock = clock
         self._signals = signals
+        self._queues = queues
+
+    @property
+    def queues(self) -> QueueService:
+        return self._queues
 
     @property
     def settings(self) -> TaskSettings:
         return self._settings
 
-    def resolve(self, spec: TaskSpec, now: datetime) -> NewTask:
-        """Fill in the server defaults: a generated id, run now, the configured retries and timeout."""
+    def resolve(self, spec: TaskSpec, now: datetime, queue_retry_policy: RetryPolicy | None = None) -> NewTask:
+        """Fill in the defaults: a generated id, run now, the configured retries and timeout, the queue's
+        retry policy."""
+        if spec.run_at is not None and spec.execution_delay is not None:
+            raise InvalidInput(
+                "invalid task", [FieldProblem("execution_delay", "give run_at or execution_delay, not both")]
+            )
         if spec.processing_timeout is not None and spec.processing_timeout <= timedelta(0):
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
         return NewTask(
@@ -70,24 +92,50 @@ class TaskService:
             queue=spec.queue,
             kind=spec.kind,
             priority=spec.priority,
-            run_at=spec.run_at or now,
+            run_at=spec.run_at or (now + spec.execution_delay if spec.execution_delay is not None else now),
             retry_times=self._settings.retry_times if spec.retry_times is None else spec.retry_times,
-            processing_timeout=spec.processing_timeout or self._settings.processing_timeout,
+            processing_timeout=spec.processing_timeout or self._default_timeout(spec),
             args=spec.args,
             context=spec.context,
+            http_request=spec.http_request,
+            retry_policy=spec.retry_policy or queue_retry_policy,
+            repeat=spec.repeat,
         )
 
+    def _default_timeout(self, spec: TaskSpec) -> timedelta:
+        return self.default_processing_timeout(spec.http_request)
+
+    def default_processing_timeout(self, http_request: HttpRequest | None) -> timedelta:
+        # The dispatcher holds an HTTP task's claim for one request: if its server dies, retry soon after.
+        if http_request is not None:
+            return http_request.timeout + HTTP_CLAIM_GRACE
+        return self._settings.processing_timeout
+
     async def create(self, spec: TaskSpec) -> Task:
-        now = self._clock()
-        return await self.insert(self.resolve(spec, now), now)
+        [task] = await self._resolve_all([spec])
+        return await self.insert(task, self._clock())
 
     async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
         """Create many tasks in one store round trip; a taken id fails only its own slot."""
+        news = await self._resolve_all(specs)
+        return await self.insert_many(news, self._clock())
+
+    async def _resolve_all(self, specs: Sequence[TaskSpec]) -> list[NewTask]:
+        settings = await self._queues.all()
         now = self._clock()
-        return await self.insert_many([self.resolve(spec, now) for spec in specs], now)
+        news = []
+        for spec in specs:
+            queue = settings.get(spec.queue)
+            news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
+        # HTTP tasks register their queue, so the dispatcher (which claims per queue) looks at it.
+        for queue_name in dict.fromkeys(n.queue for n in news if n.http_request is not None):
+            await self._queues.register(queue_name)
+        return news
 
     async def insert(self, new: NewTask, now: datetime) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
+        if new.http_request is not None:
+            await self._queues.register(new.queue)
         stored = await self._store.insert_task(Task.create(new, now))
         self._signals.notify(stored.queue)
         return stored
@@ -121,14 +169,26 @@ class TaskService:
         poll = self._settings.poll_interval.total_seconds()
         while True:
             now = self._clock()
-            claimed = await self._claim_once(worker_id, unique_queues, now, amount)
+            paused = await self._queues.paused()
+            active = [q for q in unique_queues if q not in paused]
+            claimed = await self._claim_once(worker_id, active, now, amount) if active else []
             remaining = deadline - loop.time()
             if claimed or remaining <= 0:
                 return claimed
             await self._signals.wait(unique_queues, min(remaining, poll))
 
-    async def _claim_once(self, worker_id: str, queues: list[str], now: datetime, amount: int) -> list[Task]:
-        call = asyncio.ensure_future(self._store.claim_tasks(queues, now, amount, partial(_claim, worker_id, now)))
+    async def claim_http(self, worker_id: str, queue: str, amount: int) -> list[Task]:
+        """The dispatcher's claim: HTTP-target tasks of one queue, without waiting; nothing from a paused queue."""
+        if amount <= 0 or queue in await self._queues.paused():
+            return []
+        now = self._clock()
+        return await self._claim_once(worker_id, [queue], now, amount, TaskTarget.HTTP)
+
+    async def _claim_once(
+        self, worker_id: str, queues: list[str], now: datetime, amount: int, target: TaskTarget = TaskTarget.PULL
+    ) -> list[Task]:
+        change = partial(_claim, worker_id, now)
+        call = asyncio.ensure_future(self._store.claim_tasks(queues, now, amount, change, target))
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -148,6 +208,16 @@ class TaskService:
     async def fail(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
         backoff = self._settings.backoff
         return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff))
+
+    async def cancel(self, queue: str, task_id: str) -> Task:
+        """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
+        return await self._change(queue, task_id, lambda t, now: t.cancelled(now))
+
+    async def run_now(self, queue: str, task_id: str) -> Task:
+        """Make a queued or failed task claimable at once."""
+        task = await self._change(queue, task_id, lambda t, now: t.run_now(now))
+        self._signals.notify(queue)
+        return task
 
     async def unclaim(self, worker_id: str, queue: str, task_id: str) -> Task:
         task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now))
@@ -189,6 +259,26 @@ class TaskService:
             if len(expired) < batch or not done_now:
                 # A conflict means a worker finished or reported concurrently: its write wins.
                 return reaped
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def record_attempt(self, attempt: Attempt) -> None:
+        await self._store.insert_attempt(attempt)
+
+    async def timeline(self, queue: str, task_id: str) -> list[Attempt]:
+        """Every recorded attempt of a task (NotFound if there is no such task)."""
+        await self._store.get_task(queue, task_id)
+        return await self._store.list_attempts(queue, task_id)
+
+    async def prune_timeline(self, retention: timedelta, batch: int) -> int:
+        cutoff = self._clock() - retention
+        total = 0
+        while True:
+            deleted = await self._store.delete_attempts(cutoff, batch)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def archive_finished(self, older_than: timedelta, batch: int) -> int:
         cutoff = self._clock() - older_than

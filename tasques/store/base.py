@@ -6,11 +6,12 @@ claimable tasks and applies the caller's pure `change` to each, because finding 
 atomic step (SQLite: one transaction; Elasticsearch: conditional bulk updates that skip lost races).
 
 Semantics every backend must honour (checked by `tests/contract/`):
-- Task identity is (queue, id). Recurring task identity is id.
+- Task identity is (queue, id). Recurring task identity is id. Queue settings identity is the queue name.
 - `metadata.version` of a returned record is the version the store now holds; conditional writes compare
   the version of the record passed in.
 - "Claimable" means state queued or failed and `run_at <= now`; claim order is priority descending, then
-  `run_at` ascending.
+  `run_at` ascending. A claim takes only tasks of the `target` it names (pull workers never get HTTP tasks,
+  the dispatcher never gets pull tasks).
 - Archived tasks are still returned by `get_task`.
 - Read-your-writes per store instance: every read reflects every write made through the same instance.
   Writes made by *other* instances (other servers sharing an Elasticsearch cluster) are always seen by
@@ -26,8 +27,11 @@ from datetime import datetime
 from typing import Protocol
 
 from tasques.domain.errors import AlreadyExists, VersionConflict
+from tasques.domain.http_target import TaskTarget
+from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState
+from tasques.domain.timeline import Attempt
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,14 @@ class Store(Protocol):
         """Conditional replace of many tasks in one round trip; each slot is the stored task or the conflict."""
 
     async def claim_tasks(
-        self, queues: Sequence[str], now: datetime, limit: int, change: Callable[[Task], Task]
+        self,
+        queues: Sequence[str],
+        now: datetime,
+        limit: int,
+        change: Callable[[Task], Task],
+        target: TaskTarget = TaskTarget.PULL,
     ) -> list[Task]:
-        """Atomically apply `change` to up to `limit` claimable tasks of `queues`, in claim order."""
+        """Atomically apply `change` to up to `limit` claimable tasks of `queues` and `target`, in claim order."""
 
     async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
         """Claimed tasks whose `times_out_at <= now`, oldest deadline first."""
@@ -113,6 +122,29 @@ class Store(Protocol):
         """Remove and return it. Raises `NotFound`."""
 
     async def list_recurring(self) -> list[RecurringTask]: ...
+
+    # Queue settings
+    async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        """Raises `AlreadyExists`."""
+
+    async def get_queue_settings(self, queue: str) -> QueueSettings:
+        """Raises `NotFound`."""
+
+    async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        """Conditional on version, like `update_task`."""
+
+    async def list_queue_settings(self) -> list[QueueSettings]:
+        """Every queue's settings, by queue name. Sees every server's writes at once."""
+
+    # Attempt timeline
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        """Record an attempt; recording the same (queue, task id, attempt number) again replaces it."""
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        """A task's attempts, in attempt order."""
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        """Delete up to `limit` attempts that ended before the cutoff; returns how many."""
 
     # Leader lock
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:

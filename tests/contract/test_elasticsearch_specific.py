@@ -25,6 +25,7 @@ from tasques.store.elasticsearch.archive import (
 )
 from tasques.store.elasticsearch.cluster import has_ilm
 from tasques.store.elasticsearch.mappings import (
+    TEMPLATE_VERSION,
     IndexNames,
     archive_mappings,
     archive_template_body,
@@ -452,7 +453,7 @@ def test_archive_template_body() -> None:
     assert with_ilm == {
         "index_patterns": ["tq-archive-*"],
         "priority": 200,
-        "version": 1,
+        "version": TEMPLATE_VERSION,
         "_meta": {"managed_by": "tasques"},
         "template": {
             "settings": {

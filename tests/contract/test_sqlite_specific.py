@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +47,10 @@ def _assert_indexed(plan: str, index: str) -> None:
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (sqlite_store.CLAIM_SQL, ("q", 0, 10), "tasks_claimable"),
+        (sqlite_store.CLAIM_SQL, ("q", "pull", 0, 10), "tasks_claimable_by_target"),
         (sqlite_store.TIMED_OUT_SQL, (0, 10), "tasks_timeouts"),
-        (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished"),
-        (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding"),
+        (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished_v2"),
+        (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding_v2"),
         (sqlite_store.COUNTS_SQL, (), "tasks_counts"),
     ],
 )
@@ -144,3 +145,55 @@ async def test_naive_datetimes_are_refused(db_path: Path) -> None:
             await store.timed_out_tasks(ts(0).replace(tzinfo=None), 10)
     finally:
         await store.close()
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    """Schema 1 (before HTTP tasks): the new column and indexes appear, and existing tasks are pull tasks."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in _V1_DDL:
+        conn.execute(statement)
+    task = make_task(id="old")
+    conn.execute(
+        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, 1, ?)",
+        ("q", "old", "queued", 0, 0, "k", 0, 0, task.model_dump_json()),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    async def run() -> None:
+        store = SqliteStore(str(path))
+        await store.open()
+        try:
+            claimed = await store.claim_tasks(["q"], ts(1), 10, lambda t: t.claimed("w", ts(1)))
+            assert [t.id for t in claimed] == ["old"]
+            assert await store.list_queue_settings() == []
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"tasks_claimable_by_target", "tasks_finished_v2", "tasks_outstanding_v2"} <= indexes
+        assert not {"tasks_claimable", "tasks_finished", "tasks_outstanding"} & indexes
+        assert conn.execute("SELECT target FROM tasks").fetchall() == [("pull",)]
+    finally:
+        conn.close()
+
+
+_V1_COLUMNS = """queue TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL,
+    run_at INTEGER NOT NULL, times_out_at INTEGER, kind TEXT NOT NULL, recurring_task_id TEXT,
+    created_at INTEGER NOT NULL, modified_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL"""
+_V1_DDL = (
+    f"CREATE TABLE tasks ({_V1_COLUMNS}, PRIMARY KEY (queue, id))",
+    "CREATE INDEX tasks_claimable ON tasks (queue, priority DESC, run_at) WHERE state IN ('queued', 'failed')",
+    "CREATE INDEX tasks_finished ON tasks (modified_at) WHERE state IN ('done', 'dead')",
+    "CREATE INDEX tasks_outstanding ON tasks (recurring_task_id) "
+    "WHERE recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead')",
+    f"CREATE TABLE archived_tasks ({_V1_COLUMNS}, archived_at INTEGER NOT NULL, PRIMARY KEY (queue, id))",
+    "CREATE TABLE recurring_tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL, seq INTEGER NOT NULL)",
+)

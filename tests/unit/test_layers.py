@@ -26,6 +26,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service": ("tasques.api", "tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.server", "aiohttp"),
     "store": ("tasques.api", "tasques.service", "tasques.leader", "tasques.server"),
     "leader": ("tasques.api", "tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.server"),
+    "dispatch": ("tasques.api", "tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.server"),
     "api": ("tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.leader", "tasques.server"),
 }
 

@@ -17,7 +17,7 @@ JsonDict = dict[str, Any]
 # templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 _META: JsonDict = {"managed_by": "tasques"}
 
 
@@ -34,6 +34,16 @@ class IndexNames:
     @property
     def recurring(self) -> str:
         return f"{self.prefix}-recurring"
+
+    @property
+    def queues(self) -> str:
+        """Queue settings, one document per queue."""
+        return f"{self.prefix}-queues"
+
+    @property
+    def timeline(self) -> str:
+        """Attempts of HTTP-target tasks, `_id` = `{queue}/{task id}/{attempt}`."""
+        return f"{self.prefix}-timeline"
 
     @property
     def locks(self) -> str:
@@ -112,6 +122,12 @@ def task_properties() -> JsonDict:
         "processing_timeout": _STORED_KEYWORD,
         "last_enqueued_at": _DATE,
         "recurring_task_id": _KEYWORD,
+        "target": _KEYWORD,
+        "http_request": _OPAQUE,
+        "retry_policy": _OPAQUE,
+        "first_attempted_at": _DATE,
+        "repeat": _OPAQUE,
+        "repeated": _INTEGER,
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
@@ -146,6 +162,43 @@ def recurring_mappings() -> JsonDict:
             "loaded_at": _DATE,
             "last_slot_at": _DATE,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
+def queue_settings_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "queue": _KEYWORD,
+            "paused": _BOOLEAN,
+            "max_dispatches_per_second": {"type": "double"},
+            "max_concurrent_dispatches": _INTEGER,
+            "retry_policy": _OPAQUE,
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
+def timeline_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "queue": _KEYWORD,
+            "task_id": _KEYWORD,
+            "run": _INTEGER,
+            "attempt": _INTEGER,
+            "worker_id": _KEYWORD,
+            "started_at": _DATE,
+            "ended_at": _DATE,
+            "duration_ms": {"type": "double"},
+            "success": _BOOLEAN,
+            "status_code": _INTEGER,
+            "response_headers": _OPAQUE,
+            "response_body": _STORED_KEYWORD,
+            "error": _STORED_KEYWORD,
         },
     }
 
@@ -190,6 +243,14 @@ def tasks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> Jso
 
 def recurring_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.recurring], small_index_settings(settings), recurring_mappings())
+
+
+def queues_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.queues], small_index_settings(settings), queue_settings_mappings())
+
+
+def timeline_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.timeline], small_index_settings(settings), timeline_mappings())
 
 
 def locks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:

@@ -20,8 +20,11 @@ from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundE
 
 from tasques.config import ElasticsearchConfig
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
+from tasques.domain.http_target import TaskTarget
+from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, TaskState, Version, claim_order_key
+from tasques.domain.timeline import Attempt
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, MaintenanceResult, error_type
@@ -30,6 +33,8 @@ from tasques.store.elasticsearch.mappings import (
     JsonDict,
     lock_mappings,
     locks_template_body,
+    queue_settings_mappings,
+    queues_template_body,
     recurring_mappings,
     recurring_template_body,
     small_index_settings,
@@ -37,6 +42,8 @@ from tasques.store.elasticsearch.mappings import (
     task_mappings,
     tasks_settings,
     tasks_template_body,
+    timeline_mappings,
+    timeline_template_body,
 )
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 
@@ -123,10 +130,14 @@ class ElasticsearchStore:
         await self._client.indices.put_index_template(name=n.template("tasks"), body=tasks_template_body(n, s))
         await self._client.indices.put_index_template(name=n.template("recurring"), body=recurring_template_body(n, s))
         await self._client.indices.put_index_template(name=n.template("locks"), body=locks_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("queues"), body=queues_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("timeline"), body=timeline_template_body(n, s))
         await self.archive.setup()
         await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s))
         await self._ensure_index(n.recurring, recurring_mappings(), small_index_settings(s))
         await self._ensure_index(n.locks, lock_mappings(), small_index_settings(s))
+        await self._ensure_index(n.queues, queue_settings_mappings(), small_index_settings(s))
+        await self._ensure_index(n.timeline, timeline_mappings(), small_index_settings(s))
         self._opened = True
 
     async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> None:
@@ -335,7 +346,12 @@ class ElasticsearchStore:
         return action, _source_of(new)
 
     async def claim_tasks(
-        self, queues: Sequence[str], now: datetime, limit: int, change: Callable[[Task], Task]
+        self,
+        queues: Sequence[str],
+        now: datetime,
+        limit: int,
+        change: Callable[[Task], Task],
+        target: TaskTarget = TaskTarget.PULL,
     ) -> list[Task]:
         if limit <= 0 or not queues:
             return []
@@ -354,6 +370,13 @@ class ElasticsearchStore:
                     ]
                 }
             }
+            # Tasks written before `target` existed have none: they are pull tasks.
+            target_is_http: JsonDict = {"term": {"target": TaskTarget.HTTP.value}}
+            must_not: list[JsonDict] = []
+            if target is TaskTarget.HTTP:
+                query["bool"]["filter"].append(target_is_http)
+            else:
+                must_not.append(target_is_http)
             stale = self._stale_for_claims()
             if len(stale) > MAX_STALE_EXCLUDED:
                 await self.refresher.ensure_fresh()  # cheaper than a huge exclusion list
@@ -362,7 +385,9 @@ class ElasticsearchStore:
                 await self.refresher.ensure_fresh(for_claims=True)
             skip = refused.union(stale)
             if skip:
-                query["bool"]["must_not"] = [{"ids": {"values": sorted(skip)}}]
+                must_not.append({"ids": {"values": sorted(skip)}})
+            if must_not:
+                query["bool"]["must_not"] = must_not
             resp = await self._client.search(
                 index=self.names.tasks,
                 query=query,
@@ -682,6 +707,92 @@ class ElasticsearchStore:
         )
         return [_recurring_from(hit) for hit in resp.body["hits"]["hits"]]
 
+    # Queue settings: rare writes, each refreshed at once so every server's list_queue_settings sees it.
+
+    async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        try:
+            resp = await self._client.index(
+                index=self.names.queues,
+                id=settings.queue,
+                document=_source_of(settings),
+                op_type="create",
+                refresh=True,
+            )
+        except ConflictError:
+            raise AlreadyExists(f"queue {settings.queue} already has settings") from None
+        return _versioned(settings, resp.body["_seq_no"], resp.body["_primary_term"])
+
+    async def get_queue_settings(self, queue: str) -> QueueSettings:
+        try:
+            resp = await self._client.get(index=self.names.queues, id=queue)
+        except NotFoundError:
+            raise NotFound(f"no settings for queue {queue}") from None
+        return QueueSettings.model_validate(_with_version(resp.body))
+
+    async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        version = settings.metadata.version
+        try:
+            resp = await self._client.index(
+                index=self.names.queues,
+                id=settings.queue,
+                document=_source_of(settings),
+                if_seq_no=version.seq_num,
+                if_primary_term=version.primary_term,
+                refresh=True,
+            )
+        except ConflictError:
+            if await self._client.exists(index=self.names.queues, id=settings.queue):
+                raise VersionConflict(f"settings of queue {settings.queue} changed since they were read") from None
+            raise NotFound(f"no settings for queue {settings.queue}") from None
+        return _versioned(settings, resp.body["_seq_no"], resp.body["_primary_term"])
+
+    async def list_queue_settings(self) -> list[QueueSettings]:
+        resp = await self._client.search(
+            index=self.names.queues,
+            query={"match_all": {}},
+            sort=[{"queue": "asc"}],
+            size=MAX_PAGE,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+        )
+        return [QueueSettings.model_validate(_with_version(hit)) for hit in resp.body["hits"]["hits"]]
+
+    # Attempt timeline: written with refresh=true, so a task's timeline shows its attempts at once.
+
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        await self._client.index(
+            index=self.names.timeline, id=attempt.key, document=attempt.model_dump(mode="json"), refresh=True
+        )
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        resp = await self._client.search(
+            index=self.names.timeline,
+            query={"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
+            sort=[{"run": "asc"}, {"attempt": "asc"}],
+            size=MAX_PAGE,
+            track_total_hits=False,
+        )
+        return [Attempt.model_validate(hit["_source"]) for hit in resp.body["hits"]["hits"]]
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        resp = await self._client.search(
+            index=self.names.timeline,
+            query={"range": {"ended_at": {"lt": es_date(ended_before)}}},
+            sort=[{"ended_at": "asc"}],
+            size=min(limit, MAX_PAGE),
+            source=False,
+            track_total_hits=False,
+        )
+        hits = resp.body["hits"]["hits"]
+        if not hits:
+            return 0
+        ops: list[JsonDict] = [{"delete": {"_index": self.names.timeline, "_id": hit["_id"]}} for hit in hits]
+        items = await self._bulk(ops, live=False)
+        await self._client.indices.refresh(index=self.names.timeline)
+        return sum(1 for item in items if item["status"] in _OK)
+
     # Leader lock
 
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
@@ -737,12 +848,15 @@ def es_date(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _source_of(record: Task | RecurringTask) -> JsonDict:
+def _source_of(record: Task | RecurringTask | QueueSettings) -> JsonDict:
     # The version is not stored: it is the document's _seq_no/_primary_term, rebuilt on every read.
-    return record.model_dump(mode="json", exclude=_NO_VERSION)
+    source = record.model_dump(mode="json", exclude=_NO_VERSION)
+    if isinstance(record, Task):
+        source["target"] = record.target.value  # derived, indexed for claims
+    return source
 
 
-_Versioned = TypeVar("_Versioned", Task, RecurringTask)
+_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
 
 
 def _versioned(record: _Versioned, seq_no: int, primary_term: int) -> _Versioned:
@@ -760,6 +874,7 @@ def _with_version(doc: JsonDict) -> JsonDict:
 def _task_from(doc: JsonDict) -> Task:
     source = _with_version(doc)
     source.pop("archived_at", None)
+    source.pop("target", None)
     return Task.model_validate(source)
 
 

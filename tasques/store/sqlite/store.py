@@ -17,11 +17,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
+from tasques.domain.http_target import TaskTarget
+from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState, Version
+from tasques.domain.timeline import Attempt
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 from tasques.store.cursor import Cursor, decode_cursor, encode_cursor
-from tasques.store.sqlite.schema import CLAIMABLE, DDL, FINISHED, OUTSTANDING, SCHEMA_VERSION, TASK_COLUMNS
+from tasques.store.sqlite.schema import (
+    CLAIMABLE,
+    DDL,
+    FINISHED,
+    MIGRATE_1_TO_2,
+    OUTSTANDING,
+    SCHEMA_VERSION,
+    TASK_COLUMNS,
+)
 
 T = TypeVar("T")
 
@@ -31,17 +42,17 @@ _MICRO = timedelta(microseconds=1)
 _BUSY_TIMEOUT_MS = 10_000
 
 CLAIM_SQL = (
-    f"SELECT priority, run_at, seq, body FROM tasks WHERE queue = ? AND {CLAIMABLE} AND run_at <= ? "
+    f"SELECT priority, run_at, seq, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
     "ORDER BY priority DESC, run_at LIMIT ?"
 )
 TIMED_OUT_SQL = "SELECT body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
 FINISHED_SQL = f"SELECT rowid FROM tasks WHERE {FINISHED} AND modified_at < ? ORDER BY modified_at LIMIT ?"
 OUTSTANDING_SQL = f"SELECT count(*) FROM tasks WHERE recurring_task_id = ? AND {OUTSTANDING}"
 COUNTS_SQL = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state ORDER BY queue, state"
-_INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 12)}) ON CONFLICT DO NOTHING"
+_INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING"
 _UPDATE_TASK_SQL = (
     "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
-    "created_at = ?, modified_at = ?, seq = ?, body = ? WHERE queue = ? AND id = ? AND seq = ?"
+    "created_at = ?, modified_at = ?, seq = ?, body = ?, target = ? WHERE queue = ? AND id = ? AND seq = ?"
 )
 _ARCHIVE_SQL = (
     f"INSERT OR REPLACE INTO archived_tasks ({TASK_COLUMNS}, archived_at) "
@@ -141,7 +152,12 @@ class SqliteStore:
         return await self._write(run)
 
     async def claim_tasks(
-        self, queues: Sequence[str], now: datetime, limit: int, change: Callable[[Task], Task]
+        self,
+        queues: Sequence[str],
+        now: datetime,
+        limit: int,
+        change: Callable[[Task], Task],
+        target: TaskTarget = TaskTarget.PULL,
     ) -> list[Task]:
         if limit <= 0 or not queues:
             return []
@@ -152,7 +168,7 @@ class SqliteStore:
             # One indexed query per queue, each already in claim order; merge, then parse only the winners.
             candidates: list[tuple[int, int, int, str]] = []
             for queue in unique_queues:
-                rows = conn.execute(CLAIM_SQL, (queue, now_us, limit)).fetchall()
+                rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, limit)).fetchall()
                 candidates.extend((-priority, run_at, seq, body) for priority, run_at, seq, body in rows)
             claimed: list[Task] = []
             params: list[tuple[Any, ...]] = []
@@ -274,6 +290,89 @@ class SqliteStore:
 
         return await self._read(run)
 
+    # Queue settings
+
+    async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            stored = _versioned(settings, 1)
+            cur = conn.execute(
+                "INSERT INTO queue_settings (queue, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
+                (stored.queue, stored.model_dump_json()),
+            )
+            if cur.rowcount == 0:
+                raise AlreadyExists(f"queue {settings.queue} already has settings")
+            return stored
+
+        return await self._write(run)
+
+    async def get_queue_settings(self, queue: str) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            rows = conn.execute("SELECT body FROM queue_settings WHERE queue = ?", (queue,)).fetchall()
+            if not rows:
+                raise NotFound(f"no settings for queue {queue}")
+            return QueueSettings.model_validate_json(rows[0][0])
+
+        return await self._read(run)
+
+    async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            expected = _expected_seq(settings.metadata.version)
+            stored = _versioned(settings, expected + 1)
+            cur = conn.execute(
+                "UPDATE queue_settings SET seq = ?, body = ? WHERE queue = ? AND seq = ?",
+                (expected + 1, stored.model_dump_json(), settings.queue, expected),
+            )
+            if cur.rowcount == 1:
+                return stored
+            if conn.execute("SELECT 1 FROM queue_settings WHERE queue = ?", (settings.queue,)).fetchall():
+                raise VersionConflict(f"settings of queue {settings.queue} changed since they were read")
+            raise NotFound(f"no settings for queue {settings.queue}")
+
+        return await self._write(run)
+
+    async def list_queue_settings(self) -> list[QueueSettings]:
+        def run(conn: sqlite3.Connection) -> list[QueueSettings]:
+            rows = conn.execute("SELECT body FROM queue_settings ORDER BY queue").fetchall()
+            return [QueueSettings.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(run)
+
+    # Attempt timeline
+
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        a = attempt
+        row = (a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO attempts (queue, task_id, run, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        def run(conn: sqlite3.Connection) -> list[Attempt]:
+            rows = conn.execute(
+                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY run, attempt", (queue, task_id)
+            ).fetchall()
+            return [Attempt.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(run)
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        before_us = _micros(ended_before)
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM attempts WHERE rowid IN "
+                "(SELECT rowid FROM attempts WHERE ended_at < ? ORDER BY ended_at LIMIT ?)",
+                (before_us, limit),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
+
     # Leader lock
 
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
@@ -360,6 +459,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchall()[0][0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"database schema version {version} is newer than this server's {SCHEMA_VERSION}")
+        if version == 1:
+            for statement in MIGRATE_1_TO_2:
+                conn.execute(statement)
         for statement in DDL:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -376,7 +478,7 @@ def _micros(at: datetime) -> int:
     return (at - _EPOCH) // _MICRO
 
 
-_Versioned = TypeVar("_Versioned", Task, RecurringTask)
+_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
 
 
 def _versioned(record: _Versioned, seq: int) -> _Versioned:
@@ -405,6 +507,7 @@ def _columns(task: Task) -> tuple[Any, ...]:
         _micros(task.metadata.modified_at),
         task.metadata.version.seq_num,
         task.model_dump_json(),
+        task.target.value,
     )
 
 

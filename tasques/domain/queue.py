@@ -1,0 +1,37 @@
+"""Per-queue settings: pause, dispatch limits and the default retry policy of the queue's tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasques.domain.retry import RetryPolicy
+from tasques.domain.task import Metadata
+
+
+class QueueSettings(BaseModel):
+    """One record per queue; a queue without one has every default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue: str = Field(description="the queue these settings are for")
+    paused: bool = Field(False, description="a paused queue hands no task to claims or to the dispatcher")
+    max_dispatches_per_second: float | None = Field(
+        None, gt=0, description="dispatch rate limit of the queue, per server (a token bucket on each server)"
+    )
+    max_concurrent_dispatches: int | None = Field(
+        None, ge=1, description="the queue's requests in flight at once, per server; the server default if absent"
+    )
+    retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
+    metadata: Metadata
+
+    @classmethod
+    def default(cls, queue: str, at: datetime) -> QueueSettings:
+        return cls(queue=queue, metadata=Metadata(created_at=at, modified_at=at))
+
+    def changed(self, at: datetime, **changes: Any) -> QueueSettings:
+        # Validated (model_copy would not validate the changes).
+        metadata = self.metadata.model_copy(update={"modified_at": at})
+        return QueueSettings.model_validate({**dict(self), **changes, "metadata": metadata})
