@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from tasques.domain.errors import FieldProblem, InvalidInput
+from tasques.domain.http_target import REDACT_SECRETS
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
 
@@ -35,9 +36,15 @@ def worker_id(request: web.Request) -> str:
     return value
 
 
+# Every response hides stored secrets (inline TLS keys); stores serialize without this context.
+_RESPONSE_CONTEXT = {REDACT_SECRETS: True}
+
+
 def json_model(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=model.model_dump_json(exclude_none=True), content_type="application/json")
+    body = model.model_dump_json(exclude_none=True, context=_RESPONSE_CONTEXT)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def json_list(items: list[T], adapter: TypeAdapter[list[T]]) -> web.Response:
-    return web.Response(body=adapter.dump_json(items, exclude_none=True), content_type="application/json")
+    body = adapter.dump_json(items, exclude_none=True, context=_RESPONSE_CONTEXT)
+    return web.Response(body=body, content_type="application/json")

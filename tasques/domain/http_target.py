@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer, model_validator
 
 from tasques.domain.duration import PositiveDuration
 
@@ -46,6 +46,11 @@ def pem_or_path(value: str) -> tuple[str | None, str | None]:
     return (decoded, None) if decoded.startswith("-----BEGIN") else (None, value)
 
 
+# Serialization context flag (set by the API) that hides secrets such as inline TLS keys.
+REDACT_SECRETS = "redact_secrets"
+REDACTED = "<redacted>"
+
+
 class TlsOptions(BaseModel):
     """TLS for an https:// target. Each of ca, cert and key is a file path on the server, or a PEM (inline or
     base64-encoded)."""
@@ -56,6 +61,14 @@ class TlsOptions(BaseModel):
     cert: str | None = Field(None, min_length=1, description="client certificate, for mutual TLS")
     key: str | None = Field(None, min_length=1, description="the client certificate's private key")
     insecure_skip_verify: bool = Field(False, description="do not verify the target's certificate")
+
+    @field_serializer("key")
+    def _redact_inline_key(self, key: str | None, info: SerializationInfo) -> str | None:
+        # An inline private key is stored for the dispatcher but never shown back through the API.
+        redact = isinstance(info.context, dict) and info.context.get(REDACT_SECRETS)
+        if redact and key is not None and not key.startswith("/"):
+            return REDACTED
+        return key
 
     @model_validator(mode="after")
     def _key_with_cert(self) -> TlsOptions:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tasques.api.keys import TASKS
 from tasques.service.clock import ManualClock
 from tests.api.conftest import (
     OTHER_WORKER,
@@ -110,3 +111,25 @@ async def test_queue_settings_defaults_update_and_default_retry_policy(client: C
     assert task["retry_policy"]["retry_times"] == 1
     body = await call(client, "PUT", "/queues/q/settings", status=400, body={"max_concurrent_dispatches": 0})
     assert_error(body, "max_concurrent_dispatches")
+
+
+async def test_an_inline_tls_key_is_stored_but_never_shown(client: Client) -> None:
+    pem_key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
+    tls = {"cert": "/etc/tasques/client.pem", "key": pem_key}
+    created = await create_task(client, id="tls", http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
+    assert created["http_request"]["tls"]["key"] == "<redacted>"
+    assert created["http_request"]["tls"]["cert"] == "/etc/tasques/client.pem"
+    assert (await get_task(client, "q", "tls"))["http_request"]["tls"]["key"] == "<redacted>"
+    listed = await call(client, "GET", "/tasques", status=200, params={"queue": "q"})
+    assert [t["http_request"]["tls"]["key"] for t in listed["tasks"]] == ["<redacted>"]
+    # The dispatcher still has the real key: the store keeps it.
+    stored = await client.app[TASKS].get("q", "tls")
+    assert stored.http_request is not None
+    assert stored.http_request.tls is not None
+    assert stored.http_request.tls.key == pem_key
+
+
+async def test_a_tls_key_path_is_shown(client: Client) -> None:
+    tls = {"cert": "/etc/tasques/client.pem", "key": "/etc/tasques/client.key"}
+    created = await create_task(client, http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
+    assert created["http_request"]["tls"]["key"] == "/etc/tasques/client.key"
