@@ -43,7 +43,7 @@ _ID = "@@ID@@"
 _WORKER = "raw-worker"
 _BULK_FILTER = "filter_path=items.*.status,items.*._seq_no,items.*._primary_term,items.*.error.type"
 
-_INSERT_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_INSERT_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * len(TASK_COLUMNS.split(',')))})"
 # The store's update: every non-key column, conditional on the version read.
 _UPDATE_SQL = (
     "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
@@ -93,7 +93,21 @@ def _raw_sqlite(path: Path, tasks: int) -> tuple[float, int]:
             conn.executemany(
                 _INSERT_SQL,
                 [
-                    (QUEUE, i, "queued", 0, run_at, None, "noop", None, created, created, 1, bodies[0].replace(_ID, i))
+                    (
+                        QUEUE,
+                        i,
+                        "queued",
+                        0,
+                        run_at,
+                        None,
+                        "noop",
+                        None,
+                        created,
+                        created,
+                        1,
+                        bodies[0].replace(_ID, i),
+                        "pull",
+                    )
                     for i in ids
                 ],
             )
