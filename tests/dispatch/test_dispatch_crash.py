@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,27 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.conftest import delete_es_prefix
 from tests.dispatch.conftest import Target, eventually
-from tests.process import ServerProcess
+from tests.process import ServerProcess, es_server_settings
 
 pytestmark = pytest.mark.slow
 
 
-async def test_kill_9_mid_dispatch_retries_and_loses_nothing(tmp_path: Path, target: Target) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Settings of a store that outlives a server process, on each store kind."""
+    if request.param == "sqlite":
+        yield {"TASQUES_STORE_SQLITE_PATH": str(tmp_path / "t.db")}
+        return
+    url, prefix = request.getfixturevalue("elasticsearch_url"), request.getfixturevalue("es_index_prefix")
+    yield es_server_settings(url, prefix)
+    asyncio.run(delete_es_prefix(url, prefix))
+
+
+async def test_kill_9_mid_dispatch_retries_and_loses_nothing(
+    tmp_path: Path, target: Target, store_settings: dict[str, str]
+) -> None:
     first_request = asyncio.Event()
     release = asyncio.Event()
 
@@ -28,7 +43,7 @@ async def test_kill_9_mid_dispatch_retries_and_loses_nothing(tmp_path: Path, tar
 
     target.answer = hang_first
     settings = {
-        "TASQUES_STORE_SQLITE_PATH": str(tmp_path / "t.db"),
+        **store_settings,
         "TASQUES_HOUSEKEEPING_REAP_EVERY": "100ms",
         "TASQUES_LEADER_RENEW_EVERY": "100ms",
         "TASQUES_LEADER_LEASE": "500ms",
