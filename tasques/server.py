@@ -60,7 +60,7 @@ def server_id() -> str:
 def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
     """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
     signals = QueueSignals()
-    queues = QueueService(store, clock)
+    queues = QueueService(store, clock, signals)
     tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
     recurring = RecurringService(store, tasks, clock)
     hk = config.housekeeping

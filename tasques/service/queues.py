@@ -10,6 +10,7 @@ from typing import Any
 from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
 from tasques.domain.queue import QueueSettings
 from tasques.service.clock import Clock
+from tasques.service.signals import QueueSignals
 from tasques.store.base import Store
 
 # Claims consult the paused set through this cache; writes through this service clear it at once, and other
@@ -19,9 +20,16 @@ _CONFLICT_RETRIES = 50
 
 
 class QueueService:
-    def __init__(self, store: Store, clock: Clock, cache_for: timedelta = timedelta(seconds=SETTINGS_CACHE_SECONDS)):
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        signals: QueueSignals | None = None,
+        cache_for: timedelta = timedelta(seconds=SETTINGS_CACHE_SECONDS),
+    ):
         self._store = store
         self._clock = clock
+        self._signals = signals
         self._cache_for = cache_for.total_seconds()
         self._cached: dict[str, QueueSettings] | None = None
         self._cached_until = 0.0
@@ -48,7 +56,10 @@ class QueueService:
         return await self.update(queue, paused=True)
 
     async def resume(self, queue: str) -> QueueSettings:
-        return await self.update(queue, paused=False)
+        settings = await self.update(queue, paused=False)
+        if self._signals is not None:
+            self._signals.notify(queue)  # claims blocked on this server find its tasks at once
+        return settings
 
     async def update(self, queue: str, **changes: Any) -> QueueSettings:
         """Change some settings of a queue (creating its record if it has none), retrying version conflicts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from tasques.api.keys import TASKS
@@ -10,6 +11,7 @@ from tests.api.conftest import (
     OTHER_WORKER,
     WORKER,
     Client,
+    MakeClient,
     assert_error,
     call,
     claim,
@@ -133,3 +135,18 @@ async def test_a_tls_key_path_is_shown(client: Client) -> None:
     tls = {"cert": "/etc/tasques/client.pem", "key": "/etc/tasques/client.key"}
     created = await create_task(client, http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
     assert created["http_request"]["tls"]["key"] == "/etc/tasques/client.key"
+
+
+async def test_resume_wakes_a_claim_blocked_on_the_paused_queue(make_client: MakeClient) -> None:
+    client = await make_client(poll_interval=timedelta(seconds=60))
+    await call(client, "PUT", "/queues/q/pause", status=200)
+    await create_task(client, id="waiting")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    pending = asyncio.create_task(claim(client, ["q"], block_for="5s"))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # paused: nothing handed out
+    await call(client, "PUT", "/queues/q/resume", status=200)
+    claimed = await asyncio.wait_for(pending, 10)
+    assert [t["id"] for t in claimed] == ["waiting"]
+    assert loop.time() - start < 2, "the claim was not woken by the resume"
