@@ -55,7 +55,8 @@ class TlsOptions(BaseModel):
     """TLS for an https:// target. Each of ca, cert and key is a file path on the server, or a PEM (inline or
     base64-encoded)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # The redacting serializer changes no shape: keep one schema for requests and responses.
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_mode_override="validation")
 
     ca: str | None = Field(None, min_length=1, description="CA certificate(s) to verify the target against")
     cert: str | None = Field(None, min_length=1, description="client certificate, for mutual TLS")
