@@ -661,21 +661,7 @@ class ElasticsearchStore:
         return _recurring_from(resp.body)
 
     async def update_recurring(self, task: RecurringTask) -> RecurringTask:
-        version = task.metadata.version
-        try:
-            resp = await self._client.index(
-                index=self.names.recurring,
-                id=task.id,
-                document=_source_of(task),
-                if_seq_no=version.seq_num,
-                if_primary_term=version.primary_term,
-                refresh=True,
-            )
-        except ConflictError:
-            if await self._client.exists(index=self.names.recurring, id=task.id):
-                raise VersionConflict(f"recurring task {task.id} changed since it was read") from None
-            raise NotFound(f"no recurring task {task.id}") from None
-        return _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
+        return await self._replace_small(self.names.recurring, task.id, task, f"recurring task {task.id}")
 
     async def delete_recurring(self, task_id: str) -> RecurringTask:
         for _ in range(_DELETE_RETRIES):
@@ -730,21 +716,27 @@ class ElasticsearchStore:
         return QueueSettings.model_validate(_with_version(resp.body))
 
     async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
-        version = settings.metadata.version
+        return await self._replace_small(
+            self.names.queues, settings.queue, settings, f"settings of queue {settings.queue}"
+        )
+
+    async def _replace_small(self, index: str, doc_id: str, record: _Versioned, what: str) -> _Versioned:
+        """Conditional replace of a rarely written record, refreshed at once so every server lists it."""
+        version = record.metadata.version
         try:
             resp = await self._client.index(
-                index=self.names.queues,
-                id=settings.queue,
-                document=_source_of(settings),
+                index=index,
+                id=doc_id,
+                document=_source_of(record),
                 if_seq_no=version.seq_num,
                 if_primary_term=version.primary_term,
                 refresh=True,
             )
         except ConflictError:
-            if await self._client.exists(index=self.names.queues, id=settings.queue):
-                raise VersionConflict(f"settings of queue {settings.queue} changed since they were read") from None
-            raise NotFound(f"no settings for queue {settings.queue}") from None
-        return _versioned(settings, resp.body["_seq_no"], resp.body["_primary_term"])
+            if await self._client.exists(index=index, id=doc_id):
+                raise VersionConflict(f"{what} changed since it was read") from None
+            raise NotFound(f"no {what}") from None
+        return _versioned(record, resp.body["_seq_no"], resp.body["_primary_term"])
 
     async def list_queue_settings(self) -> list[QueueSettings]:
         resp = await self._client.search(
