@@ -645,13 +645,7 @@ class ElasticsearchStore:
     # Recurring tasks: rare writes, each refreshed at once so every server's list_recurring sees it.
 
     async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
-        try:
-            resp = await self._client.index(
-                index=self.names.recurring, id=task.id, document=_source_of(task), op_type="create", refresh=True
-            )
-        except ConflictError:
-            raise AlreadyExists(f"recurring task {task.id} already exists") from None
-        return _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
+        return await self._create_small(self.names.recurring, task.id, task, f"recurring task {task.id} already exists")
 
     async def get_recurring(self, task_id: str) -> RecurringTask:
         try:
@@ -696,17 +690,9 @@ class ElasticsearchStore:
     # Queue settings: rare writes, each refreshed at once so every server's list_queue_settings sees it.
 
     async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
-        try:
-            resp = await self._client.index(
-                index=self.names.queues,
-                id=settings.queue,
-                document=_source_of(settings),
-                op_type="create",
-                refresh=True,
-            )
-        except ConflictError:
-            raise AlreadyExists(f"queue {settings.queue} already has settings") from None
-        return _versioned(settings, resp.body["_seq_no"], resp.body["_primary_term"])
+        return await self._create_small(
+            self.names.queues, settings.queue, settings, f"queue {settings.queue} already has settings"
+        )
 
     async def get_queue_settings(self, queue: str) -> QueueSettings:
         try:
@@ -719,6 +705,16 @@ class ElasticsearchStore:
         return await self._replace_small(
             self.names.queues, settings.queue, settings, f"settings of queue {settings.queue}"
         )
+
+    async def _create_small(self, index: str, doc_id: str, record: _Versioned, taken: str) -> _Versioned:
+        """Create a rarely written record, refreshed at once so every server lists it."""
+        try:
+            resp = await self._client.index(
+                index=index, id=doc_id, document=_source_of(record), op_type="create", refresh=True
+            )
+        except ConflictError:
+            raise AlreadyExists(taken) from None
+        return _versioned(record, resp.body["_seq_no"], resp.body["_primary_term"])
 
     async def _replace_small(self, index: str, doc_id: str, record: _Versioned, what: str) -> _Versioned:
         """Conditional replace of a rarely written record, refreshed at once so every server lists it."""
