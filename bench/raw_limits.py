@@ -26,7 +26,7 @@ import aiohttp
 
 from bench.context import Context, per_task
 from bench.env import Json, check
-from bench.server import delete_es_prefix, refresh_index, remove_sqlite_files
+from bench.server import refresh_index, remove_sqlite_files
 from tasques.config import ElasticsearchConfig
 from tasques.domain.task import NewTask, Task
 from tasques.store.elasticsearch import ElasticsearchStore
@@ -34,6 +34,7 @@ from tasques.store.elasticsearch.mappings import task_doc_id
 from tasques.store.elasticsearch.store import es_date
 from tasques.store.sqlite.schema import DDL, TASK_COLUMNS
 from tasques.store.sqlite.store import _connect
+from tests.process import delete_es_prefix
 
 QUEUE = "raw"
 BATCH = 1_000

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from tasques.store.elasticsearch.cluster import has_ilm
-from tests.process import ServerProcess, es_server_settings
+from tests.process import ServerProcess, delete_es_prefix, es_server_settings
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -58,17 +57,6 @@ async def es_client(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterat
     finally:
         await client.indices.delete(index=f"{es_index_prefix}*", allow_no_indices=True, ignore_unavailable=True)
         await client.close()
-
-
-async def delete_es_prefix(url: str, prefix: str) -> None:
-    """Remove every index, template and ILM policy a test store created under `prefix`."""
-    async with AsyncElasticsearch(url, request_timeout=30) as client:
-        await client.indices.delete(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
-        templates = await client.options(ignore_status=404).indices.get_index_template(name=f"{prefix}-*")
-        for template in templates.body.get("index_templates", []):
-            await client.indices.delete_index_template(name=template["name"])
-        if await has_ilm(client):
-            await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])

@@ -1,4 +1,4 @@
-"""Real `tasques serve` processes for tests that need them (CLI, crash, HA)."""
+"""Real `tasques serve` processes and their stores, for the tests that need them and for the benchmarks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from elasticsearch import AsyncElasticsearch
+
+from tasques.store.elasticsearch.cluster import has_ilm
 
 
 def es_server_settings(url: str, index_prefix: str) -> dict[str, str]:
@@ -23,6 +28,22 @@ def es_server_settings(url: str, index_prefix: str) -> dict[str, str]:
     }
 
 
+async def delete_es_prefix(url: str, prefix: str) -> None:
+    """Remove every index, template and ILM policy a store created under `prefix`. Indices are deleted by
+    name, since a cluster may refuse wildcard deletes."""
+    async with AsyncElasticsearch(url, request_timeout=30) as client:
+        rows = await client.cat.indices(index=f"{prefix}-*", h="index", format="json", expand_wildcards="all")
+        listed: list[dict[str, str]] = rows.body  # type: ignore[assignment]  # format=json gives rows, not text
+        indices = [row["index"] for row in listed]
+        if indices:
+            await client.indices.delete(index=",".join(indices), ignore_unavailable=True)
+        templates = await client.options(ignore_status=404).indices.get_index_template(name=f"{prefix}-*")
+        for template in templates.body.get("index_templates", []):
+            await client.indices.delete_index_template(name=template["name"])
+        if await has_ilm(client):
+            await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,11 +54,14 @@ def free_port() -> int:
 class ServerProcess:
     """Starts `python -m tasques.cli serve` with `TASQUES_*` settings, and waits until `/health` answers."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, settings: dict[str, str], log_path: Path, port: int | None = None, cli_args: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._settings = settings
         self._log_path = log_path
+        self._cli_args = list(cli_args)  # before `serve`, e.g. ["--log-level", "WARNING"]
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
@@ -46,7 +70,7 @@ class ServerProcess:
         env["TASQUES_SERVER_BIND_ADDRESS"] = f"127.0.0.1:{self.port}"
         with self._log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tasques.cli", "serve"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "tasques.cli", *self._cli_args, "serve"], env=env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

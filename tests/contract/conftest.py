@@ -13,7 +13,7 @@ from tasques.config import ElasticsearchConfig
 from tasques.store.base import Store
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
-from tests.conftest import delete_es_prefix
+from tests.process import delete_es_prefix
 
 
 @asynccontextmanager

@@ -34,9 +34,9 @@ from tasques.store.elasticsearch.mappings import (
 )
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 from tasques.store.elasticsearch.store import ElasticsearchStore, es_date
-from tests.conftest import delete_es_prefix
 from tests.contract import claim_as, finished, make_task, ts
 from tests.contract.conftest import es_settings
+from tests.process import delete_es_prefix
 
 pytestmark = pytest.mark.elasticsearch
 

@@ -24,8 +24,8 @@ from tasques.store.base import Store
 from tasques.store.elasticsearch import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
 from tests.api.conftest import Client
-from tests.conftest import delete_es_prefix
 from tests.contract.conftest import es_settings
+from tests.process import delete_es_prefix
 
 T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -11,9 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import delete_es_prefix
 from tests.dispatch.conftest import Target, eventually
-from tests.process import ServerProcess, es_server_settings
+from tests.process import ServerProcess, delete_es_prefix, es_server_settings
 
 pytestmark = pytest.mark.slow
 
