@@ -127,24 +127,26 @@ class TaskService:
         for spec in specs:
             queue = settings.get(spec.queue)
             news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
-        # HTTP tasks register their queue, so the dispatcher (which claims per queue) looks at it.
-        for queue_name in dict.fromkeys(n.queue for n in news if n.http_request is not None):
-            await self._queues.register(queue_name)
         return news
 
     async def insert(self, new: NewTask, now: datetime) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
-        if new.http_request is not None:
-            await self._queues.register(new.queue)
+        await self._register_http_queues([new])
         stored = await self._store.insert_task(Task.create(new, now))
         self._signals.notify(stored.queue)
         return stored
 
     async def insert_many(self, news: Sequence[NewTask], now: datetime) -> list[Task | AlreadyExists]:
+        await self._register_http_queues(news)
         results = await self._store.insert_tasks([Task.create(n, now) for n in news])
         for queue in {r.queue for r in results if isinstance(r, Task)}:
             self._signals.notify(queue)
         return results
+
+    async def _register_http_queues(self, news: Sequence[NewTask]) -> None:
+        # HTTP tasks register their queue, so the dispatcher (which claims per queue) looks at it.
+        for queue in dict.fromkeys(n.queue for n in news if n.http_request is not None):
+            await self._queues.register(queue)
 
     async def get(self, queue: str, task_id: str) -> Task:
         return await self._store.get_task(queue, task_id)
