@@ -21,8 +21,15 @@ _UNIT_MICROS: dict[str, int] = {
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+# No duration anywhere in Tasques may exceed this: `now + MAX_DURATION` must stay a valid datetime in every
+# store (Elasticsearch `date_nanos` ends in 2262). Fields document tighter limits of their own.
+MAX_DURATION = timedelta(days=3650)
+# Longer input text than any sane duration is refused before the regex runs over it.
+_MAX_TEXT = 64
+
+
 class DurationError(ValueError):
-    """A string that is not a Go-style duration."""
+    """A string that is not a Go-style duration, or one beyond `MAX_DURATION`."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -30,6 +37,8 @@ def parse_duration(text: str) -> timedelta:
     s = text.strip()
     if not s:
         raise DurationError("empty duration")
+    if len(s) > _MAX_TEXT:
+        raise DurationError(f"invalid duration: longer than {_MAX_TEXT} characters")
     sign = 1
     if s[0] in "+-":
         sign = -1 if s[0] == "-" else 1
@@ -48,6 +57,8 @@ def parse_duration(text: str) -> timedelta:
         else:
             micros += float(number) * _UNIT_MICROS[unit]
         pos = m.end()
+    if micros > MAX_DURATION / timedelta(microseconds=1):
+        raise DurationError(f"duration {text!r} is longer than the maximum {format_duration(MAX_DURATION)}")
     return timedelta(microseconds=sign * round(micros))
 
 
@@ -103,4 +114,4 @@ Duration = Annotated[
     ),
 ]
 
-PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+PositiveDuration = Annotated[Duration, Field(gt=timedelta(0), le=MAX_DURATION)]

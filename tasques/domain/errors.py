@@ -39,5 +39,13 @@ class NotOwnedByWorker(TasquesError):
     """The task is claimed, but by another worker."""
 
 
+class ClaimMismatch(NotClaimed):
+    """The claim id given is not the task's current claim (a late call from an earlier attempt)."""
+
+
+class StoreUnavailable(TasquesError):
+    """The store did not answer in time or could not be reached; nothing is known to have been written."""
+
+
 class VersionConflict(TasquesError):
     """The record changed since it was read; the caller may re-read and retry."""

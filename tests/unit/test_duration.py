@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasques.domain.duration import DurationError, format_duration, parse_duration
+from tasques.domain.duration import MAX_DURATION, DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,13 @@ def test_format_like_go(value: timedelta, expected: str) -> None:
 @given(st.timedeltas(min_value=timedelta(days=-1000), max_value=timedelta(days=1000)))
 def test_round_trip(value: timedelta) -> None:
     assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize("huge", ["9999999999999999h", "80000000h", "-9999999999999999h", "1" * 65 + "s"])
+def test_parse_refuses_beyond_the_maximum(huge: str) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(huge)
+
+
+def test_the_maximum_itself_parses() -> None:
+    assert parse_duration("87600h") == MAX_DURATION
