@@ -13,22 +13,15 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from tasques.api.openapi import build_document, render_yaml
-from tasques.config import Config, ConfigError, load_config, render_defaults
+from tasques.config import Config, ConfigError, load_config, render_defaults, split_host_port
 from tasques.server import build_server, open_store
 from tasques.worker.cli import add_worker_parser, run_worker_cli
 
 log = logging.getLogger("tasques")
 
 
-def _split_bind(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"server.bind_address {address!r} must look like host:port")
-    return host.strip("[]"), int(port)
-
-
 async def serve(config: Config) -> None:
-    host, port = _split_bind(config.server.bind_address)
+    host, port = split_host_port(config.server.bind_address)  # validated when the config was loaded
     app = build_server(config, open_store(config))
     runner = web.AppRunner(
         app,

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasques.domain.duration import Duration
+from tasques.config_env import OverrideError, convert, describe, resolve_field
+from tasques.domain.duration import MAX_DURATION, Duration, PositiveDuration
 
 ENV_PREFIX = "TASQUES_"
 log = logging.getLogger(__name__)
+
+# Zero is meaningful for these (e.g. "do not wait"); negative never is.
+NonNegativeDuration = Annotated[Duration, Field(ge=timedelta(0), le=MAX_DURATION)]
+# index.max_result_window: no Elasticsearch search may return more hits than this.
+ES_MAX_PAGE = 10_000
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
 
 
 class _Section(BaseModel):
@@ -34,8 +43,14 @@ class ServerConfig(_Section):
     basic_auth: list[BasicAuthUser] = Field(
         default_factory=list, description="when non-empty, every API route needs HTTP basic auth"
     )
-    shutdown_grace: Duration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
+    shutdown_grace: NonNegativeDuration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
     access_log: bool = Field(False, description="log every request (costs throughput on busy servers)")
+
+    @field_validator("bind_address")
+    @classmethod
+    def _well_formed(cls, value: str) -> str:
+        split_host_port(value)
+        return value
 
 
 class SqliteConfig(_Section):
@@ -53,22 +68,26 @@ class ElasticsearchConfig(_Section):
     api_key: str | None = Field(None, description="API key (instead of user/password)")
     ca_certs: str | None = Field(None, description="PEM file of the CA that signed the cluster's certificate")
     index_prefix: str = Field("tasques", description="prefix of every index, alias and template Tasques owns")
-    replicas: int = Field(1, ge=0, description="replica count of the indices Tasques creates")
-    shards: int = Field(1, ge=1, description="primary shard count of the live tasks index")
-    refresh_interval: Duration = Field(
-        timedelta(seconds=1),
-        gt=timedelta(0),
-        description="index refresh interval: how soon other servers' writes become claimable",
+    replicas: int = Field(1, ge=0, le=100, description="replica count of the indices Tasques creates")
+    shards: int = Field(1, ge=1, le=1024, description="primary shard count of the live tasks index")
+    refresh_interval: PositiveDuration = Field(
+        timedelta(seconds=1), description="index refresh interval: how soon other servers' writes become claimable"
     )
     claim_overfetch: int = Field(
-        3, ge=1, description="a claim searches amount x this many candidates, so lost races still fill it"
+        3, ge=1, le=100, description="a claim searches amount x this many candidates, so lost races still fill it"
     )
-    request_timeout: Duration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
-    archive_rollover_max_age: Duration = Field(
+    page_size: int = Field(
+        1000,
+        ge=1,
+        le=ES_MAX_PAGE,
+        description="hits per search when the server reads every record (queue settings, recurring tasks, ...)",
+    )
+    request_timeout: PositiveDuration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
+    archive_rollover_max_age: PositiveDuration = Field(
         timedelta(hours=24), description="roll the archive index over at this age"
     )
-    archive_rollover_max_docs: int = Field(10_000_000, ge=1, description="or at this many documents")
-    archive_retention: Duration = Field(
+    archive_rollover_max_docs: int = Field(10_000_000, ge=1, le=2_000_000_000, description="or at this many documents")
+    archive_retention: PositiveDuration = Field(
         timedelta(days=30), description="archive indices are deleted this long after they roll over"
     )
     ilm_policy: str | None = Field(
@@ -87,44 +106,64 @@ class StoreConfig(_Section):
 class BackoffConfig(_Section):
     """Retry delay after the n-th failed attempt: min(max, initial * multiplier ** (n - 1))."""
 
-    initial: Duration = Field(timedelta(seconds=1), description="delay after the first failed attempt")
-    multiplier: float = Field(2.0, ge=1.0, description="growth of the delay per further attempt")
-    max: Duration = Field(timedelta(hours=1), description="the delay never exceeds this")
+    initial: PositiveDuration = Field(timedelta(seconds=1), description="delay after the first failed attempt")
+    multiplier: float = Field(2.0, ge=1.0, le=1000.0, description="growth of the delay per further attempt")
+    max: PositiveDuration = Field(timedelta(hours=1), description="the delay never exceeds this")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackoffConfig:
+        if self.initial > self.max:
+            raise ValueError("tasks.backoff.initial must not exceed tasks.backoff.max")
+        return self
 
 
 class TasksConfig(_Section):
     """Task defaults and claim limits."""
 
-    retry_times: int = Field(25, ge=0, description="default retries for a task that names none")
-    processing_timeout: Duration = Field(
-        timedelta(minutes=30), gt=timedelta(0), description="default processing timeout"
+    retry_times: int = Field(25, ge=0, le=2_147_483_647, description="default retries for a task that names none")
+    processing_timeout: PositiveDuration = Field(timedelta(minutes=30), description="default processing timeout")
+    block_for: NonNegativeDuration = Field(
+        timedelta(seconds=3), description="default wait of a claim that finds nothing"
     )
-    block_for: Duration = Field(timedelta(seconds=3), description="default wait of a claim that finds nothing")
-    max_block_for: Duration = Field(timedelta(seconds=60), description="longest wait a claim may ask for")
-    max_claim_amount: int = Field(1000, ge=1, description="most tasks one claim may ask for")
-    claim_poll_interval: Duration = Field(
+    max_block_for: NonNegativeDuration = Field(timedelta(seconds=60), description="longest wait a claim may ask for")
+    max_claim_amount: int = Field(1000, ge=1, le=ES_MAX_PAGE, description="most tasks one claim may ask for")
+    claim_poll_interval: PositiveDuration = Field(
         timedelta(milliseconds=250),
         description="how often a blocked claim re-checks the store (tasks created on this server wake it at once)",
     )
     backoff: BackoffConfig = BackoffConfig()
 
+    @model_validator(mode="after")
+    def _ordered(self) -> TasksConfig:
+        if self.block_for > self.max_block_for:
+            raise ValueError("tasks.block_for must not exceed tasks.max_block_for")
+        return self
+
 
 class LeaderConfig(_Section):
     """The leader lock: one server at a time runs the housekeeping."""
 
-    lease: Duration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
-    renew_every: Duration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
+    lease: PositiveDuration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
+    renew_every: PositiveDuration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
+
+    @model_validator(mode="after")
+    def _renews_in_time(self) -> LeaderConfig:
+        if self.renew_every >= self.lease:
+            raise ValueError("leader.renew_every must be shorter than leader.lease")
+        return self
 
 
 class HousekeepingConfig(_Section):
     """Leader-only jobs: timeout reaping, recurring enqueueing, archiving."""
 
-    reap_every: Duration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
-    recurring_every: Duration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
-    archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
-    archive_older_than: Duration = Field(timedelta(hours=24), description="age of done/dead tasks to archive")
-    batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
-    timeline_retention: Duration = Field(
+    reap_every: PositiveDuration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
+    recurring_every: PositiveDuration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
+    archive_every: PositiveDuration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
+    archive_older_than: NonNegativeDuration = Field(
+        timedelta(hours=24), description="age of done/dead tasks to archive"
+    )
+    batch_size: int = Field(500, ge=1, le=ES_MAX_PAGE, description="most tasks one housekeeping pass touches per batch")
+    timeline_retention: PositiveDuration = Field(
         timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
     )
 
@@ -133,9 +172,9 @@ class DispatchConfig(_Section):
     """The HTTP-target dispatcher every server runs. Its limits are per server, not per cluster."""
 
     enabled: bool = Field(True, description="run the dispatcher on this server")
-    poll_interval: Duration = Field(timedelta(milliseconds=250), description="how often queues are checked")
+    poll_interval: PositiveDuration = Field(timedelta(milliseconds=250), description="how often queues are checked")
     max_concurrent_dispatches: int = Field(
-        10, ge=1, description="requests in flight per queue on this server, unless the queue sets its own"
+        10, ge=1, le=10_000, description="requests in flight per queue on this server, unless the queue sets its own"
     )
 
 
@@ -164,22 +203,49 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         raw = loaded
     env = os.environ if environ is None else environ
+    sources: dict[str, str] = {}  # dotted setting -> the environment variable that set it
     for key, value in sorted(env.items()):
         if key.startswith(ENV_PREFIX) and not key.startswith("TASQUES_TEST_"):
-            _apply_override(raw, key, value)
+            setting = _apply_override(raw, key, value)
+            if setting is not None:
+                sources[setting] = key
     try:
         return Config.model_validate(raw)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    except ValidationError as e:
+        raise ConfigError(_explain(e, sources)) from None
 
 
-def _apply_override(raw: dict[str, Any], key: str, value: str) -> None:
-    tokens = key[len(ENV_PREFIX) :].lower().split("_")
-    path = _resolve(Config, tokens)
-    if path is None:
+def _explain(error: ValidationError, sources: Mapping[str, str]) -> str:
+    """One line per problem, each naming the setting (and the environment variable that set it)."""
+    lines = []
+    for problem in error.errors():
+        setting = ".".join(str(part) for part in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        if setting in sources:
+            lines.append(f"invalid setting {setting} (from {sources[setting]}): {message}")
+            continue
+        # A rule across settings (e.g. block_for <= max_block_for): its message names them; add the overrides.
+        origins = [var for name, var in sources.items() if name.startswith(f"{setting}.") or not setting]
+        suffix = f" (overridden by {', '.join(origins)})" if origins else ""
+        lines.append(f"invalid setting {setting}: {message}{suffix}" if setting else f"{message}{suffix}")
+    return "\n".join(lines)
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: str) -> str | None:
+    """Put the converted value of `key` into `raw`; returns the dotted setting it names, if any."""
+    found = resolve_field(Config, key[len(ENV_PREFIX) :].lower().split("_"))
+    if found is None:
         # Other tools share the prefix (the worker, the test harness): warn rather than refuse to start.
         log.warning("ignoring %s: it names no setting", key)
-        return
+        return None
+    path, field = found
+    setting = ".".join(path)
+    try:
+        converted = convert(field, value)
+    except OverrideError as e:
+        raise ConfigError(
+            f"invalid setting {setting} (from {key}): {e} ({setting} is typed {describe(field)})"
+        ) from None
     node = raw
     for name in path[:-1]:
         child = node.get(name)
@@ -187,25 +253,24 @@ def _apply_override(raw: dict[str, Any], key: str, value: str) -> None:
             child = {}
             node[name] = child
         node = child
-    node[path[-1]] = yaml.safe_load(value) if value else value
+    node[path[-1]] = converted
+    return setting
 
 
-def _resolve(model: type[BaseModel], tokens: list[str]) -> list[str] | None:
-    """Match underscore-split tokens to a field path; field names may themselves hold underscores."""
-    for k in range(len(tokens), 0, -1):
-        name = "_".join(tokens[:k])
-        field = model.model_fields.get(name)
-        if field is None:
-            continue
-        rest = tokens[k:]
-        if not rest:
-            return [name]
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            tail = _resolve(sub, rest)
-            if tail is not None:
-                return [name, *tail]
-    return None
+def split_host_port(address: str) -> tuple[str, int]:
+    """`host:port` (IPv6 hosts in brackets) as (host, port); ValueError when it is not one."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+        raise ValueError(f"{address!r} must look like host:port with a port from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{address!r}: {host} is not an IPv6 address") from None
+        return host[1:-1], int(port)
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{address!r} must look like host:port (an IPv6 host goes in brackets)")
+    return host, int(port)
 
 
 def render_defaults() -> str:
@@ -214,7 +279,9 @@ def render_defaults() -> str:
         "# Tasques configuration. Every setting is shown at its default.",
         "# Any setting can be overridden by an environment variable: TASQUES_ + the path in upper case,",
         "# joined by underscores, e.g. TASQUES_SERVER_BIND_ADDRESS=0.0.0.0:8080 or TASQUES_STORE_KIND=elasticsearch.",
-        "# Values in the environment are read as YAML: lists as [a, b], durations as Go-style strings (30m, 1h30m).",
+        "# An environment value is converted by the setting's type, never parsed as YAML: a string is taken verbatim,",
+        "# numbers and booleans (true/false) strictly, durations as Go-style strings (30m, 1h30m), lists of strings as",
+        "# a JSON list or comma-separated values, basic_auth as JSON; an empty value clears an optional setting.",
     ]
     _render(Config(), lines, 0)
     return "\n".join(lines) + "\n"
