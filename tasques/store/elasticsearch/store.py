@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
 
-from tasques.config import ElasticsearchConfig
+from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
@@ -49,10 +49,9 @@ from tasques.store.elasticsearch.refresh import CoalescedRefresher
 
 log = logging.getLogger("tasques.store.elasticsearch")
 
-# index.max_result_window: the largest page one search may return.
-MAX_PAGE = 10_000
-# queue_counts reports at most this many queues (one terms bucket each).
-MAX_COUNTED_QUEUES = 10_000
+# index.max_result_window: the largest page one search may return. Reads of every record page through with
+# `search_after` (settings.page_size at a time); only claims and `list_tasks` pages are bounded by this.
+MAX_PAGE = ES_MAX_PAGE
 # A claim re-searches at most this many times when it lost races and is still short of its limit.
 CLAIM_ROUNDS = 5
 # A claim that sees nothing refreshes at most this often (seconds) to find other servers' new tasks.
@@ -191,6 +190,28 @@ class ElasticsearchStore:
                 break
             del self._unrefreshed[doc_id]
         return list(self._unrefreshed)
+
+    async def _search_all(
+        self, index: str, query: JsonDict, sort: list[JsonDict], limit: int | None = None, **kwargs: Any
+    ) -> list[JsonDict]:
+        """Every hit of `query` (the first `limit` if given), `page_size` per search, paged with `search_after`.
+
+        `sort` must be unique per document: then a record that exists throughout the scan is returned exactly
+        once, even if records are written between pages (no point-in-time is needed for that)."""
+        hits: list[JsonDict] = []
+        after: list[Any] | None = None
+        while limit is None or len(hits) < limit:
+            size = self._settings.page_size if limit is None else min(self._settings.page_size, limit - len(hits))
+            paging = {} if after is None else {"search_after": after}
+            resp = await self._client.search(
+                index=index, query=query, sort=sort, size=size, track_total_hits=False, **kwargs, **paging
+            )
+            page: list[JsonDict] = resp.body["hits"]["hits"]
+            hits.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1]["sort"]
+        return hits
 
     # Tasks
 
@@ -454,9 +475,9 @@ class ElasticsearchStore:
             return []
         now_es = es_date(now)
         await self.refresher.ensure_fresh()
-        resp = await self._client.search(
-            index=self.names.tasks,
-            query={
+        hits = await self._search_all(
+            self.names.tasks,
+            {
                 "bool": {
                     "filter": [
                         {"term": {"state": TaskState.CLAIMED.value}},
@@ -464,12 +485,11 @@ class ElasticsearchStore:
                     ]
                 }
             },
-            sort=[{"last_claimed.times_out_at": "asc"}],
-            size=min(limit, MAX_PAGE),
+            [{"last_claimed.times_out_at": "asc"}, {"queue": "asc"}, {"id": "asc"}],
+            limit=limit,
             seq_no_primary_term=True,
-            track_total_hits=False,
         )
-        return [_task_from(hit) for hit in resp.body["hits"]["hits"]]
+        return [_task_from(hit) for hit in hits]
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -508,23 +528,35 @@ class ElasticsearchStore:
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
     async def queue_counts(self) -> list[QueueCounts]:
+        """Every queue's counts: a composite aggregation paged by `after_key`, `page_size` queues at a time."""
         await self.refresher.ensure_fresh()
-        resp = await self._client.search(
-            index=self.names.tasks,
-            size=0,
-            track_total_hits=False,
-            aggs={
-                "queues": {
-                    "terms": {"field": "queue", "size": MAX_COUNTED_QUEUES, "order": {"_key": "asc"}},
-                    "aggs": {"states": {"terms": {"field": "state", "size": len(TaskState)}}},
-                }
-            },
-        )
         out: list[QueueCounts] = []
-        for bucket in resp.body["aggregations"]["queues"]["buckets"]:
-            counts = {TaskState(b["key"]): int(b["doc_count"]) for b in bucket["states"]["buckets"]}
-            out.append(QueueCounts(queue=str(bucket["key"]), counts=counts))
-        return out
+        after: JsonDict | None = None
+        while True:
+            composite: JsonDict = {
+                "size": self._settings.page_size,
+                "sources": [{"queue": {"terms": {"field": "queue"}}}],
+            }
+            if after is not None:
+                composite["after"] = after
+            resp = await self._client.search(
+                index=self.names.tasks,
+                size=0,
+                track_total_hits=False,
+                aggs={
+                    "queues": {
+                        "composite": composite,
+                        "aggs": {"states": {"terms": {"field": "state", "size": len(TaskState)}}},
+                    }
+                },
+            )
+            agg = resp.body["aggregations"]["queues"]
+            for bucket in agg["buckets"]:
+                counts = {TaskState(b["key"]): int(b["doc_count"]) for b in bucket["states"]["buckets"]}
+                out.append(QueueCounts(queue=str(bucket["key"]["queue"]), counts=counts))
+            after = agg.get("after_key")
+            if len(agg["buckets"]) < self._settings.page_size or after is None:
+                return out
 
     async def count_outstanding(self, recurring_task_id: str) -> int:
         await self.refresher.ensure_fresh()
@@ -543,24 +575,31 @@ class ElasticsearchStore:
         if limit <= 0:
             return 0
         before_es = es_date(finished_before)
-        await self.refresher.ensure_fresh()
-        resp = await self._client.search(
-            index=self.names.tasks,
-            query={
-                "bool": {
-                    "filter": [
-                        {"terms": {"state": _FINISHED}},
-                        {"range": {"metadata.modified_at": {"lt": before_es}}},
-                    ]
-                }
-            },
-            sort=[{"metadata.modified_at": "asc"}],
-            size=min(limit, MAX_PAGE),
-            seq_no_primary_term=True,
-            track_total_hits=False,
-        )
-        hits: list[JsonDict] = resp.body["hits"]["hits"]
-        moved = await self._archive(hits) if hits else 0
+        moved = 0
+        # A page at a time; moved tasks leave the live index, so each search starts from the oldest again.
+        while moved < limit:
+            size = min(self._settings.page_size, limit - moved)
+            await self.refresher.ensure_fresh()
+            resp = await self._client.search(
+                index=self.names.tasks,
+                query={
+                    "bool": {
+                        "filter": [
+                            {"terms": {"state": _FINISHED}},
+                            {"range": {"metadata.modified_at": {"lt": before_es}}},
+                        ]
+                    }
+                },
+                sort=[{"metadata.modified_at": "asc"}],
+                size=size,
+                seq_no_primary_term=True,
+                track_total_hits=False,
+            )
+            hits: list[JsonDict] = resp.body["hits"]["hits"]
+            page_moved = await self._archive(hits) if hits else 0
+            moved += page_moved
+            if page_moved < size:
+                break  # nothing older left, or some could not move: the next pass retries them
         await self._maybe_maintain_archive()
         return moved
 
@@ -677,15 +716,10 @@ class ElasticsearchStore:
         raise VersionConflict(f"recurring task {task_id} kept changing; not deleted")
 
     async def list_recurring(self) -> list[RecurringTask]:
-        resp = await self._client.search(
-            index=self.names.recurring,
-            query={"match_all": {}},
-            sort=[{"id": "asc"}],
-            size=MAX_PAGE,
-            seq_no_primary_term=True,
-            track_total_hits=False,
+        hits = await self._search_all(
+            self.names.recurring, {"match_all": {}}, [{"id": "asc"}], seq_no_primary_term=True
         )
-        return [_recurring_from(hit) for hit in resp.body["hits"]["hits"]]
+        return [_recurring_from(hit) for hit in hits]
 
     # Queue settings: rare writes, each refreshed at once so every server's list_queue_settings sees it.
 
@@ -735,15 +769,10 @@ class ElasticsearchStore:
         return _versioned(record, resp.body["_seq_no"], resp.body["_primary_term"])
 
     async def list_queue_settings(self) -> list[QueueSettings]:
-        resp = await self._client.search(
-            index=self.names.queues,
-            query={"match_all": {}},
-            sort=[{"queue": "asc"}],
-            size=MAX_PAGE,
-            seq_no_primary_term=True,
-            track_total_hits=False,
+        hits = await self._search_all(
+            self.names.queues, {"match_all": {}}, [{"queue": "asc"}], seq_no_primary_term=True
         )
-        return [QueueSettings.model_validate(_with_version(hit)) for hit in resp.body["hits"]["hits"]]
+        return [QueueSettings.model_validate(_with_version(hit)) for hit in hits]
 
     # Attempt timeline: written with refresh=true, so a task's timeline shows its attempts at once.
 
@@ -753,33 +782,37 @@ class ElasticsearchStore:
         )
 
     async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
-        resp = await self._client.search(
-            index=self.names.timeline,
-            query={"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
-            sort=[{"run": "asc"}, {"attempt": "asc"}],
-            size=MAX_PAGE,
-            track_total_hits=False,
+        hits = await self._search_all(
+            self.names.timeline,
+            {"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
+            [{"run": "asc"}, {"attempt": "asc"}],  # unique within one task: the document id is queue/id/run/attempt
         )
-        return [Attempt.model_validate(hit["_source"]) for hit in resp.body["hits"]["hits"]]
+        return [Attempt.model_validate(hit["_source"]) for hit in hits]
 
     async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
-        if limit <= 0:
-            return 0
-        resp = await self._client.search(
-            index=self.names.timeline,
-            query={"range": {"ended_at": {"lt": es_date(ended_before)}}},
-            sort=[{"ended_at": "asc"}],
-            size=min(limit, MAX_PAGE),
-            source=False,
-            track_total_hits=False,
-        )
-        hits = resp.body["hits"]["hits"]
-        if not hits:
-            return 0
-        ops: list[JsonDict] = [{"delete": {"_index": self.names.timeline, "_id": hit["_id"]}} for hit in hits]
-        items = await self._bulk(ops, live=False)
-        await self._client.indices.refresh(index=self.names.timeline)
-        return sum(1 for item in items if item["status"] in _OK)
+        deleted = 0
+        # A page at a time; deleted attempts are gone after the refresh, so each search starts again.
+        while deleted < limit:
+            size = min(self._settings.page_size, limit - deleted)
+            resp = await self._client.search(
+                index=self.names.timeline,
+                query={"range": {"ended_at": {"lt": es_date(ended_before)}}},
+                sort=[{"ended_at": "asc"}],
+                size=size,
+                source=False,
+                track_total_hits=False,
+            )
+            hits = resp.body["hits"]["hits"]
+            if not hits:
+                break
+            ops: list[JsonDict] = [{"delete": {"_index": self.names.timeline, "_id": hit["_id"]}} for hit in hits]
+            items = await self._bulk(ops, live=False)
+            await self._client.indices.refresh(index=self.names.timeline)
+            page_deleted = sum(1 for item in items if item["status"] in _OK)
+            deleted += page_deleted
+            if page_deleted < size:
+                break
+        return deleted
 
     # Leader lock
 
