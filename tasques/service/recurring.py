@@ -47,13 +47,26 @@ class RecurringService:
             last_slot_at=now,
             metadata=Metadata(created_at=now, modified_at=now),
         )
-        return await self._store.insert_recurring(task)
+        return self.effective(await self._store.insert_recurring(task))
+
+    def effective(self, rt: RecurringTask) -> RecurringTask:
+        """`rt` as the API shows it: the retries and processing timeout its tasks get, the server defaults
+        where the definition names none (as the original server shows them).
+
+        Resolved when shown, not stored: the stored definition keeps "none given", so it follows the server's
+        configuration (and an HTTP definition's request timeout) exactly as the enqueuer does at each slot.
+        """
+        d = rt.task_definition
+        retry_times = self._tasks.settings.retry_times if d.retry_times is None else d.retry_times
+        timeout = d.processing_timeout or self._tasks.default_processing_timeout(d.http_request)
+        resolved = d.model_copy(update={"retry_times": retry_times, "processing_timeout": timeout})
+        return rt.model_copy(update={"task_definition": resolved})
 
     async def get(self, task_id: str) -> RecurringTask:
-        return await self._store.get_recurring(task_id)
+        return self.effective(await self._store.get_recurring(task_id))
 
     async def list_all(self) -> list[RecurringTask]:
-        return await self._store.list_recurring()
+        return [self.effective(rt) for rt in await self._store.list_recurring()]
 
     async def update(
         self,
@@ -76,13 +89,13 @@ class RecurringService:
             if skip_if_outstanding_tasks_exist is not None:
                 changes["skip_if_outstanding_tasks_exist"] = skip_if_outstanding_tasks_exist
             try:
-                return await self._store.update_recurring(current.model_copy(update=changes))
+                return self.effective(await self._store.update_recurring(current.model_copy(update=changes)))
             except VersionConflict:
                 continue
         raise VersionConflict(f"recurring task {task_id} kept changing; gave up after retries")
 
     async def delete(self, task_id: str) -> RecurringTask:
-        return await self._store.delete_recurring(task_id)
+        return self.effective(await self._store.delete_recurring(task_id))
 
     async def enqueue_due(self) -> int:
         """Enqueue the due slot of every recurring task. Safe to run on any server, any number of times.

@@ -9,7 +9,7 @@ import pytest
 
 from tasques.api.keys import RECURRING
 from tasques.service.clock import ManualClock
-from tests.api.conftest import T0, WORKER, Client, assert_error, call, claim_one, list_all, parse_ts
+from tests.api.conftest import T0, WORKER, Client, MakeClient, assert_error, call, claim_one, list_all, parse_ts
 
 # T0 is 2024-01-02T03:04:05Z, so the first `@every 1m` slot after it is 03:05:00.
 FIRST_MINUTE = datetime(2024, 1, 2, 3, 5, 0, tzinfo=UTC)
@@ -72,7 +72,74 @@ async def test_create(client: Client) -> None:
 async def test_create_defaults(client: Client) -> None:
     created = await create_recurring(client, recurring())
     assert created["skip_if_outstanding_tasks_exist"] is False
-    assert created["task_definition"] == {"queue": "rq", "kind": "tick", "priority": 0}
+    # The effective retries and timeout are shown, as the original server shows them.
+    assert created["task_definition"] == {
+        "queue": "rq",
+        "kind": "tick",
+        "priority": 0,
+        "retry_times": 25,
+        "processing_timeout": "30m0s",
+    }
+
+
+async def test_every_response_shows_the_effective_retries_and_timeout(make_client: MakeClient) -> None:
+    client = await make_client({"tasks": {"retry_times": 7, "processing_timeout": "10m"}})
+    created = await create_recurring(client, recurring("r"))
+    shown = [
+        created,
+        await call(client, "GET", "/recurring_tasques/r", status=200),
+        (await call(client, "GET", "/recurring_tasques", status=200))[0],
+        await call(client, "PUT", "/recurring_tasques/r", status=200, body={"schedule_expression": "@hourly"}),
+        await call(client, "DELETE", "/recurring_tasques/r", status=200),
+    ]
+    for body in shown:
+        assert (body["task_definition"]["retry_times"], body["task_definition"]["processing_timeout"]) == (7, "10m0s")
+
+
+async def test_given_retries_and_timeout_are_shown_as_given(client: Client) -> None:
+    created = await create_recurring(client, recurring("r", retry_times=0, processing_timeout="2s"))
+    assert (created["task_definition"]["retry_times"], created["task_definition"]["processing_timeout"]) == (0, "2s")
+
+
+async def test_an_http_definition_shows_its_request_timeout_plus_grace(client: Client, clock: ManualClock) -> None:
+    http = {"url": "http://example.com/hook", "timeout": "20s"}
+    created = await create_recurring(client, recurring("h", http_request=http))
+    assert created["task_definition"]["processing_timeout"] == "25s"
+    # Resolved when shown, not frozen at creation: a new request timeout moves the default with it, exactly as
+    # the enqueued task's.
+    definition = {"queue": "rq", "kind": "tick", "http_request": {**http, "timeout": "1m"}}
+    body = {"task_definition": definition}
+    updated = await call(client, "PUT", "/recurring_tasques/h", status=200, body=body)
+    assert updated["task_definition"]["processing_timeout"] == "1m5s"
+    clock.advance(timedelta(seconds=61))
+    assert await enqueue_due(client) == 1
+    (task,) = await enqueued(client, "h")
+    assert task["processing_timeout"] == "1m5s"
+    assert task["retry_times"] == updated["task_definition"]["retry_times"] == 25
+
+
+# Time zones: `CRON_TZ=` / `TZ=` prefixes.
+
+
+@pytest.mark.parametrize(
+    "schedule", ["CRON_TZ=Mars/Olympus 0 9 * * *", "TZ=../../etc/passwd 0 9 * * *", "CRON_TZ=UTC @every 1m"]
+)
+async def test_a_bad_zone_prefix_is_400_naming_the_schedule(client: Client, schedule: str) -> None:
+    body = await call(client, "POST", "/recurring_tasques", status=400, body=recurring("r", schedule))
+    assert_error(body, "schedule_expression")
+
+
+async def test_a_zoned_schedule_enqueues_at_its_local_time(client: Client, clock: ManualClock) -> None:
+    # T0 is 03:04:05Z on 2024-01-02, 04:04:05 in Paris (UTC+1 in winter): the 05:00 Paris slot is 04:00Z.
+    created = await create_recurring(client, recurring("paris", "CRON_TZ=Europe/Paris 0 5 * * *"))
+    assert created["schedule_expression"] == "CRON_TZ=Europe/Paris 0 5 * * *"
+    clock.advance(timedelta(minutes=55, seconds=54))  # 03:59:59Z
+    assert await enqueue_due(client) == 0
+    clock.advance(timedelta(seconds=1))
+    assert await enqueue_due(client) == 1
+    (task,) = await enqueued(client, "paris")
+    assert parse_ts(task["run_at"]) == datetime(2024, 1, 2, 4, 0, tzinfo=UTC)
+    assert task["run_at"].endswith("Z")
 
 
 async def test_duplicate_id_is_409(client: Client) -> None:
@@ -165,7 +232,13 @@ async def test_update_definition_and_skip(client: Client) -> None:
         body={"task_definition": {"queue": "other", "kind": "tock"}, "skip_if_outstanding_tasks_exist": False},
     )
     assert updated["schedule_expression"] == "@hourly"
-    assert updated["task_definition"] == {"queue": "other", "kind": "tock", "priority": 0}
+    assert updated["task_definition"] == {
+        "queue": "other",
+        "kind": "tock",
+        "priority": 0,
+        "retry_times": 25,
+        "processing_timeout": "30m0s",
+    }
     assert updated["skip_if_outstanding_tasks_exist"] is False
 
 

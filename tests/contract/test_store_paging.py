@@ -155,11 +155,10 @@ async def test_a_paused_queue_beyond_the_first_page_is_honoured(paged_store: Sto
 
 async def test_every_recurring_task_fires_beyond_the_first_page(paged_store: Store) -> None:
     clock = ManualClock(T0)
-    tasks, recurring = _services(paged_store, clock)
+    _, recurring = _services(paged_store, clock)
     for name in _names():
         await paged_store.insert_recurring(make_recurring(name, queue=name))
     clock.advance(timedelta(minutes=1))
     assert await recurring.enqueue_due() == N
     counts = {c.queue: c.counts.get(TaskState.QUEUED) for c in await paged_store.queue_counts()}
     assert counts == dict.fromkeys(_names(), 1)
-

@@ -202,9 +202,8 @@ class ElasticsearchStore:
         after: list[Any] | None = None
         while limit is None or len(hits) < limit:
             size = self._settings.page_size if limit is None else min(self._settings.page_size, limit - len(hits))
-            paging = {} if after is None else {"search_after": after}
             resp = await self._client.search(
-                index=index, query=query, sort=sort, size=size, track_total_hits=False, **kwargs, **paging
+                index=index, query=query, sort=sort, size=size, search_after=after, track_total_hits=False, **kwargs
             )
             page: list[JsonDict] = resp.body["hits"]["hits"]
             hits.extend(page)
