@@ -121,6 +121,16 @@ class HousekeepingConfig(_Section):
 
     reap_every: Duration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
     recurring_every: Duration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
+    recurring_catch_up: Duration = Field(
+        timedelta(minutes=5),
+        ge=timedelta(0),
+        le=timedelta(days=1),
+        description="slots missed by less than this (a late pass, a failover) are each enqueued; after a longer "
+        "gap they collapse into the latest one (0s to 24h)",
+    )
+    recurring_catch_up_max: int = Field(
+        100, ge=1, le=10_000, description="most slots of one recurring task enqueued by one catch-up pass"
+    )
     archive_every: Duration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
     archive_older_than: Duration = Field(timedelta(hours=24), description="age of done/dead tasks to archive")
     batch_size: int = Field(500, ge=1, description="most tasks one housekeeping pass touches per batch")
