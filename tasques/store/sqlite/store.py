@@ -201,31 +201,38 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Task]:
             # One indexed query per queue, each already in claim order; merge, then parse only the winners.
-            # Unreadable tasks are passed over, so they never take a claim's place.
-            bad = self._unreadable_tasks()
-            fetch = limit + len(bad)
-            candidates: list[tuple[int, int, int, str, str, str]] = []
-            for queue in unique_queues:
-                rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, fetch)).fetchall()
-                candidates.extend(
-                    (-priority, run_at, seq, queue, task_id, body)
-                    for priority, run_at, seq, task_id, body in rows
-                    if (queue, task_id) not in bad
-                )
+            # An unreadable task is passed over (and looked past from then on): it never takes a claim's place.
             claimed: list[Task] = []
             params: list[tuple[Any, ...]] = []
-            for _, _, seq, queue, task_id, body in heapq.nsmallest(limit, candidates, key=lambda c: (c[0], c[1])):
-                task = self._parse(Task, f"tasks/{queue}/{task_id}", body)
-                if task is None:
-                    continue
-                try:
-                    changed = change(task)
-                except TasquesError:
-                    continue
-                _check_identity(task, changed)
-                stored = _versioned(changed, seq + 1)
-                params.append(_update_params(stored, seq))
-                claimed.append(stored)
+            seen: set[tuple[str, str]] = set()
+            while True:
+                skip = self._unreadable_tasks() | seen
+                wanted = limit - len(claimed)
+                candidates: list[tuple[int, int, int, str, str, str]] = []
+                for queue in unique_queues:
+                    rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, wanted + len(skip))).fetchall()
+                    candidates.extend(
+                        (-priority, run_at, seq, queue, task_id, body)
+                        for priority, run_at, seq, task_id, body in rows
+                        if (queue, task_id) not in skip
+                    )
+                unreadable = 0
+                for _, _, seq, queue, task_id, body in heapq.nsmallest(wanted, candidates, key=lambda c: (c[0], c[1])):
+                    seen.add((queue, task_id))
+                    task = self._parse(Task, f"tasks/{queue}/{task_id}", body)
+                    if task is None:
+                        unreadable += 1
+                        continue
+                    try:
+                        changed = change(task)
+                    except TasquesError:
+                        continue
+                    _check_identity(task, changed)
+                    stored = _versioned(changed, seq + 1)
+                    params.append(_update_params(stored, seq))
+                    claimed.append(stored)
+                if not unreadable or len(claimed) >= limit:
+                    break
             if params:
                 conn.executemany(_UPDATE_TASK_SQL, params)
             return claimed
