@@ -24,7 +24,8 @@ async def test_claim_writes_a_task_the_change_gave_up_on(store: Store) -> None:
     assert {(t.id, t.state) for t in out} == {("bad", TaskState.DEAD), ("good", TaskState.CLAIMED)}
     dead = await store.get_task("q", "bad")
     assert dead.state is TaskState.DEAD
-    assert dead.last_claimed is not None and dead.last_claimed.result is not None
+    assert dead.last_claimed is not None
+    assert dead.last_claimed.result is not None
     assert dead.last_claimed.result.failure == {"reason": "cannot"}
     # Dead is final: never offered to a claim again.
     await store.insert_task(make_task("q", "next"))
@@ -79,7 +80,9 @@ async def test_recurring_last_error_round_trips(store: Store) -> None:
     failed = await store.update_recurring(inserted.failed_to_enqueue("ValueError: " + "x" * 5000, ts(3)))
     got = await store.get_recurring("r")
     assert got == failed
-    assert got.last_error is not None and got.last_error.startswith("ValueError: x") and len(got.last_error) == 1000
+    assert got.last_error is not None
+    assert got.last_error.startswith("ValueError: x")
+    assert len(got.last_error) == 1000
     assert got.last_error_at == ts(3)
     cleared = await store.update_recurring(got.enqueued_fine())
     assert (cleared.last_error, cleared.last_error_at) == (None, None)

@@ -37,9 +37,11 @@ def test_claim_of_a_task_whose_transition_raises_makes_it_dead() -> None:
     bad = _stored(processing_timeout=None)
     dead = _claim("w", AT, bad)
     assert dead.state is TaskState.DEAD
-    assert dead.last_claimed is not None and dead.last_claimed.result is not None
+    assert dead.last_claimed is not None
+    assert dead.last_claimed.result is not None
     reason = dead.last_claimed.result.failure
-    assert reason is not None and reason["reason"].startswith("could not be claimed: TypeError")
+    assert reason is not None
+    assert reason["reason"].startswith("could not be claimed: TypeError")
 
 
 def test_claim_of_a_good_task_claims_it_and_refusals_still_raise() -> None:
@@ -54,8 +56,10 @@ def test_reaper_change_makes_a_task_whose_retry_raises_dead() -> None:
     claimed = _stored(retry_policy=broken_policy).claimed("w", AT)
     dead = _timed_out(BackoffPolicy(), AT + timedelta(minutes=2), claimed)
     assert dead.state is TaskState.DEAD
-    assert dead.last_claimed is not None and dead.last_claimed.worker_id == "w"
-    assert dead.last_claimed.result is not None and dead.last_claimed.result.failure is not None
+    assert dead.last_claimed is not None
+    assert dead.last_claimed.worker_id == "w"
+    assert dead.last_claimed.result is not None
+    assert dead.last_claimed.result.failure is not None
     assert dead.last_claimed.result.failure["reason"].startswith("could not be retried after its processing timeout")
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
 
 import pydantic
@@ -268,7 +269,8 @@ def test_due_slots_property(expression: str, after: timedelta, window: timedelta
         assert slots == []
         return
     # Never empty when something is due, and the latest slot is always among them.
-    assert slots and slots[-1] == latest
+    assert slots
+    assert slots[-1] == latest
     assert len(slots) <= max_slots
     assert slots == sorted(set(slots))
     assert all(SINCE < s <= now for s in slots)
@@ -277,7 +279,7 @@ def test_due_slots_property(expression: str, after: timedelta, window: timedelta
         assert slots == [latest]  # a gap longer than the window collapses
     else:
         # Consecutive slots of the schedule, none skipped, ending at the latest.
-        for earlier, later_slot in zip(slots, slots[1:], strict=False):
+        for earlier, later_slot in itertools.pairwise(slots):
             assert schedule.next_after(earlier) == later_slot
         if len(slots) < max_slots:
             assert slots[0] == first_missed  # every missed slot, each once
