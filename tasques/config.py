@@ -158,6 +158,15 @@ class HousekeepingConfig(_Section):
 
     reap_every: PositiveDuration = Field(timedelta(seconds=1), description="how often timed-out claims are reaped")
     recurring_every: PositiveDuration = Field(timedelta(seconds=1), description="how often recurring slots are checked")
+    recurring_catch_up: NonNegativeDuration = Field(
+        timedelta(minutes=5),
+        le=timedelta(days=1),
+        description="slots missed by less than this (a late pass, a failover) are each enqueued; after a longer "
+        "gap they collapse into the latest one (0s to 24h)",
+    )
+    recurring_catch_up_max: int = Field(
+        100, ge=1, le=10_000, description="most slots of one recurring task enqueued by one catch-up pass"
+    )
     archive_every: PositiveDuration = Field(timedelta(minutes=1), description="how often finished tasks are archived")
     archive_older_than: NonNegativeDuration = Field(
         timedelta(hours=24), description="age of done/dead tasks to archive"

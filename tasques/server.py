@@ -19,7 +19,7 @@ from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
 from tasques.service.clock import Clock, utc_now
 from tasques.service.queues import QueueService
-from tasques.service.recurring import RecurringService
+from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
 from tasques.store.base import Store
@@ -62,8 +62,8 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
     tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
-    recurring = RecurringService(store, tasks, clock)
     hk = config.housekeeping
+    recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))
     jobs: list[LeaderJob] = [
         Reaper(tasks, hk.reap_every, hk.batch_size),
         RecurringEnqueuer(recurring, hk.recurring_every),

@@ -9,8 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasques.domain.duration import PositiveDuration
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.retry import RetryPolicy
-from tasques.domain.schedule import Schedule, parse_schedule
+from tasques.domain.schedule import Schedule, due_slots, parse_schedule
 from tasques.domain.task import JsonObj, Metadata, NewTask
+
+# Longest `last_error` text kept on a recurring task.
+MAX_ERROR = 1000
 
 
 class TaskDefinition(BaseModel):
@@ -38,6 +41,12 @@ class RecurringTask(BaseModel):
     )
     loaded_at: datetime | None = Field(None, description="when the scheduler last loaded this definition")
     last_slot_at: datetime | None = Field(None, description="the last schedule slot that was handled")
+    last_error: str | None = Field(
+        None, description="why the scheduler last failed to enqueue a slot; cleared once a slot enqueues again"
+    )
+    last_error_at: datetime | None = Field(
+        None, description="when `last_error` first happened (passes since may have failed the same way)"
+    )
     metadata: Metadata
 
     @property
@@ -53,6 +62,11 @@ class RecurringTask(BaseModel):
         since = self.last_slot_at or self.metadata.created_at
         latest = self.schedule.latest_at_or_before(now)
         return latest if latest > since else None
+
+    def due_slots(self, now: datetime, window: timedelta, max_slots: int) -> list[datetime]:
+        """The slots to enqueue at `now`, oldest first: each one missed within the catch-up `window`, or the
+        latest alone after a longer gap (see `tasques.domain.schedule.due_slots`)."""
+        return due_slots(self.schedule, self.last_slot_at or self.metadata.created_at, now, window, max_slots)
 
     def task_id_for(self, slot: datetime) -> str:
         """Deterministic: the same (recurring task, slot) always gives the same id, so a slot enqueues once."""
@@ -78,6 +92,18 @@ class RecurringTask(BaseModel):
     def handled(self, slot: datetime) -> RecurringTask:
         # Bookkeeping, not a user edit: metadata.modified_at stays as the user last left it.
         return self.model_copy(update={"last_slot_at": slot})
+
+    def failed_to_enqueue(self, error: str, at: datetime) -> RecurringTask:
+        # The same error again keeps its first time, so a lasting problem is not rewritten every pass.
+        text = error[:MAX_ERROR]
+        if text == self.last_error:
+            return self
+        return self.model_copy(update={"last_error": text, "last_error_at": at})
+
+    def enqueued_fine(self) -> RecurringTask:
+        if self.last_error is None and self.last_error_at is None:
+            return self
+        return self.model_copy(update={"last_error": None, "last_error_at": None})
 
     def loaded(self, at: datetime) -> RecurringTask:
         return self.model_copy(update={"loaded_at": at})

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import PositiveDuration
+from tasques.domain.horizon import later, times
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,13 @@ class RetryPolicy(BaseModel):
         """The wait after the `attempted`-th attempt failed (1-based)."""
         n = max(1, attempted)
         if self.mode is RetryMode.LINEAR:
-            interval: timedelta = self.retry_interval
-            return interval * n
+            return times(self.retry_interval, n)
         k = n - 1
         doublings = min(k, self.max_doublings)
         if doublings * math.log(2) >= math.log(self.max_backoff / self.min_backoff):
             return self.max_backoff
         step = self.min_backoff * (1 << doublings)
-        wait = step * (1 + k - doublings)
+        wait = times(step, 1 + k - doublings)
         return min(wait, self.max_backoff)
 
     def gives_up(self, attempted: int, retry_times: int, first_attempt_at: datetime | None, now: datetime) -> bool:
@@ -88,5 +88,5 @@ class RetryPolicy(BaseModel):
         return (
             self.max_retry_duration is not None
             and first_attempt_at is not None
-            and now >= first_attempt_at + self.max_retry_duration
+            and now >= later(first_attempt_at, self.max_retry_duration)
         )

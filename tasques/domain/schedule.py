@@ -37,6 +37,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZONE_PREFIXES = ("CRON_TZ=", "TZ=")
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}")
 _MAX_ZONE_NAME = 64
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ScheduleError(ValueError):
@@ -131,6 +132,29 @@ def _split_zone(text: str) -> tuple[tzinfo | None, str]:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ScheduleError(f"unknown time zone {name!r} (an IANA name such as Europe/Paris)") from None
     return zone, rest.strip()
+
+
+def due_slots(schedule: Schedule, since: datetime, now: datetime, window: timedelta, max_slots: int) -> list[datetime]:
+    """The slots in `(since, now]` to enqueue, oldest first.
+
+    When every one of them is within the catch-up `window` before `now` (a pass that ran late, a short
+    failover), each is enqueued: the newest `max_slots` of them if there are more. When the oldest is older
+    than the window (a long outage), they collapse into the latest one, as cron does. Never more than
+    `max_slots` (at least one), and never walks more slots than it returns.
+    """
+    latest = schedule.latest_at_or_before(now)
+    if latest <= since:
+        return []
+    if schedule.next_after(since) < now - window:
+        return [latest]
+    slots = [latest]
+    while len(slots) < max(1, max_slots):
+        previous = schedule.latest_at_or_before(slots[-1] - _MICROSECOND)
+        if previous <= since:
+            break
+        slots.append(previous)
+    slots.reverse()
+    return slots
 
 
 def parse_schedule(expression: str) -> Schedule:

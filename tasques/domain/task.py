@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import Duration, PositiveDuration
 from tasques.domain.errors import NotClaimed, NotOwnedByWorker
+from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 
@@ -28,6 +29,9 @@ class TaskState(StrEnum):
     DEAD = "dead"
     CANCELLED = "cancelled"
 
+
+# The worker id on the claim record of a task the server gave up on before any worker had claimed it.
+GIVEN_UP_BY = "tasques"
 
 CLAIMABLE_STATES = frozenset({TaskState.QUEUED, TaskState.FAILED})
 # Terminal: never run again. Archived after `archive_older_than`, like done and dead.
@@ -159,7 +163,7 @@ class Task(_Frozen):
     def claimed(self, worker_id: str, at: datetime) -> Task:
         if not self.claimable:
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimable")
-        claim = LastClaimed(worker_id=worker_id, claimed_at=at, times_out_at=at + self.processing_timeout)
+        claim = LastClaimed(worker_id=worker_id, claimed_at=at, times_out_at=later(at, self.processing_timeout))
         return self._with(
             at,
             state=TaskState.CLAIMED,
@@ -187,7 +191,7 @@ class Task(_Frozen):
     def reported(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
         claim = self._claim_of(worker_id)
         new_claim = claim.model_copy(
-            update={"last_report": Report(at=at, data=data), "times_out_at": at + self.processing_timeout}
+            update={"last_report": Report(at=at, data=data), "times_out_at": later(at, self.processing_timeout)}
         )
         return self._with(at, last_claimed=new_claim)
 
@@ -202,7 +206,7 @@ class Task(_Frozen):
                 at,
                 state=TaskState.QUEUED,
                 last_claimed=last,
-                run_at=at + repeat.interval,
+                run_at=later(at, repeat.interval),
                 last_enqueued_at=at,
                 attempted=0,
                 first_attempted_at=None,
@@ -230,6 +234,13 @@ class Task(_Frozen):
         }
         return self._failed_attempt(claim, reason, at, backoff)
 
+    def given_up(self, reason: str, at: datetime) -> Task:
+        """Dead, with `reason` as the result's failure: for a stored task no transition can process (e.g. one
+        written by an older version whose values overflow). Computes no time, so it cannot fail the same way."""
+        claim = self.last_claimed or LastClaimed(worker_id=GIVEN_UP_BY, claimed_at=at, times_out_at=at)
+        last = claim.model_copy(update={"result": Result(at=at, failure={"reason": reason})})
+        return self._with(at, state=TaskState.DEAD, last_claimed=last)
+
     def unclaimed(self, worker_id: str, at: datetime) -> Task:
         """Hand the task back without using up an attempt."""
         self._claim_of(worker_id)
@@ -252,7 +263,7 @@ class Task(_Frozen):
             delay = policy.delay(self.attempted)
         if final:
             return self._with(at, state=TaskState.DEAD, last_claimed=last)
-        return self._with(at, state=TaskState.FAILED, last_claimed=last, run_at=at + delay, last_enqueued_at=at)
+        return self._with(at, state=TaskState.FAILED, last_claimed=last, run_at=later(at, delay), last_enqueued_at=at)
 
     def _claim_of(self, worker_id: str) -> LastClaimed:
         claim = self.last_claimed

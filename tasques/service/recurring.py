@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, VersionConflict
 from tasques.domain.recurring import RecurringTask, TaskDefinition
@@ -22,8 +24,17 @@ def _check_schedule(expression: str) -> None:
         raise InvalidInput("invalid schedule", [FieldProblem("schedule_expression", str(e))]) from e
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """Missed slots within `window` of now are each enqueued (at most `max_slots`); older gaps collapse."""
+
+    window: timedelta = timedelta(minutes=5)
+    max_slots: int = 100
+
+
 class RecurringService:
-    def __init__(self, store: Store, tasks: TaskService, clock: Clock) -> None:
+    def __init__(self, store: Store, tasks: TaskService, clock: Clock, catch_up: CatchUp | None = None) -> None:
+        self._catch_up = catch_up or CatchUp()
         self._store = store
         self._tasks = tasks
         self._clock = clock
@@ -98,10 +109,11 @@ class RecurringService:
         return self.effective(await self._store.delete_recurring(task_id))
 
     async def enqueue_due(self) -> int:
-        """Enqueue the due slot of every recurring task. Safe to run on any server, any number of times.
+        """Enqueue the due slots of every recurring task. Safe to run on any server, any number of times.
 
         The task id derives from (recurring id, slot), so a slot enqueues at most once even across a leader
-        failover between the insert and the bookkeeping write.
+        failover between the insert and the bookkeeping write. One recurring task that fails (a bad stored
+        definition, an overflow, a store error for it) is logged, its `last_error` set, and the pass goes on.
         """
         enqueued = 0
         for rt in await self._store.list_recurring():
@@ -109,6 +121,9 @@ class RecurringService:
                 enqueued += await self._enqueue_one(rt)
             except VersionConflict:
                 log.info("recurring task %s changed while enqueueing; it is picked up next pass", rt.id)
+            except Exception as e:
+                log.exception("recurring task %s could not be enqueued; the others go on", rt.id)
+                await self._record_error(rt, e)
         return enqueued
 
     async def _enqueue_one(self, rt: RecurringTask) -> int:
@@ -116,21 +131,44 @@ class RecurringService:
         updated = rt
         if rt.loaded_at is None or rt.loaded_at < rt.metadata.modified_at:
             updated = updated.loaded(now)
-        slot = rt.due_slot(now)
         enqueued = 0
-        if slot is not None:
-            if rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(rt.id) > 0:
-                log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot)
-            else:
-                settings = self._tasks.settings
-                timeout = self._tasks.default_processing_timeout(rt.task_definition.http_request)
-                new = rt.new_task(slot, settings.retry_times, timeout)
-                try:
-                    await self._tasks.insert(new, now)
-                    enqueued = 1
-                except AlreadyExists:
-                    log.info("recurring task %s: slot %s was already enqueued", rt.id, slot)
-            updated = updated.handled(slot)
-        if updated is not rt:
+        error: Exception | None = None
+        for slot in rt.due_slots(now, self._catch_up.window, self._catch_up.max_slots):
+            try:
+                enqueued += await self._enqueue_slot(rt, slot, now)
+            except Exception as e:
+                # Slots before this one stay handled; this one is tried again next pass (same id, so once).
+                log.exception("recurring task %s: slot %s could not be enqueued", rt.id, slot)
+                error = e
+                break
+            updated = updated.handled(slot).enqueued_fine()
+        if error is not None:
+            updated = updated.failed_to_enqueue(_describe(error), now)
+        if updated != rt:
             await self._store.update_recurring(updated)
         return enqueued
+
+    async def _enqueue_slot(self, rt: RecurringTask, slot: datetime, now: datetime) -> int:
+        if rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(rt.id) > 0:
+            log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot)
+            return 0
+        settings = self._tasks.settings
+        timeout = self._tasks.default_processing_timeout(rt.task_definition.http_request)
+        new = rt.new_task(slot, settings.retry_times, timeout)
+        try:
+            await self._tasks.insert(new, now)
+        except AlreadyExists:
+            log.info("recurring task %s: slot %s was already enqueued", rt.id, slot)
+            return 0
+        return 1
+
+    async def _record_error(self, rt: RecurringTask, error: Exception) -> None:
+        """Best effort: make the failure visible on the recurring task itself."""
+        try:
+            await self._store.update_recurring(rt.failed_to_enqueue(_describe(error), self._clock()))
+        except Exception:
+            log.exception("recurring task %s: its error could not be recorded", rt.id)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
+from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
@@ -21,6 +22,11 @@ from tasques.service.signals import QueueSignals
 from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
+
+# Longest reason text recorded on a task the server gave up on.
+MAX_REASON = 1000
+# A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
+GIVE_UP_ROUNDS = 3
 
 # An HTTP task's default processing timeout is its request timeout plus this.
 HTTP_CLAIM_GRACE = timedelta(seconds=5)
@@ -92,7 +98,7 @@ class TaskService:
             queue=spec.queue,
             kind=spec.kind,
             priority=spec.priority,
-            run_at=spec.run_at or (now + spec.execution_delay if spec.execution_delay is not None else now),
+            run_at=spec.run_at or (later(now, spec.execution_delay) if spec.execution_delay is not None else now),
             retry_times=self._settings.retry_times if spec.retry_times is None else spec.retry_times,
             processing_timeout=spec.processing_timeout or self._default_timeout(spec),
             args=spec.args,
@@ -189,8 +195,7 @@ class TaskService:
     async def _claim_once(
         self, worker_id: str, queues: list[str], now: datetime, amount: int, target: TaskTarget = TaskTarget.PULL
     ) -> list[Task]:
-        change = partial(_claim, worker_id, now)
-        call = asyncio.ensure_future(self._store.claim_tasks(queues, now, amount, change, target))
+        call = asyncio.ensure_future(self._claim_rounds(worker_id, queues, now, amount, target))
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -200,6 +205,20 @@ class TaskService:
             if claimed:
                 await self.unclaim_all(worker_id, claimed)
             raise
+
+    async def _claim_rounds(
+        self, worker_id: str, queues: list[str], now: datetime, amount: int, target: TaskTarget
+    ) -> list[Task]:
+        """The store's claim, keeping only what was claimed: tasks `_claim` gave up on are dead, not handed out,
+        so their slots are claimed again at once (a few rounds at most)."""
+        change = partial(_claim, worker_id, now)
+        claimed: list[Task] = []
+        for _ in range(GIVE_UP_ROUNDS):
+            got = await self._store.claim_tasks(queues, now, amount - len(claimed), change, target)
+            claimed.extend(t for t in got if t.state is TaskState.CLAIMED)
+            if len(claimed) >= amount or all(t.state is TaskState.CLAIMED for t in got):
+                break
+        return claimed
 
     async def report(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
         return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now))
@@ -245,7 +264,9 @@ class TaskService:
         return await self._store.queue_counts()
 
     async def reap_timed_out(self, batch: int) -> int:
-        """Count every claim past its `times_out_at` as a failed attempt. Returns how many were reaped."""
+        """Count every claim past its `times_out_at` as a failed attempt. Returns how many were reaped.
+
+        A task whose transition fails is made dead with the reason (`_timed_out`); the others go on."""
         now = self._clock()
         reaped = 0
         backoff = self._settings.backoff
@@ -253,7 +274,7 @@ class TaskService:
             expired = [t for t in await self._store.timed_out_tasks(now, batch) if _times_out_by(t, now)]
             if not expired:
                 return reaped
-            results = await self._store.update_tasks([t.timed_out(now, backoff) for t in expired])
+            results = await self._store.update_tasks([_timed_out(backoff, now, t) for t in expired])
             done_now = [r for r in results if isinstance(r, Task)]
             reaped += len(done_now)
             for queue in {t.queue for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
@@ -304,7 +325,28 @@ class TaskService:
 
 
 def _claim(worker_id: str, at: datetime, task: Task) -> Task:
-    return task.claimed(worker_id, at)
+    """Claim the task; one no transition can process is made dead with the reason, never failing the claim."""
+    try:
+        return task.claimed(worker_id, at)
+    except TasquesError:
+        raise  # e.g. no longer claimable: the store skips it
+    except Exception as e:
+        return _give_up(task, "could not be claimed", e, at)
+
+
+def _timed_out(backoff: BackoffPolicy, at: datetime, task: Task) -> Task:
+    """The reaper's change: a failed attempt, or dead with the reason when the transition itself fails."""
+    try:
+        return task.timed_out(at, backoff)
+    except TasquesError:
+        raise
+    except Exception as e:
+        return _give_up(task, "could not be retried after its processing timeout", e, at)
+
+
+def _give_up(task: Task, what: str, error: Exception, at: datetime) -> Task:
+    log.error("task %s in queue %s %s, so it is now dead: %r", task.id, task.queue, what, error)
+    return task.given_up(f"{what}: {type(error).__name__}: {error}"[:MAX_REASON], at)
 
 
 def _times_out_by(task: Task, now: datetime) -> bool:

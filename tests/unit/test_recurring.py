@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
 
 import pydantic
@@ -209,3 +210,78 @@ def test_negative_retry_times_is_rejected() -> None:
 def test_definition_rejects_non_positive_processing_timeout(timeout: str) -> None:
     with pytest.raises(ValidationError, match="processing_timeout"):
         TaskDefinition.model_validate({"queue": "q", "kind": "k", "processing_timeout": timeout})
+
+
+# --- due_slots: catch-up of recently missed slots ---------------------------------------------------------------
+
+SINCE = utc(2024, 3, 15, 12, 0, 0)
+WINDOW = timedelta(minutes=5)
+
+
+def secs(*offsets: int) -> list[datetime]:
+    return [SINCE + timedelta(seconds=o) for o in offsets]
+
+
+@pytest.mark.parametrize(
+    ("expression", "now", "window", "max_slots", "expected"),
+    [
+        ("@every 1s", SINCE, WINDOW, 100, []),  # the slot at `since` was handled
+        ("@every 1s", SINCE + timedelta(milliseconds=999), WINDOW, 100, []),
+        ("@every 1s", SINCE + timedelta(seconds=1), WINDOW, 100, secs(1)),  # on time
+        ("@every 1s", SINCE + timedelta(seconds=3, milliseconds=500), WINDOW, 100, secs(1, 2, 3)),  # late 2.5s
+        ("@every 1s", SINCE + timedelta(seconds=3), WINDOW, 2, secs(2, 3)),  # more than max: the newest
+        ("@every 1s", SINCE + timedelta(seconds=300), WINDOW, 1000, secs(*range(1, 301))),  # all within
+        ("@every 1s", SINCE + timedelta(seconds=302), WINDOW, 1000, secs(302)),  # oldest beyond: collapse
+        ("@every 1s", SINCE + timedelta(seconds=3), timedelta(0), 100, secs(3)),  # no window: as cron
+        ("@every 1m", SINCE + timedelta(minutes=4, seconds=30), WINDOW, 100, secs(60, 120, 180, 240)),
+        ("@every 1m", SINCE + timedelta(minutes=10), WINDOW, 100, secs(600)),  # a long outage
+        ("*/2 * * * *", SINCE + timedelta(minutes=5), WINDOW, 100, secs(120, 240)),
+        ("@hourly", SINCE + timedelta(hours=3), WINDOW, 100, secs(3 * 3600)),
+        ("@every 1s", SINCE - timedelta(hours=1), WINDOW, 100, []),  # a clock behind `since`
+    ],
+)
+def test_due_slots(expression: str, now: datetime, window: timedelta, max_slots: int, expected: list[datetime]) -> None:
+    rt = recurring(expression).handled(SINCE)
+    assert rt.due_slots(now, window, max_slots) == expected
+
+
+def test_due_slots_with_no_window_is_due_slot() -> None:
+    rt = recurring()
+    for minutes in (0, 1, 5, 60):
+        now = CREATED + timedelta(minutes=minutes, seconds=7)
+        slot = rt.due_slot(now)
+        assert rt.due_slots(now, timedelta(0), 100) == ([] if slot is None else [slot])
+
+
+@given(
+    st.sampled_from(["@every 1s", "@every 7s", "@every 1m", "*/5 * * * *", "@hourly", "0 9 * * 1-5"]),
+    st.timedeltas(min_value=-timedelta(hours=1), max_value=timedelta(days=3)),
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=2)),
+    st.integers(min_value=1, max_value=50),
+)
+def test_due_slots_property(expression: str, after: timedelta, window: timedelta, max_slots: int) -> None:
+    rt = recurring(expression).handled(SINCE)
+    now = SINCE + after
+    slots = rt.due_slots(now, window, max_slots)
+    schedule = rt.schedule
+    latest = schedule.latest_at_or_before(now)
+    if latest <= SINCE:
+        assert slots == []
+        return
+    # Never empty when something is due, and the latest slot is always among them.
+    assert slots
+    assert slots[-1] == latest
+    assert len(slots) <= max_slots
+    assert slots == sorted(set(slots))
+    assert all(SINCE < s <= now for s in slots)
+    first_missed = schedule.next_after(SINCE)
+    if first_missed < now - window:
+        assert slots == [latest]  # a gap longer than the window collapses
+    else:
+        # Consecutive slots of the schedule, none skipped, ending at the latest.
+        for earlier, later_slot in itertools.pairwise(slots):
+            assert schedule.next_after(earlier) == later_slot
+        if len(slots) < max_slots:
+            assert slots[0] == first_missed  # every missed slot, each once
+    # Handling the last one leaves nothing due at the same instant.
+    assert rt.handled(slots[-1]).due_slots(now, window, max_slots) == []

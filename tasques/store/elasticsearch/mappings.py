@@ -17,7 +17,7 @@ JsonDict = dict[str, Any]
 # templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 _META: JsonDict = {"managed_by": "tasques"}
 
 
@@ -161,6 +161,8 @@ def recurring_mappings() -> JsonDict:
             "skip_if_outstanding_tasks_exist": _BOOLEAN,
             "loaded_at": _DATE,
             "last_slot_at": _DATE,
+            "last_error": _STORED_KEYWORD,
+            "last_error_at": _DATE,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }

@@ -61,6 +61,8 @@ MAX_STALE_EXCLUDED = 2_000
 # Without ILM, archive_finished rolls over and prunes the archive at most this often (wall-clock seconds).
 ARCHIVE_MAINTENANCE_EVERY = 60.0
 _DELETE_RETRIES = 5
+# Unreadable (or unarchivable) documents remembered, so searches exclude them; beyond this, only logged.
+MAX_UNREADABLE = 10_000
 
 _NO_VERSION: Mapping[str, Any] = {"metadata": {"version"}}
 _CLAIMABLE = sorted(s.value for s in CLAIMABLE_STATES)
@@ -112,6 +114,11 @@ class ElasticsearchStore:
         self._claiming: set[str] = set()
         # _id -> write generation of tasks this instance took out of the claimable set (see _stale_for_claims).
         self._unrefreshed: OrderedDict[str, int] = OrderedDict()
+        # `{what}/{_id}` of documents that could not be parsed, and how many times one was skipped (`_parse`).
+        self._unreadable: set[str] = set()
+        self.skipped_unreadable = 0
+        # _ids of finished tasks the archive refused: later archive passes look past them.
+        self._unarchivable: set[str] = set()
 
     @classmethod
     def from_config(
@@ -211,6 +218,23 @@ class ElasticsearchStore:
                 break
             after = page[-1]["sort"]
         return hits
+
+    def _parse(self, parse: Callable[[JsonDict], _R], what: str, doc: JsonDict) -> _R | None:
+        """Parse a document for a loop or a claim. One that cannot be parsed (corrupt, or written by another
+        version) is logged once, counted and remembered (task searches exclude it), and skipped: it never
+        fails the pass for the others."""
+        try:
+            return parse(doc)
+        except Exception as e:
+            self.skipped_unreadable += 1
+            key = f"{what}/{doc.get('_id')}"
+            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
+                self._unreadable.add(key)
+                log.error("stored document %s cannot be read; skipped: %r", key, e)
+            return None
+
+    def _unreadable_tasks(self) -> set[str]:
+        return {key.removeprefix("tasks/") for key in self._unreadable if key.startswith("tasks/")}
 
     # Tasks
 
@@ -403,7 +427,7 @@ class ElasticsearchStore:
                 stale = self._stale_for_claims()
             else:
                 await self.refresher.ensure_fresh(for_claims=True)
-            skip = refused.union(stale)
+            skip = refused.union(stale, self._unreadable_tasks())
             if skip:
                 must_not.append({"ids": {"values": sorted(skip)}})
             if must_not:
@@ -428,7 +452,11 @@ class ElasticsearchStore:
                     if hit["_id"] in self._claiming:
                         lost += 1
                         continue
-                    task = _task_from(hit)
+                    parsed = self._parse(_task_from, "tasks", hit)
+                    if parsed is None:
+                        refused.add(hit["_id"])
+                        continue
+                    task = parsed
                     try:
                         changed = change(task)
                     except TasquesError:
@@ -481,14 +509,16 @@ class ElasticsearchStore:
                     "filter": [
                         {"term": {"state": TaskState.CLAIMED.value}},
                         {"range": {"last_claimed.times_out_at": {"lte": now_es}}},
-                    ]
+                    ],
+                    "must_not": [{"ids": {"values": sorted(self._unreadable_tasks())}}],
                 }
             },
             [{"last_claimed.times_out_at": "asc"}, {"queue": "asc"}, {"id": "asc"}],
             limit=limit,
             seq_no_primary_term=True,
         )
-        return [_task_from(hit) for hit in hits]
+        parsed = (self._parse(_task_from, "tasks", hit) for hit in hits)
+        return [t for t in parsed if t is not None]
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -586,7 +616,8 @@ class ElasticsearchStore:
                         "filter": [
                             {"terms": {"state": _FINISHED}},
                             {"range": {"metadata.modified_at": {"lt": before_es}}},
-                        ]
+                        ],
+                        "must_not": [{"ids": {"values": sorted(self._unarchivable)}}],
                     }
                 },
                 sort=[{"metadata.modified_at": "asc"}],
@@ -617,7 +648,10 @@ class ElasticsearchStore:
             if item["status"] in _OK:
                 copied[item["_id"]] = item["_index"]
             else:
-                log.warning("task %s not archived: %s", item["_id"], item.get("error"))
+                # Left live and passed over from now on, so it cannot hold up the tasks behind it.
+                if len(self._unarchivable) < MAX_UNREADABLE:
+                    self._unarchivable.add(item["_id"])
+                log.warning("task %s not archived; it stays live: %s", item["_id"], item.get("error"))
         if not copied:
             return 0
         await self._client.indices.refresh(index=self.names.archive_alias)
@@ -718,7 +752,8 @@ class ElasticsearchStore:
         hits = await self._search_all(
             self.names.recurring, {"match_all": {}}, [{"id": "asc"}], seq_no_primary_term=True
         )
-        return [_recurring_from(hit) for hit in hits]
+        parsed = (self._parse(_recurring_from, "recurring", hit) for hit in hits)
+        return [r for r in parsed if r is not None]
 
     # Queue settings: rare writes, each refreshed at once so every server's list_queue_settings sees it.
 
@@ -771,7 +806,8 @@ class ElasticsearchStore:
         hits = await self._search_all(
             self.names.queues, {"match_all": {}}, [{"queue": "asc"}], seq_no_primary_term=True
         )
-        return [QueueSettings.model_validate(_with_version(hit)) for hit in hits]
+        parsed = (self._parse(_queue_settings_from, "queues", hit) for hit in hits)
+        return [q for q in parsed if q is not None]
 
     # Attempt timeline: written with refresh=true, so a task's timeline shows its attempts at once.
 
@@ -877,6 +913,7 @@ def _source_of(record: Task | RecurringTask | QueueSettings) -> JsonDict:
 
 
 _Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
+_R = TypeVar("_R")
 
 
 def _versioned(record: _Versioned, seq_no: int, primary_term: int) -> _Versioned:
@@ -900,6 +937,10 @@ def _task_from(doc: JsonDict) -> Task:
 
 def _recurring_from(doc: JsonDict) -> RecurringTask:
     return RecurringTask.model_validate(_with_version(doc))
+
+
+def _queue_settings_from(doc: JsonDict) -> QueueSettings:
+    return QueueSettings.model_validate(_with_version(doc))
 
 
 def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError:

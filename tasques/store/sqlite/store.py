@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
 from tasques.domain.http_target import TaskTarget
@@ -35,6 +38,12 @@ from tasques.store.sqlite.schema import (
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger("tasques.store.sqlite")
+
+# Unreadable records remembered (so claims and the reaper skip them without re-reading); beyond this, only logged.
+MAX_UNREADABLE = 10_000
 
 _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,10 +51,12 @@ _MICRO = timedelta(microseconds=1)
 _BUSY_TIMEOUT_MS = 10_000
 
 CLAIM_SQL = (
-    f"SELECT priority, run_at, seq, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
+    f"SELECT priority, run_at, seq, id, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
     "ORDER BY priority DESC, run_at LIMIT ?"
 )
-TIMED_OUT_SQL = "SELECT body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
+TIMED_OUT_SQL = (
+    "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
+)
 FINISHED_SQL = f"SELECT rowid FROM tasks WHERE {FINISHED} AND modified_at < ? ORDER BY modified_at LIMIT ?"
 OUTSTANDING_SQL = f"SELECT count(*) FROM tasks WHERE recurring_task_id = ? AND {OUTSTANDING}"
 COUNTS_SQL = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state ORDER BY queue, state"
@@ -69,6 +80,9 @@ class SqliteStore:
         self._path = path
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
+        # Keys of stored records that could not be parsed, and how many times one was skipped (see `_parse`).
+        self._unreadable: set[str] = set()
+        self.skipped_unreadable = 0
 
     # Lifecycle
 
@@ -92,6 +106,27 @@ class SqliteStore:
             await reader.close()
         if writer is not None:
             await writer.close()
+
+    def _parse(self, model: type[M], key: str, body: str | bytes) -> M | None:
+        """Parse a stored record for a loop or a claim. One that cannot be parsed (corrupt, or written by another
+        version) is logged once, counted and remembered, and skipped: it never fails the pass for the others."""
+        try:
+            return model.model_validate_json(body)
+        except ValueError as e:
+            self.skipped_unreadable += 1
+            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
+                self._unreadable.add(key)
+                log.error("stored record %s cannot be read; skipped: %s", key, e)
+            return None
+
+    def _unreadable_tasks(self) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for key in self._unreadable:
+            kind, _, rest = key.partition("/")
+            if kind == "tasks":
+                queue, _, task_id = rest.partition("/")
+                out.add((queue, task_id))
+        return out
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -166,22 +201,38 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Task]:
             # One indexed query per queue, each already in claim order; merge, then parse only the winners.
-            candidates: list[tuple[int, int, int, str]] = []
-            for queue in unique_queues:
-                rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, limit)).fetchall()
-                candidates.extend((-priority, run_at, seq, body) for priority, run_at, seq, body in rows)
+            # An unreadable task is passed over (and looked past from then on): it never takes a claim's place.
             claimed: list[Task] = []
             params: list[tuple[Any, ...]] = []
-            for _, _, seq, body in heapq.nsmallest(limit, candidates, key=lambda c: (c[0], c[1])):
-                task = Task.model_validate_json(body)
-                try:
-                    changed = change(task)
-                except TasquesError:
-                    continue
-                _check_identity(task, changed)
-                stored = _versioned(changed, seq + 1)
-                params.append(_update_params(stored, seq))
-                claimed.append(stored)
+            seen: set[tuple[str, str]] = set()
+            while True:
+                skip = self._unreadable_tasks() | seen
+                wanted = limit - len(claimed)
+                candidates: list[tuple[int, int, int, str, str, str]] = []
+                for queue in unique_queues:
+                    rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, wanted + len(skip))).fetchall()
+                    candidates.extend(
+                        (-priority, run_at, seq, queue, task_id, body)
+                        for priority, run_at, seq, task_id, body in rows
+                        if (queue, task_id) not in skip
+                    )
+                unreadable = 0
+                for _, _, seq, queue, task_id, body in heapq.nsmallest(wanted, candidates, key=lambda c: (c[0], c[1])):
+                    seen.add((queue, task_id))
+                    task = self._parse(Task, f"tasks/{queue}/{task_id}", body)
+                    if task is None:
+                        unreadable += 1
+                        continue
+                    try:
+                        changed = change(task)
+                    except TasquesError:
+                        continue
+                    _check_identity(task, changed)
+                    stored = _versioned(changed, seq + 1)
+                    params.append(_update_params(stored, seq))
+                    claimed.append(stored)
+                if not unreadable or len(claimed) >= limit:
+                    break
             if params:
                 conn.executemany(_UPDATE_TASK_SQL, params)
             return claimed
@@ -192,7 +243,14 @@ class SqliteStore:
         if limit <= 0:
             return []
         now_us = _micros(now)
-        return await self._read(lambda conn: _tasks(conn.execute(TIMED_OUT_SQL, (now_us, limit))))
+
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            bad = self._unreadable_tasks()
+            rows = conn.execute(TIMED_OUT_SQL, (now_us, limit + len(bad))).fetchall()
+            parsed = (self._parse(Task, f"tasks/{q}/{i}", body) for q, i, body in rows if (q, i) not in bad)
+            return [t for t in parsed if t is not None][:limit]
+
+        return await self._read(run)
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -285,8 +343,9 @@ class SqliteStore:
 
     async def list_recurring(self) -> list[RecurringTask]:
         def run(conn: sqlite3.Connection) -> list[RecurringTask]:
-            rows = conn.execute("SELECT body FROM recurring_tasks ORDER BY id").fetchall()
-            return [RecurringTask.model_validate_json(row[0]) for row in rows]
+            rows = conn.execute("SELECT id, body FROM recurring_tasks ORDER BY id").fetchall()
+            parsed = (self._parse(RecurringTask, f"recurring/{rid}", body) for rid, body in rows)
+            return [r for r in parsed if r is not None]
 
         return await self._read(run)
 
@@ -332,8 +391,9 @@ class SqliteStore:
 
     async def list_queue_settings(self) -> list[QueueSettings]:
         def run(conn: sqlite3.Connection) -> list[QueueSettings]:
-            rows = conn.execute("SELECT body FROM queue_settings ORDER BY queue").fetchall()
-            return [QueueSettings.model_validate_json(row[0]) for row in rows]
+            rows = conn.execute("SELECT queue, body FROM queue_settings ORDER BY queue").fetchall()
+            parsed = (self._parse(QueueSettings, f"queues/{queue}", body) for queue, body in rows)
+            return [s for s in parsed if s is not None]
 
         return await self._read(run)
 
@@ -534,11 +594,6 @@ def _update_task(conn: sqlite3.Connection, task: Task) -> Task | VersionConflict
     if conn.execute("SELECT 1 FROM tasks WHERE queue = ? AND id = ?", (task.queue, task.id)).fetchall():
         return VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read")
     return NotFound(f"no task {task.id} in queue {task.queue}")
-
-
-def _tasks(cursor: sqlite3.Cursor) -> list[Task]:
-    """Parse a `SELECT body ...` result (reading it to the end, so no read snapshot stays open)."""
-    return [Task.model_validate_json(row[0]) for row in cursor.fetchall()]
 
 
 def _check_identity(before: Task, after: Task) -> None:
