@@ -143,6 +143,8 @@ class LeaderElector:
         """Cancel the jobs and release the lock, within the stop deadline (or one lease without a stop)."""
         loop = asyncio.get_running_loop()
         by = self._stop_by if self._stop_by is not None else loop.time() + self._lease.total_seconds()
+        # Unwinding after stop() gave up waiting (a store call ignored cancellation): a short late try.
+        by = max(by, loop.time() + min(1.0, self._renew_every.total_seconds())) if by <= loop.time() else by
         self._cancel_jobs()
         self._leader_until = 0.0
         if self._retired:
