@@ -75,7 +75,9 @@ async def _stop(app: web.Application, runner: web.AppRunner, grace: float) -> No
     deadline = app[STOP_DEADLINE]
     deadline.begin()
     # The leader steps down first and at once: it must not renew or retake the lock while requests drain.
-    leader = asyncio.create_task(app[ELECTOR].stop(deadline.left()), name="leader-stop")
+    # Its release may use half the time left; a store that has not answered by then will not, and closing the
+    # store (last) must still fit.
+    leader = asyncio.create_task(app[ELECTOR].stop(deadline.left() / 2), name="leader-stop")
     await bounded("draining requests", runner.cleanup(), deadline.left())
     await asyncio.wait({leader}, timeout=deadline.left())
     # Whatever still runs (say a handler awaiting a hung store call) is cancelled, and not awaited past the grace.

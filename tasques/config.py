@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasques.domain.duration import Duration
+from tasques.domain.duration import Duration, format_duration
 
 ENV_PREFIX = "TASQUES_"
 log = logging.getLogger(__name__)
@@ -34,7 +34,11 @@ class ServerConfig(_Section):
     basic_auth: list[BasicAuthUser] = Field(
         default_factory=list, description="when non-empty, every API route needs HTTP basic auth"
     )
-    shutdown_grace: Duration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="a stop (SIGTERM/SIGINT) ends the process within this, whatever the store does; a second signal ends it at once",
+    )
     access_log: bool = Field(False, description="log every request (costs throughput on busy servers)")
 
 
@@ -112,8 +116,19 @@ class TasksConfig(_Section):
 class LeaderConfig(_Section):
     """The leader lock: one server at a time runs the housekeeping."""
 
-    lease: Duration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
-    renew_every: Duration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
+    lease: Duration = Field(timedelta(seconds=5), gt=timedelta(0), description="how long a leader lock lasts unrenewed")
+    renew_every: Duration = Field(
+        timedelta(seconds=1), gt=timedelta(0), description="how often the leader renews its lock (less than lease)"
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_the_lease(self) -> LeaderConfig:
+        if self.renew_every >= self.lease:
+            raise ValueError(
+                f"leader.renew_every ({format_duration(self.renew_every)}) must be shorter than "
+                f"leader.lease ({format_duration(self.lease)})"
+            )
+        return self
 
 
 class HousekeepingConfig(_Section):
