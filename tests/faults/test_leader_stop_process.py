@@ -153,3 +153,24 @@ def test_sigterm_after_a_store_outage_releases_the_lock_first_and_exits_within_t
     assert released_while_draining, "the lock was held until the requests had drained"
     log = server.log_tail(100_000)
     assert "leader lock acquired" not in log[log.index("tasques stopping") :]
+
+
+def test_a_second_sigterm_ends_a_stop_that_waits_on_the_store(
+    proxy: PausableProxy, elasticsearch_url: str, es_index_prefix: str, tmp_path: Path
+) -> None:
+    settings = {**es_server_settings(proxy.url, es_index_prefix), **FAST_STOP, "TASQUES_SERVER_SHUTDOWN_GRACE": "60s"}
+    server = ServerProcess(settings, tmp_path / "server.log").start(timeout=60)
+    try:
+        wait_until(lambda: live_lock(elasticsearch_url, es_index_prefix))
+        proxy.pause()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(1.0) is None  # stopping, waiting on the store within its 60 s grace
+        server.send_signal(signal.SIGTERM)
+        code = server.wait_exit(SLACK)
+        assert code == 1, f"a second SIGTERM did not end the stop:\n{server.log_tail()}"
+        assert "second SIGTERM while stopping" in server.log_tail()
+    finally:
+        server.kill()
+        proxy.resume()
+        asyncio.run(delete_es_prefix(elasticsearch_url, es_index_prefix))
