@@ -6,26 +6,34 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from tasques.api.openapi import build_document, render_yaml
 from tasques.config import Config, ConfigError, load_config, render_defaults, split_host_port
-from tasques.server import build_server, open_store
+from tasques.server import ELECTOR, STOP_DEADLINE, bounded, build_server, open_store
 from tasques.worker.cli import add_worker_parser, run_worker_cli
 
 log = logging.getLogger("tasques")
 
 
+# aiohttp drains in two phases (wait, then cancel and wait), each up to its shutdown_timeout: together they
+# take at most 70% of the grace, which leaves time to stop the leader loop and close the store.
+DRAIN_SHARE = 0.35
+
+
 async def serve(config: Config) -> None:
     host, port = split_host_port(config.server.bind_address)  # validated when the config was loaded
     app = build_server(config, open_store(config))
+    grace = config.server.shutdown_grace.total_seconds()
     runner = web.AppRunner(
         app,
-        shutdown_timeout=config.server.shutdown_grace.total_seconds(),
+        shutdown_timeout=grace * DRAIN_SHARE,
         access_log=logging.getLogger("aiohttp.access") if config.server.access_log else None,
         # A worker that hangs up mid long-poll must not go on claiming tasks nobody will receive.
         handler_cancellation=True,
@@ -36,13 +44,54 @@ async def serve(config: Config) -> None:
     log.info("tasques serving on http://%s:%d with the %s store", host, port, config.store.kind)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            _exit_now(f"second {sig.name} while stopping: exiting at once")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await stop.wait()
     finally:
         log.info("tasques stopping")
-        await runner.cleanup()
+        await _stop(app, runner, grace)
+
+
+async def _stop(app: web.Application, runner: web.AppRunner, grace: float) -> None:
+    """Stop within `grace` seconds whatever the store does: every step gets only the time left."""
+    # The last resort, on a thread so that it fires even if the loop is stuck in a blocking call.
+    hard_stop = threading.Timer(grace, _exit_now, args=("did not stop within server.shutdown_grace; exiting now",))
+    hard_stop.daemon = True
+    hard_stop.start()
+    deadline = app[STOP_DEADLINE]
+    deadline.begin()
+    # The leader steps down first and at once: it must not renew or retake the lock while requests drain.
+    # Its release may use half the time left; a store that has not answered by then will not, and closing the
+    # store (last) must still fit.
+    leader = asyncio.create_task(app[ELECTOR].stop(deadline.left() / 2), name="leader-stop")
+    await bounded("draining requests", runner.cleanup(), deadline.left())
+    await asyncio.wait({leader}, timeout=deadline.left())
+    # Whatever still runs (say a handler awaiting a hung store call) is cancelled, and not awaited past the grace.
+    me = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not me]
+    for t in rest:
+        t.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=deadline.left())
+    stuck = [t.get_name() for t in rest if not t.done()]
+    if stuck:
+        _exit_now(f"tasks {stuck} ignored cancellation; exiting now")
+    hard_stop.cancel()
+
+
+def _exit_now(reason: str) -> None:
+    log.error("tasques: %s", reason)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

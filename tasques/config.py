@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasques.config_env import OverrideError, convert, describe, resolve_field
-from tasques.domain.duration import MAX_DURATION, Duration, PositiveDuration
+from tasques.domain.duration import MAX_DURATION, Duration, PositiveDuration, format_duration
 
 ENV_PREFIX = "TASQUES_"
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ class ServerConfig(_Section):
     basic_auth: list[BasicAuthUser] = Field(
         default_factory=list, description="when non-empty, every API route needs HTTP basic auth"
     )
-    shutdown_grace: NonNegativeDuration = Field(timedelta(seconds=10), description="how long to drain requests on stop")
+    shutdown_grace: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="a stop (SIGTERM/SIGINT) ends the process within this, whatever the store does; a second signal ends it at once",
+    )
     access_log: bool = Field(False, description="log every request (costs throughput on busy servers)")
 
     @field_validator("bind_address")
@@ -144,12 +147,17 @@ class LeaderConfig(_Section):
     """The leader lock: one server at a time runs the housekeeping."""
 
     lease: PositiveDuration = Field(timedelta(seconds=5), description="how long a leader lock lasts unrenewed")
-    renew_every: PositiveDuration = Field(timedelta(seconds=1), description="how often the leader renews its lock")
+    renew_every: PositiveDuration = Field(
+        timedelta(seconds=1), description="how often the leader renews its lock (less than lease)"
+    )
 
     @model_validator(mode="after")
-    def _renews_in_time(self) -> LeaderConfig:
+    def _renew_within_the_lease(self) -> LeaderConfig:
         if self.renew_every >= self.lease:
-            raise ValueError("leader.renew_every must be shorter than leader.lease")
+            raise ValueError(
+                f"leader.renew_every ({format_duration(self.renew_every)}) must be shorter than "
+                f"leader.lease ({format_duration(self.lease)})"
+            )
         return self
 
 

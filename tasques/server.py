@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
@@ -26,6 +26,37 @@ from tasques.store.base import Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+
+
+class StopDeadline:
+    """One deadline for the whole stop: every cleanup step gets the time left on it, never more."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.at: float | None = None  # loop time; set when the stop begins
+
+    def begin(self) -> float:
+        if self.at is None:
+            self.at = asyncio.get_running_loop().time() + self.grace
+        return self.at
+
+    def left(self) -> float:
+        return max(0.0, self.begin() - asyncio.get_running_loop().time())
+
+
+STOP_DEADLINE = web.AppKey("stop_deadline", StopDeadline)
+log = logging.getLogger(__name__)
+
+
+async def bounded(what: str, step: Awaitable[object], seconds: float) -> None:
+    """Await one cleanup step for at most `seconds`; a step that fails or overruns is logged, not raised."""
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.warning("stopping: %s did not finish in time; going on without it", what)
+    except Exception:
+        log.warning("stopping: %s failed", what, exc_info=True)
 
 
 def open_store(config: Config) -> Store:
@@ -79,19 +110,24 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
+    # The orderly stop gets 90% of the grace; the CLI exits the process at the full grace regardless.
+    deadline = app[STOP_DEADLINE] = StopDeadline(0.9 * config.server.shutdown_grace.total_seconds())
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await store.open()
-        loops = [asyncio.create_task(elector.run(), name="leader")]
-        if d.enabled:
-            loops.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
+        elector.start()
+        loops = [asyncio.create_task(dispatcher.run(), name="dispatcher")] if d.enabled else []
         yield
+        # The CLI has usually stopped the leader already (first thing on a signal); this is idempotent.
+        await elector.stop(deadline.left())
         for loop in loops:
             loop.cancel()
-        for loop in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-        await store.close()
+        if loops:
+            await asyncio.wait(loops, timeout=deadline.left())
+            for t in loops:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
+        await bounded("closing the store", store.close(), deadline.left())
 
     app.cleanup_ctx.append(lifecycle)
     return app

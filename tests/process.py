@@ -98,6 +98,19 @@ class ServerProcess:
             self._proc.kill()
             self._proc.wait()
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit code, or None if the process still runs after `timeout` seconds."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
