@@ -92,7 +92,7 @@ async def test_mapping_is_strict(make_store: StoreFactory, raw: AsyncElasticsear
 async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     big = _big_json(2_000)
-    task = make_task("q", "big", args=big).claimed("w", ts(1)).reported("w", big, ts(2)).done("w", big, ts(3))
+    task = make_task("q", "big", args=big).claimed("w", ts(1), "c1").reported("w", big, ts(2)).done("w", big, ts(3))
     task = task.model_copy(update={"context": big})
     inserted = await store.insert_task(task)
     assert await store.get_task("q", "big") == inserted
@@ -108,7 +108,7 @@ async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, ra
 async def test_version_is_seq_no_and_primary_term_not_source(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     inserted = await store.insert_task(make_task("q", "a"))
-    updated = await store.update_task(inserted.claimed("w", ts(1)))
+    updated = await store.update_task(inserted.claimed("w", ts(1), "c1"))
     doc = (await raw.get(index=store.names.tasks, id="q/a")).body
     assert "version" not in doc["_source"]["metadata"]
     assert (updated.metadata.version.seq_num, updated.metadata.version.primary_term) == (
@@ -212,7 +212,7 @@ async def test_a_claim_conflicting_with_an_update_skips_that_task(make_store: St
 
     def change(task: Task) -> Task:
         seen.append(task.id)
-        return task.claimed("w", ts(1))
+        return task.claimed("w", ts(1), "c1")
 
     await store.refresher.ensure_fresh()
     # Another server changes "a" after our search could see it, before our conditional write.

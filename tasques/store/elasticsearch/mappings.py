@@ -17,7 +17,7 @@ JsonDict = dict[str, Any]
 # templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 _META: JsonDict = {"managed_by": "tasques"}
 
 
@@ -131,6 +131,7 @@ def task_properties() -> JsonDict:
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
+                "claim_id": _STORED_KEYWORD,
                 "claimed_at": _DATE,
                 "times_out_at": _DATE,
                 "last_report": {"properties": {"at": _DATE, "data": _OPAQUE}},
