@@ -142,6 +142,38 @@ async def test_open_is_idempotent_and_tolerates_servers_starting_together(
     }
 
 
+def _without_claim_id(mappings: dict[str, Any]) -> dict[str, Any]:
+    """A mapping as Tasques put it before claim ids."""
+    props = dict(mappings["properties"])
+    last = props["last_claimed"]["properties"]
+    props["last_claimed"] = {"properties": {k: v for k, v in last.items() if k != "claim_id"}}
+    return {**mappings, "properties": props}
+
+
+async def test_open_adds_the_claim_id_to_indices_an_older_tasques_created(
+    make_store: StoreFactory, raw: AsyncElasticsearch, es_index_prefix: str
+) -> None:
+    names = IndexNames(es_index_prefix)
+    await raw.indices.create(index=names.tasks, mappings=_without_claim_id(task_mappings()))
+    await raw.indices.create(
+        index=names.first_archive_index,
+        mappings=_without_claim_id(archive_mappings()),
+        aliases={names.archive_alias: {"is_write_index": True}},
+    )
+    store = await make_store()
+    for index in (names.tasks, names.first_archive_index):
+        mapping = (await raw.indices.get_mapping(index=index)).body[index]["mappings"]
+        assert "claim_id" in mapping["properties"]["last_claimed"]["properties"], index
+    # A claim with an id is written live, then archived (both mappings are strict).
+    await store.insert_task(make_task("q", "a"))
+    [claimed] = await store.claim_tasks(["q"], ts(1), 1, lambda t: t.claimed("w", ts(1), "claim-1"))
+    await store.update_task(claimed.done("w", None, ts(2), "claim-1"))
+    assert await store.archive_finished(ts(10), 10) == 1
+    archived = await store.get_task("q", "a")
+    assert archived.last_claimed is not None
+    assert archived.last_claimed.claim_id == "claim-1"
+
+
 async def test_naive_datetimes_are_refused(make_store: StoreFactory) -> None:
     store = await make_store()
     with pytest.raises(ValueError, match="naive"):

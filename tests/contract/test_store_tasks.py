@@ -85,7 +85,7 @@ async def test_update_with_a_stale_version_conflicts(store: Store) -> None:
     inserted = await store.insert_task(make_task("q", "a"))
     winner = await store.update_task(inserted.claimed("w1", ts(1), "c1"))
     with pytest.raises(VersionConflict):
-        await store.update_task(inserted.claimed("w2", ts(1), "c1"))
+        await store.update_task(inserted.claimed("w2", ts(1), "c2"))
     assert await store.get_task("q", "a") == winner
 
 
@@ -109,12 +109,56 @@ async def test_update_tasks_reports_each_item(store: Store) -> None:
 
 async def test_update_tasks_same_task_twice_only_first_wins(store: Store) -> None:
     a = await store.insert_task(make_task("q", "a"))
-    results = await store.update_tasks([a.claimed("w1", ts(1), "c1"), a.claimed("w2", ts(1), "c1")])
+    results = await store.update_tasks([a.claimed("w1", ts(1), "c1"), a.claimed("w2", ts(1), "c2")])
     assert isinstance(results[0], Task)
     assert isinstance(results[1], VersionConflict)
     stored = await store.get_task("q", "a")
     assert stored.last_claimed is not None
     assert stored.last_claimed.worker_id == "w1"
+
+
+# Claim ids
+
+
+def _claim_id(task: Task) -> str | None:
+    return task.last_claimed.claim_id if task.last_claimed is not None else None
+
+
+async def test_the_claim_id_round_trips_and_conditional_writes_keep_it(store: Store) -> None:
+    await store.insert_task(make_task("q", "a", retry_times=0))
+    [claimed] = await store.claim_tasks(["q"], ts(1), 1, lambda t: t.claimed("w", ts(1), "claim-1"))
+    assert _claim_id(claimed) == "claim-1"
+    assert await store.get_task("q", "a") == claimed
+    reported = await store.update_task(claimed.reported("w", {"p": 1}, ts(2), "claim-1"))
+    [reported_again] = await store.update_tasks([reported.reported("w", {"p": 2}, ts(3), "claim-1")])
+    assert isinstance(reported_again, Task)
+    assert _claim_id(await store.get_task("q", "a")) == "claim-1"
+    # Listings and the reaper's search read it back too.
+    assert [_claim_id(t) for t in (await store.list_tasks(TaskFilter(queue="q"), 10, None)).tasks] == ["claim-1"]
+    assert [_claim_id(t) for t in await store.timed_out_tasks(ts(10_000), 10)] == ["claim-1"]
+    # Unclaimed, it stays (as `last_claimed` does) until the next claim replaces it.
+    unclaimed = await store.update_task(reported_again.unclaimed("w", ts(4), "claim-1"))
+    assert (unclaimed.state, _claim_id(await store.get_task("q", "a"))) == (TaskState.QUEUED, "claim-1")
+    [again] = await store.claim_tasks(["q"], ts(5), 1, lambda t: t.claimed("w", ts(5), "claim-2"))
+    assert _claim_id(again) == "claim-2"
+    done = await store.update_task(again.done("w", None, ts(6), "claim-2"))
+    assert await store.archive_finished(ts(10), 10) == 1
+    archived = await store.get_task("q", "a")
+    assert (archived.state, _claim_id(archived)) == (TaskState.DONE, "claim-2")
+    assert archived.model_dump(exclude={"metadata"}) == done.model_dump(exclude={"metadata"})
+
+
+async def test_a_claim_without_a_claim_id_round_trips(store: Store) -> None:
+    """Claims stored before claim ids existed read back with `claim_id` None."""
+    claimed = make_task("q", "a").claimed("w", ts(1), "c1")
+    assert claimed.last_claimed is not None
+    legacy = claimed.model_copy(update={"last_claimed": claimed.last_claimed.model_copy(update={"claim_id": None})})
+    inserted = await store.insert_task(legacy)
+    stored = await store.get_task("q", "a")
+    assert stored == inserted
+    assert stored.last_claimed is not None
+    assert stored.last_claimed.claim_id is None
+    assert (await store.update_task(stored.done("w", None, ts(2)))).state is TaskState.DONE
 
 
 # Claims
