@@ -65,7 +65,7 @@ def _states() -> tuple[Task, Task, Task]:
         args={"n": 0},
     )
     queued = Task.create(new, now)
-    claimed = queued.claimed(_WORKER, now)
+    claimed = queued.claimed(_WORKER, now, uuid.uuid4().hex)
     return queued, claimed, claimed.done(_WORKER, None, now)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from aiohttp import web
@@ -11,6 +12,11 @@ from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.http_target import REDACT_SECRETS
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+# Optional on report/done/failed/unclaim: `last_claimed.claim_id` of the claim the caller holds.
+CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
+CLAIM_ID_MAX_LENGTH = 128
+CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
+_CLAIM_ID = re.compile(CLAIM_ID_PATTERN)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -32,6 +38,24 @@ def worker_id(request: web.Request) -> str:
         raise InvalidInput(
             f"the {WORKER_ID_HEADER} header is required",
             [FieldProblem(WORKER_ID_HEADER, "missing or empty header")],
+        )
+    return value
+
+
+def claim_id(request: web.Request) -> str | None:
+    """The claim id header, or None when absent (Go clients send none: only the worker id is checked)."""
+    value = request.headers.get(CLAIM_ID_HEADER)
+    if value is None:
+        return None
+    if _CLAIM_ID.fullmatch(value) is None:
+        raise InvalidInput(
+            f"the {CLAIM_ID_HEADER} header is malformed",
+            [
+                FieldProblem(
+                    CLAIM_ID_HEADER,
+                    f"must be 1 to {CLAIM_ID_MAX_LENGTH} letters, digits or . _ ~ - (the claim's last_claimed.claim_id)",
+                )
+            ],
         )
     return value
 

@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from tasques import __version__
 from tasques.api import schemas as s
-from tasques.api.http import WORKER_ID_HEADER
+from tasques.api.http import CLAIM_ID_HEADER, CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN, WORKER_ID_HEADER
 
 REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
@@ -38,16 +38,17 @@ class Operation:
     body: type[BaseModel] | None = None
     body_required: bool = True
     worker: bool = False
+    claim: bool = False  # takes the optional claim id header
     errors: dict[int, str] = field(default_factory=dict)
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
 
 
 _TASK_PATH = "{queue}/{id}"
 _CLAIMED_ERRORS = {
-    400: "Invalid input, or the worker header is missing",
+    400: "Invalid input, the worker header is missing, or the claim id header is malformed",
     403: "The task is claimed by another worker",
     404: "The task does not exist",
-    409: "The task is not claimed",
+    409: "The task is not claimed, or the claim id given is not its current claim's",
 }
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -72,13 +73,16 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/tasques/claims", "claim-tasks", "Claim Tasks", "tasks", response=s.Task,
               response_is_list=True, body=s.Claim, worker=True, errors={400: "Invalid input, or no worker header"}),
     Operation("delete", f"/tasques/claims/{_TASK_PATH}", "unclaim-existing-task", "Unclaim a Task", "tasks",
-              response=s.Task, worker=True, errors=_CLAIMED_ERRORS),
+              response=s.Task, worker=True, claim=True, errors=_CLAIMED_ERRORS),
     Operation("put", f"/tasques/reports/{_TASK_PATH}", "report-on-claimed-task", "Report on a Task", "tasks",
-              response=s.Task, body=s.NewReport, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+              response=s.Task, body=s.NewReport, body_required=False, worker=True, claim=True,
+              errors=_CLAIMED_ERRORS),
     Operation("put", f"/tasques/done/{_TASK_PATH}", "mark-claimed-task-done", "Mark a Task as done", "tasks",
-              response=s.Task, body=s.Success, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+              response=s.Task, body=s.Success, body_required=False, worker=True, claim=True,
+              errors=_CLAIMED_ERRORS),
     Operation("put", f"/tasques/failed/{_TASK_PATH}", "mark-claimed-task-failed", "Mark a Task as failed",
-              "tasks", response=s.Task, body=s.Failure, body_required=False, worker=True, errors=_CLAIMED_ERRORS),
+              "tasks", response=s.Task, body=s.Failure, body_required=False, worker=True, claim=True,
+              errors=_CLAIMED_ERRORS),
     Operation("put", f"/tasques/cancel/{_TASK_PATH}", "cancel-task", "Cancel a Task: it never runs again",
               "tasks", response=s.Task,
               errors={404: "The task does not exist", 409: "The task is already done, dead or cancelled"}),
@@ -126,6 +130,14 @@ def _operation(op: Operation) -> dict[str, Any]:
         params.append(
             {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
              "description": "id of the worker making the request"}
+        )  # fmt: skip
+    if op.claim:
+        params.append(
+            {"name": CLAIM_ID_HEADER, "in": "header", "required": False,
+             "schema": {"type": "string", "maxLength": CLAIM_ID_MAX_LENGTH, "pattern": CLAIM_ID_PATTERN},
+             "description": "`last_claimed.claim_id` of the claim this worker holds: a call from an earlier "
+                            "attempt (same worker id, older claim) is refused with 409. Without it only the worker "
+                            "id is checked"}
         )  # fmt: skip
     for name, typ, desc in op.query:
         params.append({"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc})

@@ -7,7 +7,7 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from tasques.api.http import json_list, json_model, read_body, worker_id
+from tasques.api.http import claim_id, json_list, json_model, read_body, worker_id
 from tasques.api.keys import TASKS
 from tasques.api.schemas import (
     BulkItem,
@@ -123,28 +123,28 @@ async def claim_tasks(request: web.Request) -> web.Response:
 @routes.delete("/tasques/claims/{queue}/{id}")
 async def unclaim_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
-    return json_model(await request.app[TASKS].unclaim(worker, *_key(request)))
+    return json_model(await request.app[TASKS].unclaim(worker, *_key(request), claim_id(request)))
 
 
 @routes.put("/tasques/reports/{queue}/{id}")
 async def report_on_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, NewReport, optional=True)
-    return json_model(await request.app[TASKS].report(worker, *_key(request), body.data))
+    return json_model(await request.app[TASKS].report(worker, *_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/done/{queue}/{id}")
 async def mark_done(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Success, optional=True)
-    return json_model(await request.app[TASKS].done(worker, *_key(request), body.data))
+    return json_model(await request.app[TASKS].done(worker, *_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/failed/{queue}/{id}")
 async def mark_failed(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Failure, optional=True)
-    return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data))
+    return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/cancel/{queue}/{id}")

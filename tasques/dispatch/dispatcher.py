@@ -161,11 +161,12 @@ class Dispatcher:
                 await self._tasks.record_attempt(attempt)
             except Exception:
                 log.exception("attempt %s not recorded in the timeline", attempt.key)
+            claim_id = task.last_claimed.claim_id if task.last_claimed is not None else None
             try:
                 if ok:
-                    await self._tasks.done(self.worker_id, task.queue, task.id, outcome)
+                    await self._tasks.done(self.worker_id, task.queue, task.id, outcome, claim_id)
                 else:
-                    await self._tasks.fail(self.worker_id, task.queue, task.id, outcome)
+                    await self._tasks.fail(self.worker_id, task.queue, task.id, outcome, claim_id)
             except TasquesError as e:
                 # Cancelled (or timed out and reclaimed) meanwhile: its new state wins.
                 log.info("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.duration import Duration, PositiveDuration
-from tasques.domain.errors import NotClaimed, NotOwnedByWorker
+from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
@@ -70,6 +70,11 @@ class Result(_Frozen):
 
 class LastClaimed(_Frozen):
     worker_id: str = Field(description="the worker that claimed the task")
+    claim_id: str | None = Field(
+        None,
+        description="identifies this claim; send it as X-TASQUES-CLAIM-ID on report, done, failed and unclaim "
+        "(absent on claims made before claim ids existed)",
+    )
     claimed_at: datetime = Field(description="when the claim was made")
     times_out_at: datetime = Field(description="when the claim times out unless the worker reports or finishes")
     last_report: Report | None = Field(None, description="the last report filed by the claiming worker")
@@ -160,10 +165,13 @@ class Task(_Frozen):
     def is_claimable_at(self, at: datetime) -> bool:
         return self.claimable and self.run_at <= at
 
-    def claimed(self, worker_id: str, at: datetime) -> Task:
+    def claimed(self, worker_id: str, at: datetime, claim_id: str) -> Task:
+        """A new claim; `claim_id` must be unique to it (the service generates one per task per claim)."""
         if not self.claimable:
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimable")
-        claim = LastClaimed(worker_id=worker_id, claimed_at=at, times_out_at=later(at, self.processing_timeout))
+        claim = LastClaimed(
+            worker_id=worker_id, claim_id=claim_id, claimed_at=at, times_out_at=later(at, self.processing_timeout)
+        )
         return self._with(
             at,
             state=TaskState.CLAIMED,
@@ -188,15 +196,15 @@ class Task(_Frozen):
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not queued or failed")
         return self._with(at, run_at=at)
 
-    def reported(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
-        claim = self._claim_of(worker_id)
+    def reported(self, worker_id: str, data: JsonObj | None, at: datetime, claim_id: str | None = None) -> Task:
+        claim = self._claim_of(worker_id, claim_id)
         new_claim = claim.model_copy(
             update={"last_report": Report(at=at, data=data), "times_out_at": later(at, self.processing_timeout)}
         )
         return self._with(at, last_claimed=new_claim)
 
-    def done(self, worker_id: str, data: JsonObj | None, at: datetime) -> Task:
-        claim = self._claim_of(worker_id)
+    def done(self, worker_id: str, data: JsonObj | None, at: datetime, claim_id: str | None = None) -> Task:
+        claim = self._claim_of(worker_id, claim_id)
         result = Result(at=at, success=data if data is not None else {})
         last = claim.model_copy(update={"result": result})
         repeat, repeated = self.repeat, (self.repeated or 0) + 1
@@ -216,8 +224,10 @@ class Task(_Frozen):
             at, state=TaskState.DONE, last_claimed=last, repeated=repeated if repeat is not None else None
         )
 
-    def failed(self, worker_id: str, data: JsonObj | None, at: datetime, backoff: BackoffPolicy) -> Task:
-        claim = self._claim_of(worker_id)
+    def failed(
+        self, worker_id: str, data: JsonObj | None, at: datetime, backoff: BackoffPolicy, claim_id: str | None = None
+    ) -> Task:
+        claim = self._claim_of(worker_id, claim_id)
         return self._failed_attempt(claim, data if data is not None else {}, at, backoff)
 
     def timed_out(self, at: datetime, backoff: BackoffPolicy) -> Task:
@@ -241,16 +251,10 @@ class Task(_Frozen):
         last = claim.model_copy(update={"result": Result(at=at, failure={"reason": reason})})
         return self._with(at, state=TaskState.DEAD, last_claimed=last)
 
-    def unclaimed(self, worker_id: str, at: datetime) -> Task:
-        """Hand the task back without using up an attempt."""
-        self._claim_of(worker_id)
-        return self._with(
-            at,
-            state=TaskState.QUEUED,
-            attempted=max(0, self.attempted - 1),
-            last_claimed=None,
-            last_enqueued_at=at,
-        )
+    def unclaimed(self, worker_id: str, at: datetime, claim_id: str | None = None) -> Task:
+        """Hand the task back without using up an attempt. `last_claimed` stays, as in the original Tasques."""
+        self._claim_of(worker_id, claim_id)
+        return self._with(at, state=TaskState.QUEUED, attempted=max(0, self.attempted - 1), last_enqueued_at=at)
 
     def _failed_attempt(self, claim: LastClaimed, failure: JsonObj, at: datetime, backoff: BackoffPolicy) -> Task:
         last = claim.model_copy(update={"result": Result(at=at, failure=failure)})
@@ -265,12 +269,19 @@ class Task(_Frozen):
             return self._with(at, state=TaskState.DEAD, last_claimed=last)
         return self._with(at, state=TaskState.FAILED, last_claimed=last, run_at=later(at, delay), last_enqueued_at=at)
 
-    def _claim_of(self, worker_id: str) -> LastClaimed:
+    def _claim_of(self, worker_id: str, claim_id: str | None) -> LastClaimed:
+        """The current claim, if `worker_id` holds it. A `claim_id` must also be the current claim's: it tells
+        apart two attempts by one worker id; without one only the worker id is checked (Go clients)."""
         claim = self.last_claimed
         if self.state is not TaskState.CLAIMED or claim is None:
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not claimed")
         if claim.worker_id != worker_id:
             raise NotOwnedByWorker(f"task {self.id} in queue {self.queue} is claimed by another worker")
+        if claim_id is not None and claim.claim_id != claim_id:
+            raise ClaimMismatch(
+                f"task {self.id} in queue {self.queue}: claim {claim_id} is not its current claim "
+                "(that attempt timed out or was handed back, and the task was claimed again)"
+            )
         return claim
 
     def _with(self, at: datetime, **changes: Any) -> Task:

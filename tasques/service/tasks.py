@@ -220,15 +220,22 @@ class TaskService:
                 break
         return claimed
 
-    async def report(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
-        return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now))
+    # `claim_id`, when given, must be the current claim's (ClaimMismatch otherwise); None checks the worker only.
+    async def report(
+        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+    ) -> Task:
+        return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now, claim_id))
 
-    async def done(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
-        return await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now))
+    async def done(
+        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+    ) -> Task:
+        return await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now, claim_id))
 
-    async def fail(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
+    async def fail(
+        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+    ) -> Task:
         backoff = self._settings.backoff
-        return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff))
+        return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff, claim_id))
 
     async def cancel(self, queue: str, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
@@ -240,8 +247,8 @@ class TaskService:
         self._signals.notify(queue)
         return task
 
-    async def unclaim(self, worker_id: str, queue: str, task_id: str) -> Task:
-        task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now))
+    async def unclaim(self, worker_id: str, queue: str, task_id: str, claim_id: str | None = None) -> Task:
+        task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now, claim_id))
         self._signals.notify(queue)
         return task
 
@@ -249,7 +256,7 @@ class TaskService:
         """Best-effort unclaim of tasks nobody will run; any left behind still time out as usual."""
         for task in tasks:
             try:
-                await self.unclaim(worker_id, task.queue, task.id)
+                await self.unclaim(worker_id, task.queue, task.id, _claim_id_of(task))
             except TasquesError as e:
                 log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e)
 
@@ -327,7 +334,8 @@ class TaskService:
 def _claim(worker_id: str, at: datetime, task: Task) -> Task:
     """Claim the task; one no transition can process is made dead with the reason, never failing the claim."""
     try:
-        return task.claimed(worker_id, at)
+        # A fresh id per task per claim: a late call from an earlier attempt by the same worker id is refused.
+        return task.claimed(worker_id, at, uuid.uuid4().hex)
     except TasquesError:
         raise  # e.g. no longer claimable: the store skips it
     except Exception as e:
@@ -347,6 +355,10 @@ def _timed_out(backoff: BackoffPolicy, at: datetime, task: Task) -> Task:
 def _give_up(task: Task, what: str, error: Exception, at: datetime) -> Task:
     log.error("task %s in queue %s %s, so it is now dead: %r", task.id, task.queue, what, error)
     return task.given_up(f"{what}: {type(error).__name__}: {error}"[:MAX_REASON], at)
+
+
+def _claim_id_of(task: Task) -> str | None:
+    return task.last_claimed.claim_id if task.last_claimed is not None else None
 
 
 def _times_out_by(task: Task, now: datetime) -> bool:

@@ -1,7 +1,9 @@
 """A small typed async client for the worker endpoints of the Tasques HTTP API.
 
 It speaks only HTTP: its models are its own (they ignore fields they do not know, so newer servers keep
-working), and every call carries the `X-TASQUES-WORKER-ID` header.
+working), and every call carries the `X-TASQUES-WORKER-ID` header. Report, done, failed and unclaim also carry
+`X-TASQUES-CLAIM-ID` when given the claim's `last_claimed.claim_id` (servers without claim ids return none, and
+then none is sent), so a late call from an earlier attempt never acts on a newer claim of the same worker id.
 
 Errors are split by what a caller can do about them:
 
@@ -25,6 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, Valida
 from yarl import URL
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
 JsonDict = dict[str, Any]
 
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -87,6 +90,7 @@ class Result(_Model):
 
 class LastClaimed(_Model):
     worker_id: str
+    claim_id: str | None = None  # absent from servers (or claims) without claim ids
     claimed_at: datetime
     times_out_at: datetime
     last_report: Report | None = None
@@ -199,32 +203,49 @@ class TasquesClient:
         raw = await self._call("POST", ("tasques", "claims"), body, limit=self._timeout + extra)
         return _TASKS.validate_python(raw)
 
-    async def report(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
+    # `claim_id` (the claim's `last_claimed.claim_id`): the server refuses the call (409, ClaimLost) unless
+    # it is the task's current claim. Without it only the worker id is checked.
+
+    async def report(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task:
         """Report progress; this also pushes the claim's `times_out_at` out by the task's processing timeout."""
-        return await self._task_call("PUT", ("tasques", "reports", queue, task_id), {"data": data})
+        return await self._task_call("PUT", ("tasques", "reports", queue, task_id), {"data": data}, claim_id)
 
-    async def done(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
-        return await self._task_call("PUT", ("tasques", "done", queue, task_id), {"data": data})
+    async def done(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task:
+        return await self._task_call("PUT", ("tasques", "done", queue, task_id), {"data": data}, claim_id)
 
-    async def fail(self, queue: str, task_id: str, data: JsonDict | None = None) -> Task:
-        return await self._task_call("PUT", ("tasques", "failed", queue, task_id), {"data": data})
+    async def fail(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task:
+        return await self._task_call("PUT", ("tasques", "failed", queue, task_id), {"data": data}, claim_id)
 
-    async def unclaim(self, queue: str, task_id: str) -> Task:
+    async def unclaim(self, queue: str, task_id: str, *, claim_id: str | None = None) -> Task:
         """Hand a claimed task back (state `queued`, the attempt not counted)."""
-        return await self._task_call("DELETE", ("tasques", "claims", queue, task_id), None)
+        return await self._task_call("DELETE", ("tasques", "claims", queue, task_id), None, claim_id)
 
     async def get_task(self, queue: str, task_id: str) -> Task:
         return Task.model_validate(await self._call("GET", ("tasques", queue, task_id), None))
 
-    async def _task_call(self, method: str, path: tuple[str, ...], body: JsonDict | None) -> Task:
+    async def _task_call(self, method: str, path: tuple[str, ...], body: JsonDict | None, claim_id: str | None) -> Task:
+        headers = {CLAIM_ID_HEADER: claim_id} if claim_id is not None else None
         try:
-            return Task.model_validate(await self._call(method, path, body))
+            return Task.model_validate(await self._call(method, path, body, headers=headers))
         except ApiError as e:
             if e.status in _CLAIM_LOST_STATUSES and not isinstance(e, ClaimLost):
                 raise ClaimLost(e.status, e.message, e.details) from None
             raise
 
-    async def _call(self, method: str, path: tuple[str, ...], body: JsonDict | None, limit: float | None = None) -> Any:
+    async def _call(
+        self,
+        method: str,
+        path: tuple[str, ...],
+        body: JsonDict | None,
+        limit: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         if self._session is None:
             raise RuntimeError("use TasquesClient as `async with TasquesClient(...) as client:`")
         url = self._base
@@ -232,7 +253,7 @@ class TasquesClient:
             url = url / segment
         try:
             async with self._session.request(
-                method, url, json=body, timeout=aiohttp.ClientTimeout(total=limit or self._timeout)
+                method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=limit or self._timeout)
             ) as resp:
                 text = (await resp.read()).decode("utf-8", errors="replace")
                 status = resp.status
@@ -261,6 +282,7 @@ def _api_error(status: int, text: str) -> ApiError:
 _ERROR_BODY = TypeAdapter(dict[str, Any])
 
 __all__ = [
+    "CLAIM_ID_HEADER",
     "WORKER_ID_HEADER",
     "ApiError",
     "ClaimLost",

@@ -88,7 +88,7 @@ class TaskContext:
         if self._lost:
             raise ClaimLost(409, f"task {self.task.id} in queue {self.task.queue} is no longer claimed by this worker")
         try:
-            await self._client.report(self.task.queue, self.task.id, data)
+            await self._client.report(self.task.queue, self.task.id, data, claim_id=_claim_id(self.task))
         except ClaimLost:
             self._lost = True
             raise
@@ -385,7 +385,7 @@ class Worker:
             if job.superseded:
                 return
             try:
-                await self._client.report(job.task.queue, job.task.id, ctx._last_data)
+                await self._client.report(job.task.queue, job.task.id, ctx._last_data, claim_id=_claim_id(job.task))
                 delay = interval
             except ClaimLost as e:
                 ctx._lost = True
@@ -409,7 +409,7 @@ class Worker:
         delay = self.backoff_initial
         for attempt in range(self.finish_retries + 1):
             try:
-                await call(task.queue, task.id, data)
+                await call(task.queue, task.id, data, claim_id=_claim_id(task))
             except ClaimLost as e:
                 if attempt > 0:
                     log.info("task %s: %s already recorded by an earlier try, it seems (%s)", job.name, outcome, e)
@@ -451,7 +451,7 @@ class Worker:
         delay = self.backoff_initial
         for attempt in range(self.finish_retries + 1):
             try:
-                await self._client.unclaim(task.queue, task.id)
+                await self._client.unclaim(task.queue, task.id, claim_id=_claim_id(task))
             except ClaimLost as e:
                 log.info("task %s/%s: nothing to unclaim (%s)", task.queue, task.id, e)
                 return
@@ -527,6 +527,11 @@ def exception_failure(exc: BaseException) -> JsonDict:
 
 def no_handler_failure(kind: str) -> JsonDict:
     return {"error_type": "NoHandler", "message": f"no handler for kind {kind!r}", "traceback": None}
+
+
+def _claim_id(task: Task) -> str | None:
+    """The claim id to send back: the one this claim came with (None from servers without claim ids)."""
+    return task.last_claimed.claim_id if task.last_claimed is not None else None
 
 
 __all__ = [

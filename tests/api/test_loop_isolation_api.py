@@ -51,7 +51,7 @@ async def test_the_reaper_retries_every_timed_out_task_even_when_one_overflows(
     # Linear retries of 10 years after attempt 1000: `retry_interval * n` overflowed, failing every pass.
     policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_DURATION, retry_times=1_000_000)
     new = NewTask(queue="a", kind="k", id="huge", run_at=T0, retry_times=3, processing_timeout=timedelta(seconds=1))
-    bad = Task.create(new.model_copy(update={"retry_policy": policy}), T0).claimed("w", T0)
+    bad = Task.create(new.model_copy(update={"retry_policy": policy}), T0).claimed("w", T0, "c1")
     await side_store.insert_task(bad.model_copy(update={"attempted": 1000}))
     await create_task(client, "z", id="plain", processing_timeout="1s")
     await claim(client, ["z"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -164,8 +165,9 @@ async def test_claim_sets_claim_fields(client: Client, clock: ManualClock) -> No
     assert task["state"] == "claimed"
     assert task["attempted"] == 1
     last = task["last_claimed"]
-    assert set(last) == {"worker_id", "claimed_at", "times_out_at"}
+    assert set(last) == {"worker_id", "claim_id", "claimed_at", "times_out_at"}
     assert last["worker_id"] == WORKER
+    assert re.fullmatch(r"[0-9a-f]{32}", last["claim_id"])  # a uuid4 hex, new for every claim
     assert parse_ts(last["claimed_at"]) == claimed_at
     assert parse_ts(last["times_out_at"]) == claimed_at + timedelta(minutes=10)
     assert parse_ts(task["metadata"]["modified_at"]) == claimed_at
@@ -274,7 +276,7 @@ async def test_claim_cancelled_while_the_store_claims_hands_the_tasks_back(make_
     task = await get_task(client, "q", "c1")
     assert task["state"] == "queued"
     assert task["attempted"] == 0
-    assert "last_claimed" not in task
+    assert task["last_claimed"]["worker_id"] == WORKER  # handed back: the claim stays visible, as after an unclaim
 
 
 async def test_blocked_claim_is_woken_by_an_unclaim(make_client: MakeClient) -> None:
@@ -497,18 +499,19 @@ async def test_failed_on_unknown_task_is_404(client: Client) -> None:
 
 async def test_unclaim_returns_task_to_queue(client: Client, clock: ManualClock) -> None:
     created = await create_task(client, "q", "k", id="u")
-    await claim_one(client, "q")
+    claimed = await claim_one(client, "q")
     now = clock.advance(timedelta(seconds=3))
     task = await call(client, "DELETE", "/tasques/claims/q/u", status=200, worker=WORKER)
     assert task["state"] == "queued"
     assert task["attempted"] == 0
-    assert "last_claimed" not in task
+    assert task["last_claimed"] == claimed["last_claimed"]  # kept, as the original Tasques does
     assert parse_ts(task["last_enqueued_at"]) == now
     assert task["run_at"] == created["run_at"]
     assert await get_task(client, "q", "u") == task
     again = await claim_one(client, "q", OTHER_WORKER)
     assert again["attempted"] == 1
     assert again["last_claimed"]["worker_id"] == OTHER_WORKER
+    assert again["last_claimed"]["claim_id"] != claimed["last_claimed"]["claim_id"]
 
 
 async def test_unclaim_after_a_failure_keeps_earlier_attempts(client: Client, clock: ManualClock) -> None:

@@ -50,9 +50,9 @@ def make_task(
 def finished(task: Task, when: datetime, *, dead: bool = False, worker: str = "w") -> Task:
     """The task taken to done (or, failing every attempt, to dead) at `when`, without touching a store."""
     if not dead:
-        return task.claimed(worker, when).done(worker, {"ok": True}, when)
+        return task.claimed(worker, when, "c1").done(worker, {"ok": True}, when)
     while task.state is not TaskState.DEAD:
-        task = task.claimed(worker, when).failed(worker, {"boom": True}, when, BACKOFF)
+        task = task.claimed(worker, when, "c1").failed(worker, {"boom": True}, when, BACKOFF)
     return task
 
 
@@ -69,6 +69,6 @@ def claim_as(worker: str, when: datetime) -> Callable[[Task], Task]:
     """A claim `change` for `Store.claim_tasks`."""
 
     def change(task: Task) -> Task:
-        return task.claimed(worker, when)
+        return task.claimed(worker, when, "c1")
 
     return change

@@ -92,7 +92,7 @@ async def test_mapping_is_strict(make_store: StoreFactory, raw: AsyncElasticsear
 async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     big = _big_json(2_000)
-    task = make_task("q", "big", args=big).claimed("w", ts(1)).reported("w", big, ts(2)).done("w", big, ts(3))
+    task = make_task("q", "big", args=big).claimed("w", ts(1), "c1").reported("w", big, ts(2)).done("w", big, ts(3))
     task = task.model_copy(update={"context": big})
     inserted = await store.insert_task(task)
     assert await store.get_task("q", "big") == inserted
@@ -108,7 +108,7 @@ async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, ra
 async def test_version_is_seq_no_and_primary_term_not_source(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     inserted = await store.insert_task(make_task("q", "a"))
-    updated = await store.update_task(inserted.claimed("w", ts(1)))
+    updated = await store.update_task(inserted.claimed("w", ts(1), "c1"))
     doc = (await raw.get(index=store.names.tasks, id="q/a")).body
     assert "version" not in doc["_source"]["metadata"]
     assert (updated.metadata.version.seq_num, updated.metadata.version.primary_term) == (
@@ -140,6 +140,38 @@ async def test_open_is_idempotent_and_tolerates_servers_starting_together(
     assert aliases == {
         f"{es_index_prefix}-archive-000001": {"aliases": {f"{es_index_prefix}-archive": {"is_write_index": True}}}
     }
+
+
+def _without_claim_id(mappings: dict[str, Any]) -> dict[str, Any]:
+    """A mapping as Tasques put it before claim ids."""
+    props = dict(mappings["properties"])
+    last = props["last_claimed"]["properties"]
+    props["last_claimed"] = {"properties": {k: v for k, v in last.items() if k != "claim_id"}}
+    return {**mappings, "properties": props}
+
+
+async def test_open_adds_the_claim_id_to_indices_an_older_tasques_created(
+    make_store: StoreFactory, raw: AsyncElasticsearch, es_index_prefix: str
+) -> None:
+    names = IndexNames(es_index_prefix)
+    await raw.indices.create(index=names.tasks, mappings=_without_claim_id(task_mappings()))
+    await raw.indices.create(
+        index=names.first_archive_index,
+        mappings=_without_claim_id(archive_mappings()),
+        aliases={names.archive_alias: {"is_write_index": True}},
+    )
+    store = await make_store()
+    for index in (names.tasks, names.first_archive_index):
+        mapping = (await raw.indices.get_mapping(index=index)).body[index]["mappings"]
+        assert "claim_id" in mapping["properties"]["last_claimed"]["properties"], index
+    # A claim with an id is written live, then archived (both mappings are strict).
+    await store.insert_task(make_task("q", "a"))
+    [claimed] = await store.claim_tasks(["q"], ts(1), 1, lambda t: t.claimed("w", ts(1), "claim-1"))
+    await store.update_task(claimed.done("w", None, ts(2), "claim-1"))
+    assert await store.archive_finished(ts(10), 10) == 1
+    archived = await store.get_task("q", "a")
+    assert archived.last_claimed is not None
+    assert archived.last_claimed.claim_id == "claim-1"
 
 
 async def test_naive_datetimes_are_refused(make_store: StoreFactory) -> None:
@@ -212,7 +244,7 @@ async def test_a_claim_conflicting_with_an_update_skips_that_task(make_store: St
 
     def change(task: Task) -> Task:
         seen.append(task.id)
-        return task.claimed("w", ts(1))
+        return task.claimed("w", ts(1), "c1")
 
     await store.refresher.ensure_fresh()
     # Another server changes "a" after our search could see it, before our conditional write.

@@ -114,7 +114,7 @@ async def test_version_is_a_counter_from_one(db_path: Path) -> None:
     try:
         inserted = await store.insert_task(make_task("q", "a"))
         assert (inserted.metadata.version.seq_num, inserted.metadata.version.primary_term) == (1, 1)
-        updated = await store.update_task(inserted.claimed("w", ts(1)))
+        updated = await store.update_task(inserted.claimed("w", ts(1), "c1"))
         assert updated.metadata.version.seq_num == 2
     finally:
         await store.close()
@@ -166,7 +166,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
         store = SqliteStore(str(path))
         await store.open()
         try:
-            claimed = await store.claim_tasks(["q"], ts(1), 10, lambda t: t.claimed("w", ts(1)))
+            claimed = await store.claim_tasks(["q"], ts(1), 10, lambda t: t.claimed("w", ts(1), "c1"))
             assert [t.id for t in claimed] == ["old"]
             assert await store.list_queue_settings() == []
         finally:

@@ -18,7 +18,7 @@ async def test_claim_writes_a_task_the_change_gave_up_on(store: Store) -> None:
     def change(task: Task) -> Task:
         if task.id == "bad":
             return task.given_up("cannot", ts(1))
-        return task.claimed("w", ts(1))
+        return task.claimed("w", ts(1), "c1")
 
     out = await store.claim_tasks(["q"], ts(1), 10, change)
     assert {(t.id, t.state) for t in out} == {("bad", TaskState.DEAD), ("good", TaskState.CLAIMED)}
@@ -47,8 +47,8 @@ async def test_the_reaper_search_skips_an_unreadable_task(store: Store) -> None:
     timeout = timedelta(seconds=10)
     await store.insert_tasks(
         [
-            make_task("q", "bad", processing_timeout=timeout).claimed("w", ts(0)),
-            make_task("q", "good", processing_timeout=timeout).claimed("w", ts(1)),
+            make_task("q", "bad", processing_timeout=timeout).claimed("w", ts(0), "c1"),
+            make_task("q", "good", processing_timeout=timeout).claimed("w", ts(1), "c1"),
         ]
     )
     await corrupt(store, "tasks", ("q", "bad"), unparseable_duration)

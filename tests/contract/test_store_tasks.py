@@ -73,7 +73,7 @@ async def test_insert_tasks_empty(store: Store) -> None:
 
 async def test_update_replaces_and_changes_the_version(store: Store) -> None:
     inserted = await store.insert_task(make_task("q", "a"))
-    updated = await store.update_task(inserted.claimed("w", ts(1)))
+    updated = await store.update_task(inserted.claimed("w", ts(1), "c1"))
     assert updated.state is TaskState.CLAIMED
     assert updated.metadata.version != inserted.metadata.version
     assert await store.get_task("q", "a") == updated
@@ -83,9 +83,9 @@ async def test_update_replaces_and_changes_the_version(store: Store) -> None:
 
 async def test_update_with_a_stale_version_conflicts(store: Store) -> None:
     inserted = await store.insert_task(make_task("q", "a"))
-    winner = await store.update_task(inserted.claimed("w1", ts(1)))
+    winner = await store.update_task(inserted.claimed("w1", ts(1), "c1"))
     with pytest.raises(VersionConflict):
-        await store.update_task(inserted.claimed("w2", ts(1)))
+        await store.update_task(inserted.claimed("w2", ts(1), "c2"))
     assert await store.get_task("q", "a") == winner
 
 
@@ -98,8 +98,8 @@ async def test_update_tasks_reports_each_item(store: Store) -> None:
     a = await store.insert_task(make_task("q", "a"))
     b = await store.insert_task(make_task("q", "b"))
     stale_b = b
-    b = await store.update_task(b.claimed("w", ts(1)))
-    results = await store.update_tasks([a.claimed("w", ts(2)), stale_b.claimed("w", ts(2))])
+    b = await store.update_task(b.claimed("w", ts(1), "c1"))
+    results = await store.update_tasks([a.claimed("w", ts(2), "c1"), stale_b.claimed("w", ts(2), "c1")])
     assert isinstance(results[0], Task)
     assert results[0].state is TaskState.CLAIMED
     assert isinstance(results[1], VersionConflict)
@@ -109,12 +109,56 @@ async def test_update_tasks_reports_each_item(store: Store) -> None:
 
 async def test_update_tasks_same_task_twice_only_first_wins(store: Store) -> None:
     a = await store.insert_task(make_task("q", "a"))
-    results = await store.update_tasks([a.claimed("w1", ts(1)), a.claimed("w2", ts(1))])
+    results = await store.update_tasks([a.claimed("w1", ts(1), "c1"), a.claimed("w2", ts(1), "c2")])
     assert isinstance(results[0], Task)
     assert isinstance(results[1], VersionConflict)
     stored = await store.get_task("q", "a")
     assert stored.last_claimed is not None
     assert stored.last_claimed.worker_id == "w1"
+
+
+# Claim ids
+
+
+def _claim_id(task: Task) -> str | None:
+    return task.last_claimed.claim_id if task.last_claimed is not None else None
+
+
+async def test_the_claim_id_round_trips_and_conditional_writes_keep_it(store: Store) -> None:
+    await store.insert_task(make_task("q", "a", retry_times=0))
+    [claimed] = await store.claim_tasks(["q"], ts(1), 1, lambda t: t.claimed("w", ts(1), "claim-1"))
+    assert _claim_id(claimed) == "claim-1"
+    assert await store.get_task("q", "a") == claimed
+    reported = await store.update_task(claimed.reported("w", {"p": 1}, ts(2), "claim-1"))
+    [reported_again] = await store.update_tasks([reported.reported("w", {"p": 2}, ts(3), "claim-1")])
+    assert isinstance(reported_again, Task)
+    assert _claim_id(await store.get_task("q", "a")) == "claim-1"
+    # Listings and the reaper's search read it back too.
+    assert [_claim_id(t) for t in (await store.list_tasks(TaskFilter(queue="q"), 10, None)).tasks] == ["claim-1"]
+    assert [_claim_id(t) for t in await store.timed_out_tasks(ts(10_000), 10)] == ["claim-1"]
+    # Unclaimed, it stays (as `last_claimed` does) until the next claim replaces it.
+    unclaimed = await store.update_task(reported_again.unclaimed("w", ts(4), "claim-1"))
+    assert (unclaimed.state, _claim_id(await store.get_task("q", "a"))) == (TaskState.QUEUED, "claim-1")
+    [again] = await store.claim_tasks(["q"], ts(5), 1, lambda t: t.claimed("w", ts(5), "claim-2"))
+    assert _claim_id(again) == "claim-2"
+    done = await store.update_task(again.done("w", None, ts(6), "claim-2"))
+    assert await store.archive_finished(ts(10), 10) == 1
+    archived = await store.get_task("q", "a")
+    assert (archived.state, _claim_id(archived)) == (TaskState.DONE, "claim-2")
+    assert archived.model_dump(exclude={"metadata"}) == done.model_dump(exclude={"metadata"})
+
+
+async def test_a_claim_without_a_claim_id_round_trips(store: Store) -> None:
+    """Claims stored before claim ids existed read back with `claim_id` None."""
+    claimed = make_task("q", "a").claimed("w", ts(1), "c1")
+    assert claimed.last_claimed is not None
+    legacy = claimed.model_copy(update={"last_claimed": claimed.last_claimed.model_copy(update={"claim_id": None})})
+    inserted = await store.insert_task(legacy)
+    stored = await store.get_task("q", "a")
+    assert stored == inserted
+    assert stored.last_claimed is not None
+    assert stored.last_claimed.claim_id is None
+    assert (await store.update_task(stored.done("w", None, ts(2)))).state is TaskState.DONE
 
 
 # Claims
@@ -148,7 +192,7 @@ async def test_claim_skips_future_and_unclaimable_tasks(store: Store) -> None:
             make_task("q", "due", run_at=ts(5)),
             make_task("q", "due-exactly-now", run_at=ts(10)),
             make_task("q", "future", run_at=ts(11), priority=9),
-            make_task("q", "claimed", run_at=ts(0), priority=9).claimed("w0", ts(1)),
+            make_task("q", "claimed", run_at=ts(0), priority=9).claimed("w0", ts(1), "c1"),
             finished(make_task("q", "done", run_at=ts(0), priority=9), ts(1)),
             finished(make_task("q", "dead", run_at=ts(0), priority=9, retry_times=0), ts(1), dead=True),
             make_task("other", "other-queue", run_at=ts(0), priority=9),
@@ -160,7 +204,7 @@ async def test_claim_skips_future_and_unclaimable_tasks(store: Store) -> None:
 
 async def test_failed_tasks_are_claimable_once_due(store: Store) -> None:
     task = make_task("q", "a", retry_times=5)
-    failed = task.claimed("w", ts(0)).failed("w", None, ts(0), BACKOFF)
+    failed = task.claimed("w", ts(0), "c1").failed("w", None, ts(0), BACKOFF)
     assert failed.state is TaskState.FAILED
     await store.insert_task(failed)
     assert await store.claim_tasks(["q"], failed.run_at - timedelta(microseconds=1), 10, claim_as("w", ts(0))) == []
@@ -207,7 +251,7 @@ async def test_claim_skips_a_task_the_change_refuses(store: Store) -> None:
     def change(task: Task) -> Task:
         if task.id == "a":
             raise NotClaimed("refused")
-        return task.claimed("w", ts(1))
+        return task.claimed("w", ts(1), "c1")
 
     claimed = await store.claim_tasks(["q"], ts(1), 10, change)
     assert [t.id for t in claimed] == ["b"]
@@ -252,10 +296,10 @@ async def test_concurrent_claims_claim_every_task_exactly_once(store: Store) -> 
 async def test_timed_out_tasks_oldest_deadline_first(store: Store) -> None:
     await store.insert_tasks(
         [
-            make_task("q", "late", processing_timeout=timedelta(seconds=50)).claimed("w", ts(0)),
-            make_task("q", "early", processing_timeout=timedelta(seconds=10)).claimed("w", ts(0)),
-            make_task("q", "exact", processing_timeout=timedelta(seconds=30)).claimed("w", ts(0)),
-            make_task("q", "not-yet", processing_timeout=timedelta(seconds=31)).claimed("w", ts(0)),
+            make_task("q", "late", processing_timeout=timedelta(seconds=50)).claimed("w", ts(0), "c1"),
+            make_task("q", "early", processing_timeout=timedelta(seconds=10)).claimed("w", ts(0), "c1"),
+            make_task("q", "exact", processing_timeout=timedelta(seconds=30)).claimed("w", ts(0), "c1"),
+            make_task("q", "not-yet", processing_timeout=timedelta(seconds=31)).claimed("w", ts(0), "c1"),
             make_task("q", "queued"),
             finished(make_task("q", "done"), ts(0)),
         ]
@@ -270,7 +314,7 @@ async def test_timed_out_tasks_oldest_deadline_first(store: Store) -> None:
 
 async def test_a_reported_task_times_out_later(store: Store) -> None:
     inserted = await store.insert_task(make_task("q", "a", processing_timeout=timedelta(seconds=10)))
-    claimed = await store.update_task(inserted.claimed("w", ts(0)))
+    claimed = await store.update_task(inserted.claimed("w", ts(0), "c1"))
     assert [t.id for t in await store.timed_out_tasks(ts(10), 10)] == ["a"]
     await store.update_task(claimed.reported("w", None, ts(5)))
     assert await store.timed_out_tasks(ts(10), 10) == []
@@ -287,7 +331,7 @@ async def test_archive_moves_only_old_finished_tasks(store: Store) -> None:
             finished(make_task("q", "old-dead", retry_times=0), ts(20), dead=True),
             finished(make_task("q", "new-done"), ts(100)),
             make_task("q", "old-queued", at=ts(0)),
-            make_task("q", "old-claimed", at=ts(0)).claimed("w", ts(1)),
+            make_task("q", "old-claimed", at=ts(0)).claimed("w", ts(1), "c1"),
         ]
     )
     assert await store.archive_finished(ts(100), 10) == 2
@@ -320,9 +364,9 @@ async def test_count_outstanding_is_exact_right_after_insert(store: Store) -> No
     assert await store.count_outstanding("rec") == 1
     await store.insert_tasks(
         [
-            make_task("q", "r2", recurring_task_id="rec").claimed("w", ts(0)),
+            make_task("q", "r2", recurring_task_id="rec").claimed("w", ts(0), "c1"),
             make_task("q", "r3", recurring_task_id="rec", retry_times=5)
-            .claimed("w", ts(0))
+            .claimed("w", ts(0), "c1")
             .failed("w", None, ts(0), BACKOFF),
             finished(make_task("q", "r4", recurring_task_id="rec"), ts(0)),
             finished(make_task("q", "r5", recurring_task_id="rec", retry_times=0), ts(0), dead=True),
@@ -352,7 +396,7 @@ async def _seed_for_listing(store: Store) -> list[Task]:
             recurring_task_id="rec" if i % 5 == 0 else None,
         )
         if i % 4 == 1:
-            task = task.claimed("w", ts(50))
+            task = task.claimed("w", ts(50), "c1")
         elif i % 4 == 2:
             task = finished(task, ts(50))
         tasks.append(task)
@@ -428,10 +472,10 @@ async def test_queue_counts(store: Store) -> None:
         [
             make_task("a", "1"),
             make_task("a", "2"),
-            make_task("a", "3").claimed("w", ts(0)),
+            make_task("a", "3").claimed("w", ts(0), "c1"),
             finished(make_task("a", "4"), ts(0)),
             finished(make_task("b", "1", retry_times=0), ts(0), dead=True),
-            make_task("b", "2", retry_times=3).claimed("w", ts(0)).failed("w", None, ts(0), BACKOFF),
+            make_task("b", "2", retry_times=3).claimed("w", ts(0), "c1").failed("w", None, ts(0), BACKOFF),
         ]
     )
     counts = {c.queue: _nonzero(c.counts) for c in await store.queue_counts()}

@@ -53,7 +53,7 @@ def test_claim_of_a_good_task_claims_it_and_refusals_still_raise() -> None:
 
 def test_reaper_change_makes_a_task_whose_retry_raises_dead() -> None:
     broken_policy = RetryPolicy.model_construct(min_backoff=timedelta(seconds=1), max_backoff=timedelta(0))
-    claimed = _stored(retry_policy=broken_policy).claimed("w", AT)
+    claimed = _stored(retry_policy=broken_policy).claimed("w", AT, "c1")
     dead = _timed_out(BackoffPolicy(), AT + timedelta(minutes=2), claimed)
     assert dead.state is TaskState.DEAD
     assert dead.last_claimed is not None
@@ -64,5 +64,5 @@ def test_reaper_change_makes_a_task_whose_retry_raises_dead() -> None:
 
 
 def test_reaper_change_of_a_good_task_is_a_failed_attempt() -> None:
-    claimed = _stored().claimed("w", AT)
+    claimed = _stored().claimed("w", AT, "c1")
     assert _timed_out(BackoffPolicy(), AT + timedelta(minutes=2), claimed).state is TaskState.FAILED

@@ -108,7 +108,7 @@ def test_transitions_at_the_end_of_time_saturate() -> None:
     late = datetime(2199, 6, 1, tzinfo=UTC)
     policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_DURATION, max_retry_duration=MAX_DURATION)
     task = _task(retry_policy=policy, repeat=Repeat(interval=MAX_DURATION), attempted=500_000)
-    claimed = task.claimed("w", late)
+    claimed = task.claimed("w", late, "c1")
     assert claimed.last_claimed is not None
     assert claimed.last_claimed.times_out_at == MAX_TIME
     reported = claimed.reported("w", None, late)
@@ -122,7 +122,7 @@ def test_transitions_at_the_end_of_time_saturate() -> None:
 
 
 def test_given_up_is_dead_with_the_reason_and_keeps_the_claim() -> None:
-    claimed = _task().claimed("w", AT)
+    claimed = _task().claimed("w", AT, "c1")
     dead = claimed.given_up("boom", AT + timedelta(seconds=1))
     assert dead.state is TaskState.DEAD
     assert dead.last_claimed is not None

@@ -70,7 +70,7 @@ def test_task_failures_follow_the_policy_with_an_injected_clock() -> None:
     runs = []
     while task.state is not TaskState.DEAD:
         now = max(now, task.run_at)
-        task = task.claimed("d", now).failed("d", None, now, BackoffPolicy())
+        task = task.claimed("d", now, "c1").failed("d", None, now, BackoffPolicy())
         runs.append(((now - T0).total_seconds(), task.state.value, (task.run_at - T0).total_seconds()))
     # first attempt at 0; retries wait 10, 20, 30: the attempt at 60 is past 0 + 45s, so it is final.
     assert runs == [(0, "failed", 10), (10, "failed", 30), (30, "failed", 60), (60, "dead", 60)]
@@ -78,9 +78,9 @@ def test_task_failures_follow_the_policy_with_an_injected_clock() -> None:
 
 
 def test_without_a_policy_the_server_backoff_applies() -> None:
-    task = _task(None, retry_times=1).claimed("d", T0).failed("d", None, T0, BackoffPolicy(initial=3 * S))
+    task = _task(None, retry_times=1).claimed("d", T0, "c1").failed("d", None, T0, BackoffPolicy(initial=3 * S))
     assert (task.state, task.run_at) == (TaskState.FAILED, T0 + 3 * S)
-    task = task.claimed("d", task.run_at).failed("d", None, task.run_at, BackoffPolicy())
+    task = task.claimed("d", task.run_at, "c1").failed("d", None, task.run_at, BackoffPolicy())
     assert task.state is TaskState.DEAD
 
 
@@ -103,7 +103,7 @@ def test_repeat_runs_again_after_each_success_then_is_done() -> None:
     now = T0
     while task.state is not TaskState.DONE:
         now = task.run_at
-        task = task.claimed("w", now).done("w", None, now)
+        task = task.claimed("w", now, "c1").done("w", None, now)
         seen.append((task.state.value, (task.run_at - T0).total_seconds(), task.repeated, task.attempted))
     assert seen == [("queued", 10, 1, 0), ("queued", 20, 2, 0), ("done", 20, 3, 1)]
 
@@ -111,8 +111,8 @@ def test_repeat_runs_again_after_each_success_then_is_done() -> None:
 def test_repeat_forever_until_cancelled_and_failures_do_not_repeat() -> None:
     task = _repeating(None)
     for n in range(50):
-        task = task.claimed("w", task.run_at).done("w", None, task.run_at)
+        task = task.claimed("w", task.run_at, "c1").done("w", None, task.run_at)
         assert (task.state, task.repeated) == (TaskState.QUEUED, n + 1)
     assert task.cancelled(task.run_at).state is TaskState.CANCELLED
-    dead = task.claimed("w", task.run_at).failed("w", None, task.run_at, BackoffPolicy())
+    dead = task.claimed("w", task.run_at, "c1").failed("w", None, task.run_at, BackoffPolicy())
     assert dead.state is TaskState.DEAD  # retry_times 0: a failed run is final, and does not repeat

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tasques.domain.errors import NotClaimed, NotOwnedByWorker, TasquesError
+from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker, TasquesError
 from tasques.domain.retry import BackoffPolicy
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, NewTask, Task, TaskState
 
@@ -19,6 +19,8 @@ T0 = datetime(2024, 3, 15, 12, 0, 0, tzinfo=UTC)
 BACKOFF = BackoffPolicy(initial=timedelta(seconds=1), multiplier=2.0, max=timedelta(minutes=5))
 WORKERS = st.sampled_from(["worker-a", "worker-b"])
 DATA = st.none() | st.dictionaries(st.sampled_from(["k", "n", "msg"]), st.integers(-5, 5), max_size=2)
+# Which claim id an owner-only call sends: none (Go clients), the current claim's, or an earlier claim's.
+CLAIM_IDS = st.sampled_from(["none", "current", "earlier"])
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Model:
     claimed_at: datetime | None = None
     times_out_at: datetime | None = None
     run_at: datetime = T0
+    claim_id: str | None = None  # of the last claim; kept after it ends, as `last_claimed` is
+    claims: int = 0
 
 
 class TaskMachine(RuleBasedStateMachine):
@@ -84,12 +88,22 @@ class TaskMachine(RuleBasedStateMachine):
         self.task = after
         return after
 
-    def ownership_error(self, worker: str) -> type[TasquesError] | None:
+    def claim_id(self, which: str) -> str | None:
+        if which == "none":
+            return None
+        if which == "current":
+            return self.model.claim_id
+        # A claim id this task had before its last claim (or never had, before the second claim).
+        return f"claim-{max(self.model.claims - 1, 0)}"
+
+    def ownership_error(self, worker: str, claim_id: str | None) -> type[TasquesError] | None:
         """The error an owner-only operation (report, done, fail, unclaim) by `worker` must raise, if any."""
         if self.model.state is not TaskState.CLAIMED:
             return NotClaimed
         if self.model.owner != worker:
             return NotOwnedByWorker
+        if claim_id is not None and claim_id != self.model.claim_id:
+            return ClaimMismatch
         return None
 
     def record_failure(self, after: Task) -> None:
@@ -116,10 +130,13 @@ class TaskMachine(RuleBasedStateMachine):
     @rule(worker=WORKERS)
     def claim(self, worker: str) -> None:
         if self.model.state not in CLAIMABLE_STATES:
-            self.expect_error(lambda: self.t.claimed(worker, self.now), NotClaimed)
+            self.expect_error(lambda: self.t.claimed(worker, self.now, "never-stored"), NotClaimed)
             return
-        after = self.apply(lambda: self.t.claimed(worker, self.now))
         m = self.model
+        claim_id = f"claim-{m.claims + 1}"
+        after = self.apply(lambda: self.t.claimed(worker, self.now, claim_id))
+        m.claims += 1
+        m.claim_id = claim_id
         m.state = TaskState.CLAIMED
         m.attempted += 1
         m.owner = worker
@@ -129,25 +146,27 @@ class TaskMachine(RuleBasedStateMachine):
         assert after.last_claimed.result is None
         assert after.last_claimed.last_report is None
 
-    @rule(worker=WORKERS, data=DATA)
-    def report(self, worker: str, data: dict[str, int] | None) -> None:
-        error = self.ownership_error(worker)
+    @rule(worker=WORKERS, data=DATA, which=CLAIM_IDS)
+    def report(self, worker: str, data: dict[str, int] | None, which: str) -> None:
+        c = self.claim_id(which)
+        error = self.ownership_error(worker, c)
         if error is not None:
-            self.expect_error(lambda: self.t.reported(worker, data, self.now), error)
+            self.expect_error(lambda: self.t.reported(worker, data, self.now, c), error)
             return
-        after = self.apply(lambda: self.t.reported(worker, data, self.now))
+        after = self.apply(lambda: self.t.reported(worker, data, self.now, c))
         self.model.times_out_at = self.now + self.processing_timeout
         assert after.last_claimed is not None
         assert after.last_claimed.last_report is not None
         assert after.last_claimed.last_report.data == data
 
-    @rule(worker=WORKERS, data=DATA)
-    def done(self, worker: str, data: dict[str, int] | None) -> None:
-        error = self.ownership_error(worker)
+    @rule(worker=WORKERS, data=DATA, which=CLAIM_IDS)
+    def done(self, worker: str, data: dict[str, int] | None, which: str) -> None:
+        c = self.claim_id(which)
+        error = self.ownership_error(worker, c)
         if error is not None:
-            self.expect_error(lambda: self.t.done(worker, data, self.now), error)
+            self.expect_error(lambda: self.t.done(worker, data, self.now, c), error)
             return
-        after = self.apply(lambda: self.t.done(worker, data, self.now))
+        after = self.apply(lambda: self.t.done(worker, data, self.now, c))
         self.model.state = TaskState.DONE
         assert after.last_claimed is not None
         assert after.last_claimed.worker_id == worker
@@ -155,13 +174,14 @@ class TaskMachine(RuleBasedStateMachine):
         assert after.last_claimed.result.success == (data if data is not None else {})
         assert after.last_claimed.result.failure is None
 
-    @rule(worker=WORKERS, data=DATA)
-    def fail(self, worker: str, data: dict[str, int] | None) -> None:
-        error = self.ownership_error(worker)
+    @rule(worker=WORKERS, data=DATA, which=CLAIM_IDS)
+    def fail(self, worker: str, data: dict[str, int] | None, which: str) -> None:
+        c = self.claim_id(which)
+        error = self.ownership_error(worker, c)
         if error is not None:
-            self.expect_error(lambda: self.t.failed(worker, data, self.now, BACKOFF), error)
+            self.expect_error(lambda: self.t.failed(worker, data, self.now, BACKOFF, c), error)
             return
-        after = self.apply(lambda: self.t.failed(worker, data, self.now, BACKOFF))
+        after = self.apply(lambda: self.t.failed(worker, data, self.now, BACKOFF, c))
         self.record_failure(after)
         assert after.last_claimed is not None
         assert after.last_claimed.worker_id == worker
@@ -169,18 +189,20 @@ class TaskMachine(RuleBasedStateMachine):
         assert after.last_claimed.result.failure == (data if data is not None else {})
         assert after.last_claimed.result.success is None
 
-    @rule(worker=WORKERS)
-    def unclaim(self, worker: str) -> None:
-        error = self.ownership_error(worker)
+    @rule(worker=WORKERS, which=CLAIM_IDS)
+    def unclaim(self, worker: str, which: str) -> None:
+        c = self.claim_id(which)
+        error = self.ownership_error(worker, c)
         if error is not None:
-            self.expect_error(lambda: self.t.unclaimed(worker, self.now), error)
+            self.expect_error(lambda: self.t.unclaimed(worker, self.now, c), error)
             return
-        after = self.apply(lambda: self.t.unclaimed(worker, self.now))
+        before = self.t.last_claimed
+        after = self.apply(lambda: self.t.unclaimed(worker, self.now, c))
         m = self.model
         m.state = TaskState.QUEUED
         m.attempted -= 1
         m.owner = m.claimed_at = m.times_out_at = None
-        assert after.last_claimed is None
+        assert after.last_claimed == before, "unclaim keeps last_claimed, as the original Tasques does"
         assert after.last_enqueued_at == self.now
 
     @rule()
@@ -207,11 +229,11 @@ class TaskMachine(RuleBasedStateMachine):
             return
         t, now = self.t, self.now
         ops: list[Callable[[], Task]] = [
-            lambda: t.claimed(worker, now),
+            lambda: t.claimed(worker, now, "never-stored"),
             lambda: t.reported(worker, None, now),
-            lambda: t.done(worker, None, now),
+            lambda: t.done(worker, None, now, self.model.claim_id),
             lambda: t.failed(worker, None, now, BACKOFF),
-            lambda: t.unclaimed(worker, now),
+            lambda: t.unclaimed(worker, now, self.model.claim_id),
             lambda: t.timed_out(now + timedelta(days=365), BACKOFF),
         ]
         for op in ops:
@@ -272,9 +294,14 @@ class TaskMachine(RuleBasedStateMachine):
             assert claim.result.success is None
 
     @invariant()
-    def queued_tasks_have_no_claim(self) -> None:
-        if self.task is not None and self.task.state is TaskState.QUEUED:
+    def last_claimed_is_the_last_claim(self) -> None:
+        if self.task is None:
+            return
+        if self.model.claims == 0:
             assert self.task.last_claimed is None
+        else:
+            assert self.task.last_claimed is not None
+            assert self.task.last_claimed.claim_id == self.model.claim_id
 
 
 TaskMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

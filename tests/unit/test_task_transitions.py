@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pydantic
 import pytest
 
-from tasques.domain.errors import NotClaimed, NotOwnedByWorker, TasquesError
+from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker, TasquesError
 from tasques.domain.retry import BackoffPolicy
 from tasques.domain.task import NewTask, Task, TaskState, claim_order_key
 
@@ -17,6 +17,10 @@ TIMEOUT = timedelta(minutes=30)
 BACKOFF = BackoffPolicy(initial=timedelta(seconds=1), multiplier=2.0, max=timedelta(hours=1))
 A = "worker-a"
 B = "worker-b"
+# Claim ids: A's first claim, A's second claim (after a failure), and one no claim ever had.
+C1 = "claim-1"
+C2 = "claim-2"
+STALE = "claim-from-another-attempt"
 
 
 def at(seconds: float) -> datetime:
@@ -47,7 +51,7 @@ def queued() -> Task:
 
 
 def claimed_by_a() -> Task:
-    return new_task().claimed(A, at(10))
+    return new_task().claimed(A, at(10), C1)
 
 
 def failed() -> Task:
@@ -55,7 +59,14 @@ def failed() -> Task:
 
 
 def claimed_again() -> Task:
-    return failed().claimed(A, at(30))
+    return failed().claimed(A, at(30), C2)
+
+
+def claimed_before_claim_ids() -> Task:
+    """A claim stored by a server that had no claim ids: `claim_id` is absent."""
+    task = claimed_by_a()
+    assert task.last_claimed is not None
+    return task.model_copy(update={"last_claimed": task.last_claimed.model_copy(update={"claim_id": None})})
 
 
 def done() -> Task:
@@ -63,7 +74,7 @@ def done() -> Task:
 
 
 def dead() -> Task:
-    return new_task(retry_times=0).claimed(A, at(10)).failed(A, None, at(20), BACKOFF)
+    return new_task(retry_times=0).claimed(A, at(10), C1).failed(A, None, at(20), BACKOFF)
 
 
 def unclaimed() -> Task:
@@ -79,6 +90,7 @@ STATES: dict[str, tuple[Callable[[], Task], TaskState]] = {
     "claimed": (claimed_by_a, TaskState.CLAIMED),
     "failed": (failed, TaskState.FAILED),
     "claimed_again": (claimed_again, TaskState.CLAIMED),
+    "claimed_before_claim_ids": (claimed_before_claim_ids, TaskState.CLAIMED),
     "done": (done, TaskState.DONE),
     "dead": (dead, TaskState.DEAD),
     "unclaimed": (unclaimed, TaskState.QUEUED),
@@ -96,34 +108,63 @@ def test_builders_reach_their_state(name: str) -> None:
 
 LATE = at(100_000)  # long past any claim's times_out_at
 
+NEW_CLAIM = "claim-new"
+
+
+def current(task: Task) -> str | None:
+    """The claim id of the task's last claim, as a worker holding it would send it."""
+    return task.last_claimed.claim_id if task.last_claimed is not None else None
+
+
 Op = Callable[[Task], Task]
+# Each owner-only operation: by A or B, without a claim id (Go clients), with the last claim's id, or with a
+# claim id that is not the last claim's.
+_OWNER_OPS: dict[str, Callable[[Task, str, str | None], Task]] = {
+    "report": lambda t, w, c: t.reported(w, {"progress": 1}, LATE, c),
+    "done": lambda t, w, c: t.done(w, None, LATE, c),
+    "fail": lambda t, w, c: t.failed(w, None, LATE, BACKOFF, c),
+    "unclaim": lambda t, w, c: t.unclaimed(w, LATE, c),
+}
+
+
+def _owner_op(name: str, worker: str, claim: str) -> Op:
+    op = _OWNER_OPS[name]
+    if claim == "none":
+        return lambda t: op(t, worker, None)
+    if claim == "current":
+        return lambda t: op(t, worker, current(t))
+    return lambda t: op(t, worker, STALE)
+
+
 OPS: dict[str, Op] = {
-    "claim_a": lambda t: t.claimed(A, LATE),
-    "claim_b": lambda t: t.claimed(B, LATE),
-    "report_a": lambda t: t.reported(A, {"progress": 1}, LATE),
-    "report_b": lambda t: t.reported(B, {"progress": 1}, LATE),
-    "done_a": lambda t: t.done(A, None, LATE),
-    "done_b": lambda t: t.done(B, None, LATE),
-    "fail_a": lambda t: t.failed(A, None, LATE, BACKOFF),
-    "fail_b": lambda t: t.failed(B, None, LATE, BACKOFF),
-    "unclaim_a": lambda t: t.unclaimed(A, LATE),
-    "unclaim_b": lambda t: t.unclaimed(B, LATE),
+    "claim_a": lambda t: t.claimed(A, LATE, NEW_CLAIM),
+    "claim_b": lambda t: t.claimed(B, LATE, NEW_CLAIM),
+    **{
+        f"{name}_{w}{suffix}": _owner_op(name, worker, claim)
+        for name in _OWNER_OPS
+        for w, worker in (("a", A), ("b", B))
+        for suffix, claim in (("", "none"), ("_current_id", "current"), ("_stale_id", "stale"))
+    },
     "timeout": lambda t: t.timed_out(LATE, BACKOFF),
 }
 
 # state name -> op name -> the error it raises, or the state it leads to.
 Outcome = type[TasquesError] | TaskState
+_OWNER_OUTCOMES: dict[str, TaskState] = {
+    "report": TaskState.CLAIMED,
+    "done": TaskState.DONE,
+    "fail": TaskState.FAILED,
+    "unclaim": TaskState.QUEUED,
+}
 _CLAIMED_BY_A: dict[str, Outcome] = {
     "claim_a": NotClaimed,
     "claim_b": NotClaimed,
-    "report_a": TaskState.CLAIMED,
-    "report_b": NotOwnedByWorker,
-    "done_a": TaskState.DONE,
-    "done_b": NotOwnedByWorker,
-    "fail_a": TaskState.FAILED,
-    "fail_b": NotOwnedByWorker,
-    "unclaim_a": TaskState.QUEUED,
-    "unclaim_b": NotOwnedByWorker,
+    **{f"{name}_a": state for name, state in _OWNER_OUTCOMES.items()},
+    **{f"{name}_a_current_id": state for name, state in _OWNER_OUTCOMES.items()},
+    # A claim id that is not the current claim's: a late call from an earlier attempt of the same worker.
+    **{f"{name}_a_stale_id": ClaimMismatch for name in _OWNER_OPS},
+    # Another worker's call stays 403, whatever claim id it sends.
+    **{f"{name}_b{suffix}": NotOwnedByWorker for name in _OWNER_OPS for suffix in ("", "_current_id", "_stale_id")},
     "timeout": TaskState.FAILED,
 }
 _CLAIMABLE: dict[str, Outcome] = {
@@ -139,6 +180,8 @@ TABLE: dict[str, dict[str, Outcome]] = {
     "failed": _CLAIMABLE,
     # the second of three allowed attempts: failing again still retries
     "claimed_again": _CLAIMED_BY_A,
+    # With no claim id stored, any claim id given is not the current claim's; without one A still finishes it.
+    "claimed_before_claim_ids": _CLAIMED_BY_A,
     "done": _FINISHED,
     "dead": _FINISHED,
     "unclaimed": _CLAIMABLE,
@@ -170,6 +213,12 @@ def test_transition_table(state: str, op: str, outcome: Outcome) -> None:
             task.args,
             task.context,
         )
+        if op.startswith("claim_"):
+            assert after.last_claimed is not None
+            assert after.last_claimed.claim_id == NEW_CLAIM
+        else:  # report, done, fail, unclaim and timeout act on the claim and keep it
+            assert after.last_claimed is not None
+            assert after.last_claimed.claim_id == current(task)
     else:
         with pytest.raises(TasquesError) as excinfo:
             OPS[op](task)
@@ -193,11 +242,12 @@ def test_create() -> None:
 
 
 def test_claim() -> None:
-    task = new_task().claimed(A, at(10))
+    task = new_task().claimed(A, at(10), C1)
     assert task.state is TaskState.CLAIMED
     assert task.attempted == 1
     assert task.last_claimed is not None
     assert task.last_claimed.worker_id == A
+    assert task.last_claimed.claim_id == C1
     assert task.last_claimed.claimed_at == at(10)
     assert task.last_claimed.times_out_at == at(10) + TIMEOUT
     assert task.last_claimed.last_report is None
@@ -209,10 +259,11 @@ def test_claim() -> None:
 
 
 def test_claim_replaces_the_previous_claim() -> None:
-    task = failed().claimed(B, at(30))
+    task = failed().claimed(B, at(30), C2)
     assert task.attempted == 2
     assert task.last_claimed is not None
     assert task.last_claimed.worker_id == B
+    assert task.last_claimed.claim_id == C2
     assert task.last_claimed.claimed_at == at(30)
     assert task.last_claimed.times_out_at == at(30) + TIMEOUT
     assert task.last_claimed.result is None
@@ -220,7 +271,7 @@ def test_claim_replaces_the_previous_claim() -> None:
 
 
 def test_claim_uses_the_tasks_own_timeout() -> None:
-    task = new_task(processing_timeout=timedelta(seconds=5)).claimed(A, at(10))
+    task = new_task(processing_timeout=timedelta(seconds=5)).claimed(A, at(10), C1)
     assert task.last_claimed is not None
     assert task.last_claimed.times_out_at == at(15)
 
@@ -310,7 +361,7 @@ def test_failures_retry_then_die(retry_times: int) -> None:
     now = T0
     for attempt in range(1, retry_times + 2):
         now += timedelta(hours=2)
-        task = task.claimed(A, now)
+        task = task.claimed(A, now, f"claim-{attempt}")
         assert task.attempted == attempt
         now += timedelta(seconds=5)
         task = task.failed(A, {"attempt": attempt}, now, BACKOFF)
@@ -325,11 +376,11 @@ def test_failures_retry_then_die(retry_times: int) -> None:
     assert task.last_claimed.result is not None
     assert task.last_claimed.result.failure == {"attempt": retry_times + 1}
     with pytest.raises(NotClaimed):
-        task.claimed(A, now + timedelta(days=1))
+        task.claimed(A, now + timedelta(days=1), C1)
 
 
 def test_retry_times_zero_dies_on_first_failure() -> None:
-    task = new_task(retry_times=0).claimed(A, at(10)).failed(A, {"err": "x"}, at(20), BACKOFF)
+    task = new_task(retry_times=0).claimed(A, at(10), C1).failed(A, {"err": "x"}, at(20), BACKOFF)
     assert task.state is TaskState.DEAD
     assert task.attempted == 1
     assert not task.claimable
@@ -339,11 +390,11 @@ def test_retry_times_zero_dies_on_first_failure() -> None:
 def test_failed_uses_the_given_backoff() -> None:
     backoff = BackoffPolicy(initial=timedelta(seconds=10), multiplier=3.0, max=timedelta(seconds=50))
     task = new_task(retry_times=5)
-    task = task.claimed(A, at(0)).failed(A, None, at(1), backoff)
+    task = task.claimed(A, at(0), C1).failed(A, None, at(1), backoff)
     assert task.run_at == at(11)
-    task = task.claimed(A, at(20)).failed(A, None, at(21), backoff)
+    task = task.claimed(A, at(20), C1).failed(A, None, at(21), backoff)
     assert task.run_at == at(51)
-    task = task.claimed(A, at(60)).failed(A, None, at(61), backoff)
+    task = task.claimed(A, at(60), C1).failed(A, None, at(61), backoff)
     assert task.run_at == at(111)  # capped at 50s
 
 
@@ -392,19 +443,20 @@ def test_timed_out_is_a_failed_attempt(late: timedelta) -> None:
 
 
 def test_timed_out_on_the_last_attempt_is_dead() -> None:
-    task = new_task(retry_times=0).claimed(A, at(10))
+    task = new_task(retry_times=0).claimed(A, at(10), C1)
     assert task.timed_out(at(10) + TIMEOUT, BACKOFF).state is TaskState.DEAD
 
 
 # --- unclaimed --------------------------------------------------------------------------------------------
 
 
-def test_unclaim_returns_to_queued_without_using_an_attempt() -> None:
-    task = claimed_by_a()
-    out = task.unclaimed(A, at(20))
+def test_unclaim_returns_to_queued_without_using_an_attempt_and_keeps_last_claimed() -> None:
+    task = claimed_by_a().reported(A, {"p": 1}, at(15))
+    out = task.unclaimed(A, at(20), C1)
     assert out.state is TaskState.QUEUED
     assert out.attempted == 0
-    assert out.last_claimed is None
+    # As the original Go Tasques does: the claim stays visible (who had it, its last report).
+    assert out.last_claimed == task.last_claimed
     assert out.last_enqueued_at == at(20)
     assert out.run_at == T0
     assert out.metadata.modified_at == at(20)
@@ -413,19 +465,50 @@ def test_unclaim_returns_to_queued_without_using_an_attempt() -> None:
 
 
 def test_unclaim_after_a_failure_keeps_the_earlier_attempt() -> None:
-    out = claimed_again().unclaimed(A, at(40))
+    task = claimed_again()
+    out = task.unclaimed(A, at(40))
     assert out.state is TaskState.QUEUED
     assert out.attempted == 1
-    assert out.last_claimed is None
+    assert out.last_claimed == task.last_claimed
+
+
+def test_a_task_unclaimed_and_claimed_again_gets_a_fresh_claim() -> None:
+    task = claimed_by_a().unclaimed(A, at(20), C1).claimed(A, at(30), C2)
+    assert task.last_claimed is not None
+    assert (task.last_claimed.claim_id, task.last_claimed.claimed_at) == (C2, at(30))
+    assert task.last_claimed.last_report is None
 
 
 def test_unclaim_does_not_bring_death_closer() -> None:
     task = new_task(retry_times=0)
     for i in range(5):
-        task = task.claimed(A, at(i * 10)).unclaimed(A, at(i * 10 + 1))
+        task = task.claimed(A, at(i * 10), f"claim-{i}").unclaimed(A, at(i * 10 + 1), f"claim-{i}")
         assert task.attempted == 0
-    task = task.claimed(A, at(100))
+    task = task.claimed(A, at(100), C1)
     assert task.failed(A, None, at(101), BACKOFF).state is TaskState.DEAD
+
+
+# --- claim ids ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", list(_OWNER_OPS))
+def test_a_late_call_from_an_earlier_attempt_of_the_same_worker_is_refused(op: str) -> None:
+    # A's first claim timed out and A claimed the task again: the first attempt's call must not act on the second.
+    task = claimed_by_a().timed_out(at(10) + TIMEOUT, BACKOFF).claimed(A, LATE - timedelta(seconds=1), C2)
+    with pytest.raises(ClaimMismatch) as excinfo:
+        _OWNER_OPS[op](task, A, C1)
+    assert "claim claim-1 is not its current claim" in str(excinfo.value)
+    assert isinstance(excinfo.value, NotClaimed)  # the API answers 409, as for any call on a claim not held
+    assert _OWNER_OPS[op](task, A, C2).state is _OWNER_OUTCOMES[op]
+    # Without a claim id only the worker id is checked, as the original Tasques does (Go clients send none).
+    assert _OWNER_OPS[op](task, A, None).state is _OWNER_OUTCOMES[op]
+
+
+def test_the_claim_id_survives_reports_and_is_kept_in_the_result() -> None:
+    task = claimed_by_a().reported(A, None, at(15), C1).reported(A, {"p": 2}, at(16), C1).done(A, None, at(20), C1)
+    assert task.last_claimed is not None
+    assert task.last_claimed.claim_id == C1
+    assert task.last_claimed.result is not None
 
 
 # --- misc ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tasques.worker import TaskContext, Worker, WorkerError
+from tasques.worker import ClaimLost, TaskContext, Worker, WorkerError
 from tasques.worker.cli import add_worker_parser, load_handlers, run_worker_cli
 from tasques.worker.client import JsonDict, basic_auth_header
 from tests.process import ServerProcess
@@ -301,6 +301,51 @@ async def test_without_heartbeats_the_same_task_is_reaped_and_retried(
     assert (task["state"], task["attempted"]) == ("queued", 1)
 
 
+async def test_the_worker_sends_its_claim_id_so_a_stale_attempt_never_acts_on_a_newer_claim(
+    server: ServerProcess, session: aiohttp.ClientSession
+) -> None:
+    """The SDK shares one worker id across its slots: only the claim id tells its attempts apart."""
+    q, worker_id = "claim-ids", "tokens"
+    started, release = asyncio.Event(), asyncio.Event()
+    refused: list[int] = []
+
+    async def slow(ctx: TaskContext) -> JsonDict:
+        started.set()
+        await release.wait()
+        try:
+            await ctx.report({"late": True})
+        except ClaimLost as e:
+            refused.append(e.status)
+        return {"from": "the first attempt"}
+
+    await create(session, server.url, q, "slow", id="t")
+    worker = Worker(server.url, worker_id, [q], {"slow": slow}, concurrency=1, block_for=0.5)
+    async with running(worker):
+        await asyncio.wait_for(started.wait(), 15)
+        first = (await get_task(session, server.url, q, "t"))["last_claimed"]["claim_id"]
+        # Meanwhile the claim ends and the task is claimed again under the same worker id (as after a timeout).
+        headers = {"X-TASQUES-WORKER-ID": worker_id, "X-TASQUES-CLAIM-ID": first}
+        async with session.delete(f"{server.url}/tasques/claims/{q}/t", headers=headers) as r:
+            assert r.status == 200, await r.text()
+        async with session.post(
+            f"{server.url}/tasques/claims", json={"queues": [q]}, headers={"X-TASQUES-WORKER-ID": worker_id}
+        ) as r:
+            [newer] = await r.json()
+        assert newer["last_claimed"]["claim_id"] != first
+        release.set()
+
+        async def lost() -> bool:
+            return worker.stats.claims_lost == 1
+
+        await eventually(lost, what="the first attempt's done to be refused")
+    assert refused == [409]
+    assert (worker.stats.done, worker.stats.claims_lost) == (0, 1)
+    task = await get_task(session, server.url, q, "t")
+    # The newer claim is untouched: neither the late report nor the late done reached it.
+    assert task["state"] == "claimed"
+    assert task["last_claimed"] == newer["last_claimed"]
+
+
 # -- shutdown --------------------------------------------------------------------------------------------
 
 
@@ -337,7 +382,9 @@ async def test_tasks_claimed_while_stopping_are_unclaimed_not_started(
     assert (early["state"], early["attempted"]) == ("done", 1)
     late = await get_task(session, server.url, q, "late")
     assert (late["state"], late["attempted"]) == ("queued", 0)
-    assert "last_claimed" not in late
+    # Handed back, not run: the unclaim keeps the claim visible (as the original Tasques does), with no result.
+    assert late["last_claimed"]["worker_id"] == "stopper"
+    assert "result" not in late["last_claimed"]
     assert (worker.stats.claimed, worker.stats.unclaimed) == (2, 1)
 
 

@@ -21,7 +21,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 
 from tasques.config import ElasticsearchConfig
 from tasques.store.elasticsearch.cluster import has_ilm
-from tasques.store.elasticsearch.mappings import IndexNames, JsonDict, archive_template_body, es_time
+from tasques.store.elasticsearch.mappings import IndexNames, JsonDict, archive_mappings, archive_template_body, es_time
 
 log = logging.getLogger("tasques.store.elasticsearch")
 
@@ -127,6 +127,8 @@ class ArchiveLifecycle:
 
     async def _bootstrap(self) -> None:
         if await self._client.indices.exists_alias(name=self._names.archive_alias):
+            # Indices from an older Tasques get the new fields (the mapping is strict), like the live ones.
+            await self._client.indices.put_mapping(index=self._names.archive_alias, body=archive_mappings())
             return
         try:
             await self._client.indices.create(

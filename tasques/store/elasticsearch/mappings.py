@@ -131,6 +131,7 @@ def task_properties() -> JsonDict:
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
+                "claim_id": _STORED_KEYWORD,
                 "claimed_at": _DATE,
                 "times_out_at": _DATE,
                 "last_report": {"properties": {"at": _DATE, "data": _OPAQUE}},
