@@ -32,8 +32,9 @@ class DurationError(ValueError):
     """A string that is not a Go-style duration, or one beyond `MAX_DURATION`."""
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a Go `time.ParseDuration` string such as `"1h30m"` or `"-1.5s"`."""
+def parse_duration(text: str, *, saturate: bool = False) -> timedelta:
+    """Parse a Go `time.ParseDuration` string such as `"1h30m"` or `"-1.5s"`. With `saturate`, a value beyond
+    `MAX_DURATION` becomes `±MAX_DURATION` instead of an error (for values the caller clamps anyway)."""
     s = text.strip()
     if not s:
         raise DurationError("empty duration")
@@ -58,6 +59,8 @@ def parse_duration(text: str) -> timedelta:
             micros += float(number) * _UNIT_MICROS[unit]
         pos = m.end()
     if micros > MAX_DURATION / timedelta(microseconds=1):
+        if saturate:
+            return MAX_DURATION * sign
         raise DurationError(f"duration {text!r} is longer than the maximum {format_duration(MAX_DURATION)}")
     return timedelta(microseconds=sign * round(micros))
 

@@ -9,7 +9,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import PositiveDuration
+from tasques.domain.duration import MAX_DURATION
+from tasques.domain.limits import (
+    MAX_DOUBLINGS,
+    MAX_RETRY_DURATION,
+    MAX_RETRY_TIMES,
+    MAX_RETRY_WAIT,
+    RetryDuration,
+    RetryWait,
+    at_most,
+)
 
 
 @dataclass(frozen=True)
@@ -48,22 +57,29 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after the first attempt")
+    retry_times: int | None = Field(
+        None, ge=0, le=MAX_RETRY_TIMES, description=f"retries after the first attempt; at most {MAX_RETRY_TIMES:,}"
+    )
     mode: RetryMode = Field(RetryMode.DOUBLING, description="linear or doubling")
-    retry_interval: PositiveDuration = Field(
+    retry_interval: RetryWait = Field(
         timedelta(seconds=10),
-        description="linear mode: interval times the attempt number",
+        description=f"linear mode: interval times the attempt number; {at_most(MAX_RETRY_WAIT)}",
         json_schema_extra={"default": "10s"},
     )
-    min_backoff: PositiveDuration = Field(
-        timedelta(seconds=1), description="doubling mode: the first wait", json_schema_extra={"default": "1s"}
+    min_backoff: RetryWait = Field(
+        timedelta(seconds=1),
+        description=f"doubling mode: the first wait; {at_most(MAX_RETRY_WAIT)}",
+        json_schema_extra={"default": "1s"},
     )
-    max_backoff: PositiveDuration = Field(
-        timedelta(hours=1), description="doubling mode: the longest wait", json_schema_extra={"default": "1h0m0s"}
+    max_backoff: RetryWait = Field(
+        timedelta(hours=1),
+        description=f"doubling mode: the longest wait; {at_most(MAX_RETRY_WAIT)}",
+        json_schema_extra={"default": "1h0m0s"},
     )
-    max_doublings: int = Field(16, ge=0, le=64, description="doubling mode: how many times the wait doubles")
-    max_retry_duration: PositiveDuration | None = Field(
-        None, description="no retry once this long has passed since the first attempt"
+    max_doublings: int = Field(16, ge=0, le=MAX_DOUBLINGS, description="doubling mode: how many times the wait doubles")
+    max_retry_duration: RetryDuration | None = Field(
+        None,
+        description=f"no retry once this long has passed since the first attempt; {at_most(MAX_RETRY_DURATION)}",
     )
 
     def delay(self, attempted: int) -> timedelta:
@@ -71,14 +87,17 @@ class RetryPolicy(BaseModel):
         n = max(1, attempted)
         if self.mode is RetryMode.LINEAR:
             interval: timedelta = self.retry_interval
-            return interval * n
+            # interval * n may exceed what a datetime (or a store) holds: cap it, deciding before multiplying.
+            return MAX_DURATION if n >= MAX_DURATION / interval else interval * n
         k = n - 1
         doublings = min(k, self.max_doublings)
         if doublings * math.log(2) >= math.log(self.max_backoff / self.min_backoff):
             return self.max_backoff
         step = self.min_backoff * (1 << doublings)
-        wait = step * (1 + k - doublings)
-        return min(wait, self.max_backoff)
+        growth = 1 + k - doublings
+        if growth >= self.max_backoff / step:
+            return self.max_backoff
+        return min(step * growth, self.max_backoff)
 
     def gives_up(self, attempted: int, retry_times: int, first_attempt_at: datetime | None, now: datetime) -> bool:
         """Whether the failure of attempt `attempted` at `now` is final."""
