@@ -24,6 +24,8 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 # No duration anywhere in Tasques may exceed this: `now + MAX_DURATION` must stay a valid datetime in every
 # store (Elasticsearch `date_nanos` ends in 2262). Fields document tighter limits of their own.
 MAX_DURATION = timedelta(days=3650)
+# The grammar `parse_duration` reads, for the schema (lets generated clients and fuzzers write valid values).
+DURATION_PATTERN = r"^[+-]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$"
 # Longer input text than any sane duration is refused before the regex runs over it.
 _MAX_TEXT = 64
 
@@ -111,6 +113,7 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": "string",
+            "pattern": DURATION_PATTERN,
             "description": "A Go-style duration, e.g. `30m`, `1h30m`, `1.5s`",
             "examples": ["30m"],
         }
