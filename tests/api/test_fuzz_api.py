@@ -164,7 +164,8 @@ def _request(server: ServerProcess, session: requests.Session, method: str, path
         method, f"{server.url}{path}", json=body, headers={"X-TASQUES-WORKER-ID": "fuzz"}, timeout=30
     )
     assert response.status_code < 500, _describe(method, path, body, response.status_code, response.text)
-    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    if len(path) < 8000:  # longer request lines are refused by aiohttp's parser itself, as text
+        assert response.headers["Content-Type"].startswith("application/json"), response.headers
 
 
 def _task(**fields: Any) -> dict[str, Any]:
