@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
+from tasques.api.http import JSON_CONTENT_TYPE, UnsupportedMediaType
 from tasques.api.schemas import ErrorBody, ErrorDetail
 from tasques.domain.errors import (
     AlreadyExists,
@@ -39,21 +40,16 @@ def error_response(status: int, message: str, details: list[ErrorDetail] | None 
     return web.Response(status=status, body=body.model_dump_json(), content_type="application/json")
 
 
-def validation_details(err: ValidationError, prefix: str = "") -> list[ErrorDetail]:
-    details = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
-        details.append(ErrorDetail(field=field, problem=e["msg"]))
-    return details
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ValidationError as e:
-        return error_response(400, "invalid request", validation_details(e))
+    except UnsupportedMediaType as e:
+        return error_response(415, str(e), [ErrorDetail(field="Content-Type", problem=f"must be {JSON_CONTENT_TYPE}")])
+    except ValidationError:
+        # Request bodies are validated in read_body (a 400 there); this one is a model the server built itself.
+        log.exception("server-side validation error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")
     except InvalidInput as e:
         details = [ErrorDetail(field=p.field, problem=p.problem) for p in e.problems]
         return error_response(400, str(e), details)

@@ -1,15 +1,21 @@
-"""Small request/response helpers shared by the route modules."""
+"""Small request/response helpers shared by the route modules.
+
+Every request value is read here: bodies (strict JSON, `application/json` only), path parameters and the
+listing filters' names, so each is validated by the same rules wherever it appears.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.http_target import REDACT_SECRETS
+from tasques.domain.limits import Identifier, Kind, QueueName, RecurringId
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
 # Optional on report/done/failed/unclaim: `last_claimed.claim_id` of the claim the caller holds.
@@ -17,19 +23,104 @@ CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
 CLAIM_ID_MAX_LENGTH = 128
 CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
 _CLAIM_ID = re.compile(CLAIM_ID_PATTERN)
+JSON_CONTENT_TYPE = "application/json"
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
+QUEUE_NAME: TypeAdapter[str] = TypeAdapter(QueueName)
+IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+RECURRING_ID: TypeAdapter[str] = TypeAdapter(RecurringId)
+KIND: TypeAdapter[str] = TypeAdapter(Kind)
+
+# Numbers no store keeps faithfully: NaN/Infinity (not JSON at all), floats beyond a double, integers longer
+# than Elasticsearch's parser takes. The bytes are scanned first; only a suspect body is parsed twice.
+_MAX_DIGITS = 300
+_SUSPECT = re.compile(rb"NaN|Infinity|[0-9]{%d,}|[eE][+-]?[0-9]{3,}" % (_MAX_DIGITS + 1))
+
+
+class UnsupportedMediaType(Exception):
+    """A request body that is not `application/json` (mapped to 415 in `tasques.api.errors`)."""
+
+
+def problems_of(err: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    """Each pydantic error as a problem naming its field by dotted path."""
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
+        problems.append(FieldProblem(field, e["msg"]))
+    return problems
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _refuse_constant(text: str) -> float:
+    raise _BadNumber(text)
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise _BadNumber(text)
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BadNumber(text)
+    return value
+
+
+def _check_numbers(raw: bytes) -> None:
+    if _SUSPECT.search(raw) is None:
+        return
+    try:
+        json.loads(raw, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except _BadNumber:
+        problem = f"numbers must be finite and at most {_MAX_DIGITS} digits long (NaN and Infinity are not JSON)"
+        raise InvalidInput("invalid request", [FieldProblem("body", problem)]) from None
+    except (ValueError, RecursionError):
+        return  # not JSON, or nested too deep: the model's parser reports it
+
 
 async def read_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    """Parse the JSON body into `model`; an absent body counts as `{}` where the body is optional."""
+    """Parse the JSON body strictly into `model` (no string-to-number or string-to-bool coercion, at any
+    depth); an absent body counts as `{}` where the body is optional, whatever its content type."""
     raw = await request.read()
     if not raw.strip():
         if optional:
             return model.model_validate({})
         raise InvalidInput("a JSON body is required", [FieldProblem("body", "missing")])
-    return model.model_validate_json(raw)
+    if request.content_type != JSON_CONTENT_TYPE:
+        # Browsers send text/plain and form types cross-origin without asking: never treat those as JSON.
+        raise UnsupportedMediaType(f"the request body must be {JSON_CONTENT_TYPE}, not {request.content_type}")
+    _check_numbers(raw)
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as e:
+        # Only here is a ValidationError the client's: anywhere else it is the server's own fault (a 500).
+        raise InvalidInput("invalid request", problems_of(e)) from None
+
+
+def check_name(value: str, adapter: TypeAdapter[str], field: str) -> str:
+    """`value` if it is a valid name of that kind, else a 400 naming `field`."""
+    try:
+        return adapter.validate_python(value, strict=True)
+    except ValidationError as e:
+        raise InvalidInput(f"invalid {field}", problems_of(e, field)) from None
+
+
+def path_name(request: web.Request, name: str, adapter: TypeAdapter[str]) -> str:
+    """A path parameter, validated like the same name in a body."""
+    return check_name(request.match_info[name], adapter, name)
+
+
+def task_key(request: web.Request) -> tuple[str, str]:
+    """The `{queue}/{id}` of a task route."""
+    return path_name(request, "queue", QUEUE_NAME), path_name(request, "id", IDENTIFIER)
 
 
 def worker_id(request: web.Request) -> str:

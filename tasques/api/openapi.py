@@ -9,12 +9,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from tasques import __version__
 from tasques.api import schemas as s
-from tasques.api.http import CLAIM_ID_HEADER, CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN, WORKER_ID_HEADER
+from tasques.api.http import (
+    CLAIM_ID_HEADER,
+    CLAIM_ID_MAX_LENGTH,
+    CLAIM_ID_PATTERN,
+    IDENTIFIER,
+    KIND,
+    QUEUE_NAME,
+    RECURRING_ID,
+    WORKER_ID_HEADER,
+)
 
 REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
@@ -116,6 +125,22 @@ OPERATIONS: tuple[Operation, ...] = (
 )  # fmt: skip
 
 
+def _name_schema(adapter: TypeAdapter[str]) -> dict[str, Any]:
+    schema = adapter.json_schema()
+    return {k: schema[k] for k in ("type", "minLength", "maxLength", "pattern") if k in schema}
+
+
+# Path and query names are validated by the same rules as in bodies; their schemas say so.
+_NAME_SCHEMAS = {
+    "queue": _name_schema(QUEUE_NAME),
+    "id": _name_schema(IDENTIFIER),
+    "recurring_id": _name_schema(RECURRING_ID),
+    "kind": _name_schema(KIND),
+    "recurring_task_id": _name_schema(RECURRING_ID),
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+
+
 def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"$ref": REF.format(model=model.__name__)}
 
@@ -125,7 +150,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
     for name in ("queue", "id"):
         if "{" + name + "}" in op.path:
-            params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+            key = "recurring_id" if name == "id" and op.path.startswith("/recurring_tasques") else name
+            params.append({"name": name, "in": "path", "required": True, "schema": _NAME_SCHEMAS[key]})
     if op.worker:
         params.append(
             {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
@@ -140,7 +166,8 @@ def _operation(op: Operation) -> dict[str, Any]:
                             "id is checked"}
         )  # fmt: skip
     for name, typ, desc in op.query:
-        params.append({"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc})
+        schema = _NAME_SCHEMAS.get(name, {"type": typ})
+        params.append({"name": name, "in": "query", "required": False, "schema": schema, "description": desc})
     if params:
         out["parameters"] = params
     if op.body is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tasques.api.http import json_model, read_body
+from tasques.api.http import QUEUE_NAME, json_model, path_name, read_body
 from tasques.api.keys import TASKS
 from tasques.api.schemas import QueueSettingsUpdate
 
@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/queues/{queue}/settings")
 async def get_settings(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].queues.get(request.match_info["queue"]))
+    return json_model(await request.app[TASKS].queues.get(path_name(request, "queue", QUEUE_NAME)))
 
 
 @routes.put("/queues/{queue}/settings")
@@ -21,14 +21,14 @@ async def update_settings(request: web.Request) -> web.Response:
     body = await read_body(request, QueueSettingsUpdate)
     changes = body.model_dump(include=body.model_fields_set)
     queues = request.app[TASKS].queues
-    return json_model(await queues.update(request.match_info["queue"], **changes))
+    return json_model(await queues.update(path_name(request, "queue", QUEUE_NAME), **changes))
 
 
 @routes.put("/queues/{queue}/pause")
 async def pause(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].queues.pause(request.match_info["queue"]))
+    return json_model(await request.app[TASKS].queues.pause(path_name(request, "queue", QUEUE_NAME)))
 
 
 @routes.put("/queues/{queue}/resume")
 async def resume(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].queues.resume(request.match_info["queue"]))
+    return json_model(await request.app[TASKS].queues.resume(path_name(request, "queue", QUEUE_NAME)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from tasques.api.http import json_list, json_model, read_body
+from tasques.api.http import RECURRING_ID, json_list, json_model, path_name, read_body
 from tasques.api.keys import RECURRING
 from tasques.api.schemas import NewRecurringTask, RecurringTaskUpdate
 from tasques.domain.recurring import RecurringTask
@@ -33,14 +33,14 @@ async def list_recurring(request: web.Request) -> web.Response:
 
 @routes.get("/recurring_tasques/{id}")
 async def get_recurring(request: web.Request) -> web.Response:
-    return json_model(await request.app[RECURRING].get(request.match_info["id"]))
+    return json_model(await request.app[RECURRING].get(path_name(request, "id", RECURRING_ID)))
 
 
 @routes.put("/recurring_tasques/{id}")
 async def update_recurring(request: web.Request) -> web.Response:
     body = await read_body(request, RecurringTaskUpdate)
     updated = await request.app[RECURRING].update(
-        request.match_info["id"],
+        path_name(request, "id", RECURRING_ID),
         schedule_expression=body.schedule_expression,
         task_definition=body.task_definition,
         skip_if_outstanding_tasks_exist=body.skip_if_outstanding_tasks_exist,
@@ -50,4 +50,4 @@ async def update_recurring(request: web.Request) -> web.Response:
 
 @routes.delete("/recurring_tasques/{id}")
 async def delete_recurring(request: web.Request) -> web.Response:
-    return json_model(await request.app[RECURRING].delete(request.match_info["id"]))
+    return json_model(await request.app[RECURRING].delete(path_name(request, "id", RECURRING_ID)))

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from tasques.api.http import claim_id, json_list, json_model, read_body, worker_id
+from tasques.api.http import (
+    KIND,
+    QUEUE_NAME,
+    RECURRING_ID,
+    check_name,
+    claim_id,
+    json_list,
+    json_model,
+    read_body,
+    task_key,
+    worker_id,
+)
 from tasques.api.keys import TASKS
 from tasques.api.schemas import (
     BulkItem,
@@ -33,12 +45,9 @@ routes = web.RouteTableDef()
 TASK_LIST = TypeAdapter(list[Task])
 SUMMARY_LIST = TypeAdapter(list[QueueSummary])
 DEFAULT_PAGE = 100
+_LIMIT = re.compile(r"[0-9]{1,9}")
 # The states the original Tasques counts; others appear in /queues only when non-zero.
 _ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED}
-
-
-def _key(request: web.Request) -> tuple[str, str]:
-    return request.match_info["queue"], request.match_info["id"]
 
 
 def _spec(body: NewTask) -> TaskSpec:
@@ -88,10 +97,16 @@ async def list_tasks(request: web.Request) -> web.Response:
             "invalid listing", [FieldProblem("state", f"must be one of {', '.join(s.value for s in TaskState)}")]
         ) from None
     limit_text = q.get("limit", str(DEFAULT_PAGE))
-    if not limit_text.isdigit():
+    # ASCII digits only ("²".isdigit() is true), and few enough that int() is cheap.
+    if not _LIMIT.fullmatch(limit_text):
         raise InvalidInput("invalid listing", [FieldProblem("limit", "must be a positive whole number")])
+    names = {"queue": QUEUE_NAME, "kind": KIND, "recurring_task_id": RECURRING_ID}
+    given = {f: check_name(q[f], adapter, f) for f, adapter in names.items() if f in q}
     flt = TaskFilter(
-        queue=q.get("queue"), states=states, kind=q.get("kind"), recurring_task_id=q.get("recurring_task_id")
+        queue=given.get("queue"),
+        states=states,
+        kind=given.get("kind"),
+        recurring_task_id=given.get("recurring_task_id"),
     )
     page = await request.app[TASKS].list_tasks(flt, int(limit_text), q.get("cursor"))
     return json_model(TaskList(tasks=page.tasks, next_cursor=page.next_cursor))
@@ -99,12 +114,12 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 @routes.get("/tasques/{queue}/{id}")
 async def get_task(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].get(*_key(request)))
+    return json_model(await request.app[TASKS].get(*task_key(request)))
 
 
 @routes.get("/tasques/timeline/{queue}/{id}")
 async def get_timeline(request: web.Request) -> web.Response:
-    return json_model(Timeline(attempts=await request.app[TASKS].timeline(*_key(request))))
+    return json_model(Timeline(attempts=await request.app[TASKS].timeline(*task_key(request))))
 
 
 @routes.post("/tasques/claims")
@@ -123,38 +138,38 @@ async def claim_tasks(request: web.Request) -> web.Response:
 @routes.delete("/tasques/claims/{queue}/{id}")
 async def unclaim_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
-    return json_model(await request.app[TASKS].unclaim(worker, *_key(request), claim_id(request)))
+    return json_model(await request.app[TASKS].unclaim(worker, *task_key(request), claim_id(request)))
 
 
 @routes.put("/tasques/reports/{queue}/{id}")
 async def report_on_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, NewReport, optional=True)
-    return json_model(await request.app[TASKS].report(worker, *_key(request), body.data, claim_id(request)))
+    return json_model(await request.app[TASKS].report(worker, *task_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/done/{queue}/{id}")
 async def mark_done(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Success, optional=True)
-    return json_model(await request.app[TASKS].done(worker, *_key(request), body.data, claim_id(request)))
+    return json_model(await request.app[TASKS].done(worker, *task_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/failed/{queue}/{id}")
 async def mark_failed(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Failure, optional=True)
-    return json_model(await request.app[TASKS].fail(worker, *_key(request), body.data, claim_id(request)))
+    return json_model(await request.app[TASKS].fail(worker, *task_key(request), body.data, claim_id(request)))
 
 
 @routes.put("/tasques/cancel/{queue}/{id}")
 async def cancel_task(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].cancel(*_key(request)))
+    return json_model(await request.app[TASKS].cancel(*task_key(request)))
 
 
 @routes.put("/tasques/run-now/{queue}/{id}")
 async def run_task_now(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].run_now(*_key(request)))
+    return json_model(await request.app[TASKS].run_now(*task_key(request)))
 
 
 @routes.get("/queues")

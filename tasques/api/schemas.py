@@ -6,7 +6,7 @@ the wire rules: optional fields, patterns and lengths.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,24 +16,37 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     WithJsonSchema,
+    model_validator,
 )
 
-from tasques.domain.duration import Duration, PositiveDuration
+from tasques.domain.duration import DurationError, format_duration, parse_duration
 from tasques.domain.http_target import HttpRequest
+from tasques.domain.limits import (
+    MAX_CONCURRENT_DISPATCHES,
+    MAX_DISPATCHES_PER_SECOND,
+    MAX_EXECUTION_DELAY_MS,
+    MAX_PRIORITY,
+    MAX_PROCESSING_TIMEOUT,
+    MAX_RETRY_TIMES,
+    MIN_PRIORITY,
+    RUN_AT_MAX,
+    RUN_AT_MIN,
+    Identifier,
+    Kind,
+    ProcessingTimeout,
+    QueueName,
+    RecurringId,
+    at_most,
+)
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Repeat, Task
 from tasques.domain.timeline import Attempt
-from tasques.domain.when import parse_run_at
+from tasques.domain.when import check_run_at, is_go_zero_time, parse_run_at
 
-# Queue names and ids appear as URL path segments, so they exclude '/', '?', '#', '%' and whitespace.
-QueueName = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:~+=-]+$", examples=["run-later"])
-]
-Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:@~+=-]+$")]
-Kind = Annotated[str, Field(min_length=1, max_length=200, examples=["sayHello"])]
 JsonObject = dict[str, Any]
 # RFC 3339 with an explicit offset, stored and returned in UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
@@ -41,7 +54,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC
 RunAt = Annotated[
     AwareDatetime,
     BeforeValidator(parse_run_at),
-    AfterValidator(lambda d: d.astimezone(UTC)),
+    AfterValidator(lambda d: check_run_at(d.astimezone(UTC))),
     WithJsonSchema(
         {
             "anyOf": [
@@ -52,6 +65,24 @@ RunAt = Annotated[
         },
         mode="validation",
     ),
+]
+
+
+def _clamped_duration(value: object) -> object:
+    # Values beyond MAX_DURATION saturate: the service clamps them to its own maximum anyway.
+    if isinstance(value, str):
+        return parse_duration(value, saturate=True)
+    if isinstance(value, timedelta):
+        return value
+    raise DurationError("must be a Go-style duration string such as 30m or 1h30m")
+
+
+# block_for: any Go duration (an unmodified Go worker may send its MaxInt64); the service clamps it.
+BlockFor = Annotated[
+    timedelta,
+    BeforeValidator(_clamped_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "description": "A Go-style duration, e.g. `1s`", "examples": ["1s"]}),
 ]
 
 
@@ -66,19 +97,32 @@ class NewTask(_Request):
     id: Identifier | None = Field(
         None, description="optional id for idempotency; a UUID is generated when absent. Reusing one gives 409"
     )
-    priority: int = Field(0, ge=-(2**31), le=2**31 - 1, description="higher runs first; default 0")
+    priority: int = Field(
+        0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="higher runs first; default 0; a 32-bit signed integer"
+    )
     run_at: RunAt | None = Field(
         None,
         description="when the task may first run; default now. RFC 3339 with an offset, UNIX epoch milliseconds, "
-        "or a date with an offset such as `Dec 12 2012 12:12:12 AM +07:00`",
+        "or a date with an offset such as `Dec 12 2012 12:12:12 AM +07:00`; from "
+        f"{RUN_AT_MIN:%Y-%m-%d} up to (not including) {RUN_AT_MAX:%Y-%m-%d}. Go's zero time "
+        "`0001-01-01T00:00:00Z` means now",
     )
     repeat: Repeat | None = Field(None, description="after each success, run again every interval")
     execution_delay: int | None = Field(
-        None, ge=0, le=10 * 366 * 86_400_000, description="run this many milliseconds from now (instead of run_at)"
+        None,
+        ge=0,
+        le=MAX_EXECUTION_DELAY_MS,
+        description=f"run this many milliseconds from now (instead of run_at); at most {MAX_EXECUTION_DELAY_MS:,}",
     )
-    retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after failure; server default")
-    processing_timeout: PositiveDuration | None = Field(
-        None, description="how long a worker has to finish or report in; server default"
+    retry_times: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRY_TIMES,
+        description=f"retries after failure; server default; at most {MAX_RETRY_TIMES:,}",
+    )
+    processing_timeout: ProcessingTimeout | None = Field(
+        None,
+        description="how long a worker has to finish or report in; server default; " + at_most(MAX_PROCESSING_TIMEOUT),
     )
     args: JsonObject | None = Field(None, description="arguments for the task")
     context: JsonObject | None = Field(None, description="context for the task")
@@ -88,6 +132,14 @@ class NewTask(_Request):
     retry_policy: RetryPolicy | None = Field(
         None, description="how failed attempts are retried; the queue's default, else the server's backoff"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_zero_time_is_now(cls, data: Any) -> Any:
+        # The original Go client sends its zero time when no run_at was set; the original server read it as now.
+        if isinstance(data, dict) and is_go_zero_time(data.get("run_at")):
+            return {**data, "run_at": None}
+        return data
 
 
 class NewTasks(_Request):
@@ -108,9 +160,16 @@ class BulkResult(BaseModel):
 
 class Claim(_Request):
     queues: list[QueueName] = Field(min_length=1, max_length=100, description="the queues to claim from")
-    amount: int = Field(1, description="the most tasks to claim", examples=[1])
-    block_for: Duration | None = Field(
-        None, description="how long to wait when nothing is claimable; server default", examples=["1s"]
+    amount: int = Field(
+        1,
+        description="the most tasks to claim, at least 1; more than the server's maximum claims that many",
+        examples=[1],
+    )
+    block_for: BlockFor | None = Field(
+        None,
+        description="how long to wait when nothing is claimable, at least 0s; server default; longer than the "
+        "server's maximum waits that long",
+        examples=["1s"],
     )
 
 
@@ -127,7 +186,7 @@ class Failure(_Request):
 
 
 class NewRecurringTask(_Request):
-    id: Identifier = Field(description="user-chosen id; must not collide with an existing one")
+    id: RecurringId = Field(description="user-chosen id; must not collide with an existing one")
     schedule_expression: str = Field(
         min_length=1, max_length=200, description="5-field cron, @hourly/@daily/…, or @every <duration>"
     )
@@ -176,8 +235,19 @@ class QueueSummary(BaseModel):
 class QueueSettingsUpdate(_Request):
     """Only the fields present are changed; send null to clear a limit or the retry policy."""
 
-    max_dispatches_per_second: float | None = Field(None, gt=0, description="per-server dispatch rate limit")
-    max_concurrent_dispatches: int | None = Field(None, ge=1, description="per-server requests in flight at once")
+    max_dispatches_per_second: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DISPATCHES_PER_SECOND,
+        allow_inf_nan=False,
+        description=f"per-server dispatch rate limit; at most {MAX_DISPATCHES_PER_SECOND:,.0f}",
+    )
+    max_concurrent_dispatches: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENT_DISPATCHES,
+        description=f"per-server requests in flight at once; at most {MAX_CONCURRENT_DISPATCHES:,}",
+    )
     retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
 
 

@@ -24,6 +24,8 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 # No duration anywhere in Tasques may exceed this: `now + MAX_DURATION` must stay a valid datetime in every
 # store (Elasticsearch `date_nanos` ends in 2262). Fields document tighter limits of their own.
 MAX_DURATION = timedelta(days=3650)
+# The grammar `parse_duration` reads, for the schema (lets generated clients and fuzzers write valid values).
+DURATION_PATTERN = r"^[+-]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$"
 # Longer input text than any sane duration is refused before the regex runs over it.
 _MAX_TEXT = 64
 
@@ -32,8 +34,9 @@ class DurationError(ValueError):
     """A string that is not a Go-style duration, or one beyond `MAX_DURATION`."""
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a Go `time.ParseDuration` string such as `"1h30m"` or `"-1.5s"`."""
+def parse_duration(text: str, *, saturate: bool = False) -> timedelta:
+    """Parse a Go `time.ParseDuration` string such as `"1h30m"` or `"-1.5s"`. With `saturate`, a value beyond
+    `MAX_DURATION` becomes `±MAX_DURATION` instead of an error (for values the caller clamps anyway)."""
     s = text.strip()
     if not s:
         raise DurationError("empty duration")
@@ -58,6 +61,8 @@ def parse_duration(text: str) -> timedelta:
             micros += float(number) * _UNIT_MICROS[unit]
         pos = m.end()
     if micros > MAX_DURATION / timedelta(microseconds=1):
+        if saturate:
+            return MAX_DURATION * sign
         raise DurationError(f"duration {text!r} is longer than the maximum {format_duration(MAX_DURATION)}")
     return timedelta(microseconds=sign * round(micros))
 
@@ -108,6 +113,7 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": "string",
+            "pattern": DURATION_PATTERN,
             "description": "A Go-style duration, e.g. `30m`, `1h30m`, `1.5s`",
             "examples": ["30m"],
         }

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasques.domain.limits import MAX_CONCURRENT_DISPATCHES, MAX_DISPATCHES_PER_SECOND
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Metadata
 
@@ -19,10 +20,17 @@ class QueueSettings(BaseModel):
     queue: str = Field(description="the queue these settings are for")
     paused: bool = Field(False, description="a paused queue hands no task to claims or to the dispatcher")
     max_dispatches_per_second: float | None = Field(
-        None, gt=0, description="dispatch rate limit of the queue, per server (a token bucket on each server)"
+        None,
+        gt=0,
+        le=MAX_DISPATCHES_PER_SECOND,
+        allow_inf_nan=False,
+        description="dispatch rate limit of the queue, per server (a token bucket on each server)",
     )
     max_concurrent_dispatches: int | None = Field(
-        None, ge=1, description="the queue's requests in flight at once, per server; the server default if absent"
+        None,
+        ge=1,
+        le=MAX_CONCURRENT_DISPATCHES,
+        description="the queue's requests in flight at once, per server; the server default if absent",
     )
     retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
     metadata: Metadata

@@ -6,8 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import PositiveDuration
 from tasques.domain.http_target import HttpRequest
+from tasques.domain.limits import (
+    MAX_PRIORITY,
+    MAX_PROCESSING_TIMEOUT,
+    MAX_RETRY_TIMES,
+    MIN_PRIORITY,
+    Kind,
+    ProcessingTimeout,
+    QueueName,
+    at_most,
+)
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.schedule import Schedule, due_slots, parse_schedule
 from tasques.domain.task import JsonObj, Metadata, NewTask
@@ -19,11 +28,13 @@ MAX_ERROR = 1000
 class TaskDefinition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    queue: str = Field(description="the queue tasks are enqueued into", examples=["run-later"])
-    kind: str = Field(description="the kind of task", examples=["sayHello"])
-    priority: int = Field(0, description="higher runs first")
-    retry_times: int | None = Field(None, ge=0, description="retries; the server default if absent")
-    processing_timeout: PositiveDuration | None = Field(None, description="the server default if absent")
+    queue: QueueName = Field(description="the queue tasks are enqueued into")
+    kind: Kind = Field(description="the kind of task")
+    priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="higher runs first (32-bit)")
+    retry_times: int | None = Field(None, ge=0, le=MAX_RETRY_TIMES, description="retries; the server default if absent")
+    processing_timeout: ProcessingTimeout | None = Field(
+        None, description=f"the server default if absent; {at_most(MAX_PROCESSING_TIMEOUT)}"
+    )
     args: JsonObj | None = Field(None, description="arguments for each task")
     context: JsonObj | None = Field(None, description="context for each task")
     http_request: HttpRequest | None = Field(None, description="makes each task an HTTP-target task")

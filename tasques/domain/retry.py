@@ -9,8 +9,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import PositiveDuration
 from tasques.domain.horizon import later, times
+from tasques.domain.limits import (
+    MAX_DOUBLINGS,
+    MAX_RETRY_DURATION,
+    MAX_RETRY_TIMES,
+    MAX_RETRY_WAIT,
+    RetryDuration,
+    RetryWait,
+    at_most,
+)
 
 
 @dataclass(frozen=True)
@@ -49,22 +57,29 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    retry_times: int | None = Field(None, ge=0, le=1_000_000, description="retries after the first attempt")
+    retry_times: int | None = Field(
+        None, ge=0, le=MAX_RETRY_TIMES, description=f"retries after the first attempt; at most {MAX_RETRY_TIMES:,}"
+    )
     mode: RetryMode = Field(RetryMode.DOUBLING, description="linear or doubling")
-    retry_interval: PositiveDuration = Field(
+    retry_interval: RetryWait = Field(
         timedelta(seconds=10),
-        description="linear mode: interval times the attempt number",
+        description=f"linear mode: interval times the attempt number; {at_most(MAX_RETRY_WAIT)}",
         json_schema_extra={"default": "10s"},
     )
-    min_backoff: PositiveDuration = Field(
-        timedelta(seconds=1), description="doubling mode: the first wait", json_schema_extra={"default": "1s"}
+    min_backoff: RetryWait = Field(
+        timedelta(seconds=1),
+        description=f"doubling mode: the first wait; {at_most(MAX_RETRY_WAIT)}",
+        json_schema_extra={"default": "1s"},
     )
-    max_backoff: PositiveDuration = Field(
-        timedelta(hours=1), description="doubling mode: the longest wait", json_schema_extra={"default": "1h0m0s"}
+    max_backoff: RetryWait = Field(
+        timedelta(hours=1),
+        description=f"doubling mode: the longest wait; {at_most(MAX_RETRY_WAIT)}",
+        json_schema_extra={"default": "1h0m0s"},
     )
-    max_doublings: int = Field(16, ge=0, le=64, description="doubling mode: how many times the wait doubles")
-    max_retry_duration: PositiveDuration | None = Field(
-        None, description="no retry once this long has passed since the first attempt"
+    max_doublings: int = Field(16, ge=0, le=MAX_DOUBLINGS, description="doubling mode: how many times the wait doubles")
+    max_retry_duration: RetryDuration | None = Field(
+        None,
+        description=f"no retry once this long has passed since the first attempt; {at_most(MAX_RETRY_DURATION)}",
     )
 
     def delay(self, attempted: int) -> timedelta:

@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.duration import Duration, PositiveDuration
+from tasques.domain.duration import Duration
 from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.limits import MAX_REPEAT_INTERVAL, MAX_REPEAT_TIMES, RepeatInterval, at_most
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 
 JsonObj = dict[str, Any]
@@ -84,8 +85,10 @@ class LastClaimed(_Frozen):
 class Repeat(_Frozen):
     """Run again `interval` after each success: `times` more times, or until cancelled when absent."""
 
-    interval: PositiveDuration = Field(description="wait after a success before the next run")
-    times: int | None = Field(None, ge=1, le=1_000_000, description="how many more runs; forever if absent")
+    interval: RepeatInterval = Field(
+        description=f"wait after a success before the next run; {at_most(MAX_REPEAT_INTERVAL)}"
+    )
+    times: int | None = Field(None, ge=1, le=MAX_REPEAT_TIMES, description="how many more runs; forever if absent")
 
 
 class NewTask(_Frozen):

@@ -160,17 +160,22 @@ class TaskService:
     async def claim(
         self, worker_id: str, queues: Sequence[str], amount: int = 1, block_for: timedelta | None = None
     ) -> list[Task]:
-        """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for`."""
+        """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for`.
+
+        `amount` and `block_for` above the configured maxima are clamped to them, as the original server
+        accepted any value (a 400 would stop an unmodified Go worker); below their minimum they are refused."""
         wait = self._settings.block_for if block_for is None else block_for
         problems = []
         if not queues:
             problems.append(FieldProblem("queues", "must name at least one queue"))
-        if not 1 <= amount <= self._settings.max_claim_amount:
-            problems.append(FieldProblem("amount", f"must be between 1 and {self._settings.max_claim_amount}"))
-        if not timedelta(0) <= wait <= self._settings.max_block_for:
-            problems.append(FieldProblem("block_for", f"must be between 0s and {self._settings.max_block_for}"))
+        if amount < 1:
+            problems.append(FieldProblem("amount", "must be at least 1"))
+        if wait < timedelta(0):
+            problems.append(FieldProblem("block_for", "must not be negative"))
         if problems:
             raise InvalidInput("invalid claim", problems)
+        amount = min(amount, self._settings.max_claim_amount)
+        wait = min(wait, self._settings.max_block_for)
         unique_queues = list(dict.fromkeys(queues))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait.total_seconds()

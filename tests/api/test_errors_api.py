@@ -105,7 +105,7 @@ async def test_oversized_body_is_413(client: Client) -> None:
         ({"queues": ["q"], "amount": "lots"}, "amount"),
         ({"queues": ["q"], "amount": 0}, "amount"),
         ({"queues": ["q"], "block_for": "soon"}, "block_for"),
-        ({"queues": ["q"], "block_for": "2m"}, "block_for"),
+        ({"queues": ["q"], "block_for": "-2m"}, "block_for"),
     ],
 )
 async def test_claim_with_invalid_body_is_400(client: Client, body: dict[str, Any], field: str) -> None:

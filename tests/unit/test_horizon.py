@@ -71,7 +71,8 @@ def test_times_never_overflows(delta: timedelta, n: int) -> None:
 
 @given(st.integers(min_value=-(10**12), max_value=10**12), st.sampled_from(list(RetryMode)))
 def test_retry_delays_saturate(attempted: int, mode: RetryMode) -> None:
-    policy = RetryPolicy(
+    # model_construct: values beyond today's input limits, as an older version may have stored them.
+    policy = RetryPolicy.model_construct(
         mode=mode, retry_interval=MAX_DURATION, min_backoff=MAX_DURATION, max_backoff=MAX_DURATION, max_doublings=0
     )
     assert timedelta(0) <= policy.delay(attempted) <= MAX_DURATION
@@ -80,9 +81,9 @@ def test_retry_delays_saturate(attempted: int, mode: RetryMode) -> None:
 
 def test_linear_delay_for_a_huge_attempt_count_is_capped() -> None:
     # Was `retry_interval * n`: an OverflowError for this policy, failing every reaper pass.
-    policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=timedelta(hours=80_000))
+    policy = RetryPolicy.model_construct(mode=RetryMode.LINEAR, retry_interval=timedelta(hours=80_000))
     assert policy.delay(1_000_000) == MAX_DURATION
-    doubling = RetryPolicy(min_backoff=MAX_DURATION, max_backoff=MAX_DURATION, max_doublings=0)
+    doubling = RetryPolicy.model_construct(min_backoff=MAX_DURATION, max_backoff=MAX_DURATION, max_doublings=0)
     assert doubling.delay(1_000_000) == MAX_DURATION
 
 
