@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
-from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -39,6 +39,8 @@ class TaskSettings:
     # Read → change → conditional write is retried this many times on version conflicts.
     conflict_retries: int = 100
     max_list_limit: int = 1000
+    # TLS file paths in HTTP requests are accepted only inside this directory (refused when None).
+    tls_files_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class TaskService:
             )
         if spec.processing_timeout is not None and spec.processing_timeout <= timedelta(0):
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
+        if spec.http_request is not None:
+            self.check_http_request(spec.http_request, "http_request")
         return NewTask(
             id=spec.id or str(uuid.uuid4()),
             queue=spec.queue,
@@ -101,6 +105,12 @@ class TaskService:
             retry_policy=spec.retry_policy or queue_retry_policy,
             repeat=spec.repeat,
         )
+
+    def check_http_request(self, request: HttpRequest, field: str) -> None:
+        """InvalidInput naming `field.<sub-field>` for a request the dispatcher would refuse to send."""
+        problems = request_problems(request, self._settings.tls_files_dir)
+        if problems:
+            raise InvalidInput("invalid HTTP request", [FieldProblem(f"{field}.{f}", p) for f, p in problems])
 
     def _default_timeout(self, spec: TaskSpec) -> timedelta:
         return self.default_processing_timeout(spec.http_request)
@@ -210,6 +220,10 @@ class TaskService:
     async def fail(self, worker_id: str, queue: str, task_id: str, data: JsonObj | None) -> Task:
         backoff = self._settings.backoff
         return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff))
+
+    async def fail_finally(self, worker_id: str, queue: str, task_id: str, data: JsonObj) -> Task:
+        """A failed attempt that is never retried (the task becomes dead), e.g. a refused destination."""
+        return await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now))
 
     async def cancel(self, queue: str, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
