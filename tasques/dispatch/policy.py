@@ -37,7 +37,8 @@ REFUSED_NETWORKS: tuple[tuple[Network, str], ...] = tuple(
         ("240.0.0.0/4", "reserved (and broadcast)"),
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
-        ("::/8", "reserved (IPv4-compatible and -mapped forms)"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("::ffff:0:0:0/96", "IPv4-translated"),
         ("64:ff9b:1::/48", "local-use NAT64"),
         ("100::/64", "discard-only"),
         ("2001::/23", "IETF protocol assignments (Teredo included)"),
@@ -64,7 +65,7 @@ def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
     if ip.sixtofour is not None:
         return ip.sixtofour
     packed = int(ip)
-    if ip in _NAT64 or packed >> 32 == 0:  # NAT64 well-known prefix, or IPv4-compatible ::a.b.c.d
+    if ip in _NAT64 or packed >> 32 == 0:  # the NAT64 well-known prefix, or IPv4-compatible ::a.b.c.d
         return IPv4Address(packed & 0xFFFFFFFF)
     return None
 
