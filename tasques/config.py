@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasques.config_env import OverrideError, convert, describe, resolve_field
+from tasques.dispatch.policy import parse_host, parse_network
 from tasques.domain.duration import MAX_DURATION, Duration, PositiveDuration, format_duration
 
 ENV_PREFIX = "TASQUES_"
@@ -193,6 +194,43 @@ class DispatchConfig(_Section):
     max_concurrent_dispatches: int = Field(
         10, ge=1, le=10_000, description="requests in flight per queue on this server, unless the queue sets its own"
     )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs HTTP targets may reach although they are not public (loopback, private, link-local, "
+        "...), e.g. [10.0.0.0/8]; everything else non-public is refused",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="host names HTTP targets may reach whatever they resolve to, e.g. [hooks.internal]",
+    )
+    max_redirects: int = Field(
+        5, ge=1, le=20, description="most redirects followed for a task that sets follow_redirects"
+    )
+    tls_files_dir: str | None = Field(
+        None,
+        description="directory whose files tasks may name as TLS ca/cert/key; unset: only inline PEM is accepted",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            parse_network(network)  # PolicyError (a ValueError) names the bad entry
+        return networks
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            parse_host(host)
+        return hosts
+
+    @field_validator("tls_files_dir")
+    @classmethod
+    def _absolute_dir(cls, path: str | None) -> str | None:
+        if path is not None and not os.path.isabs(path):
+            raise ValueError("must be an absolute path")
+        return path
 
 
 class Config(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from aiohttp import web
 from tasques.api.app import build_app
 from tasques.config import Config, ConfigError, TasksConfig
 from tasques.dispatch import Dispatcher, DispatchSettings
+from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
@@ -92,7 +94,9 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
-    tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
+    d = config.dispatch
+    settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
+    tasks = TaskService(store, settings, clock, signals, queues)
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))
     jobs: list[LeaderJob] = [
@@ -103,10 +107,11 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     ]
     holder = holder or server_id()
     elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)
-    d = config.dispatch
-    dispatcher = Dispatcher(
-        tasks, f"dispatcher-{holder}", DispatchSettings(d.poll_interval, d.max_concurrent_dispatches)
+    policy = OutboundPolicy.from_config(d.allowed_networks, d.allowed_hosts)
+    dispatch_settings = DispatchSettings(
+        d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
     )
+    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings)
     app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher

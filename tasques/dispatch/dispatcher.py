@@ -3,8 +3,12 @@
 Per queue and per server it keeps at most `max_concurrent_dispatches` requests in flight and starts at most
 `max_dispatches_per_second` (a token bucket with a burst of one), so a cluster of N servers may dispatch up
 to N times a queue's limits. A 2xx answer marks the task done; any other status, a connection error or a
-timeout is a failed attempt, retried by the task's retry policy. If the server dies mid-request, the claim
-times out (HTTP tasks default to the request timeout plus a grace period) and the reaper retries it.
+timeout is a failed attempt, retried by the task's retry policy; a destination the outbound policy refuses
+is a final failure (dead). If the server dies mid-request, the claim times out (HTTP tasks default to the
+request timeout plus a grace period) and the reaper retries it.
+
+Isolation: a queue whose pass raises is logged and skipped, the other queues are still served; whatever
+goes wrong with one task ends as a recorded failed attempt, never as a claim left to time out.
 """
 
 from __future__ import annotations
@@ -12,29 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-import aiohttp
-
-from tasques.dispatch.tls import ssl_context
+from tasques.dispatch.connect import new_session
+from tasques.dispatch.policy import OutboundPolicy
+from tasques.dispatch.send import Sender, Sent
+from tasques.dispatch.tls import TlsContexts
 from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
-from tasques.domain.timeline import BODY_KEPT, Attempt
+from tasques.domain.timeline import Attempt
 from tasques.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
-
-KEPT_HEADERS = ("content-type", "content-length", "retry-after", "location", "date", "server")
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
     poll_interval: timedelta = timedelta(milliseconds=250)
     max_concurrent_dispatches: int = 10
+    policy: OutboundPolicy = field(default_factory=OutboundPolicy)
+    tls_files_dir: str | None = None
+    max_redirects: int = 5
 
 
 class TokenBucket:
@@ -69,13 +73,15 @@ class Dispatcher:
         self._in_flight: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._running: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._sender: Sender | None = None
         self.dispatched = 0  # requests started, for tests and metrics
         self.passes = 0  # completed passes over the queues, so tests can wait for some instead of sleeping
 
     async def run(self) -> None:
         """Run until cancelled; in-flight requests are cancelled with it (their claims time out and retry)."""
-        self._session = aiohttp.ClientSession()
+        session = new_session(self._settings.policy)
+        tls = TlsContexts(self._settings.tls_files_dir)
+        self._sender = Sender(session, tls, self._settings.tls_files_dir, self._settings.max_redirects)
         try:
             while True:
                 try:
@@ -92,36 +98,46 @@ class Dispatcher:
             for running in list(self._running):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await running
-            await self._session.close()
-            self._session = None
+            await session.close()
+            self._sender = None
 
     async def run_once(self) -> float:
         """Claim and start what each queue's limits allow; returns how long to wait before the next pass."""
         loop = asyncio.get_running_loop()
         wait = self._settings.poll_interval.total_seconds()
         for queue, settings in (await self._tasks.queues.all()).items():
-            if settings.paused:
-                continue
-            now = loop.time()
-            room = self._room(queue, settings, now)
-            if room <= 0:
-                bucket = self._buckets.get(queue)
-                if bucket is not None:
-                    wait = min(wait, max(0.005, bucket.wait_for_one(now)))
-                continue
-            claimed = await self._tasks.claim_http(self.worker_id, queue, room)
-            if claimed and (bucket := self._buckets.get(queue)) is not None:
-                bucket.take(len(claimed), loop.time())
-            for task in claimed:
-                self._start(task)
-            if len(claimed) == room:
-                wait = 0.0  # more may be waiting
+            try:
+                wait = min(wait, await self._serve(queue, settings, loop.time()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One queue's bad settings record or store error must not keep the others from being served.
+                log.exception("dispatch pass of queue %s failed; skipped", queue)
         self.passes += 1
         return wait
 
+    async def _serve(self, queue: str, settings: QueueSettings, now: float) -> float:
+        """Claim and start what one queue's limits allow; returns how soon it wants another pass."""
+        wait = self._settings.poll_interval.total_seconds()
+        if settings.paused:
+            return wait
+        room = self._room(queue, settings, now)
+        if room <= 0:
+            bucket = self._buckets.get(queue)
+            if bucket is not None:
+                wait = min(wait, max(0.005, bucket.wait_for_one(now)))
+            return wait
+        claimed = await self._tasks.claim_http(self.worker_id, queue, room)
+        if claimed and (bucket := self._buckets.get(queue)) is not None:
+            bucket.take(len(claimed), asyncio.get_running_loop().time())
+        for task in claimed:
+            self._start(task)
+        return 0.0 if len(claimed) == room else wait  # a full claim: more may be waiting
+
     def _room(self, queue: str, settings: QueueSettings, now: float) -> int:
         concurrent = settings.max_concurrent_dispatches or self._settings.max_concurrent_dispatches
-        room = concurrent - self._in_flight.get(queue, 0)
+        # However large a stored limit, one pass claims no more than one claim call may.
+        room = min(concurrent, self._tasks.settings.max_claim_amount) - self._in_flight.get(queue, 0)
         rate = settings.max_dispatches_per_second
         if rate is None:
             self._buckets.pop(queue, None)
@@ -141,7 +157,38 @@ class Dispatcher:
     async def _dispatch(self, task: Task) -> None:
         try:
             started_at = self._tasks.now()
-            ok, outcome = await self._send(task)
+            sent = await self._send(task)
+            await self._record(task, started_at, sent)
+            # The claim id refuses this outcome if the claim timed out and the task was claimed again meanwhile.
+            claim_id = task.last_claimed.claim_id if task.last_claimed is not None else None
+            try:
+                if sent.ok:
+                    await self._tasks.done(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+                elif sent.final:
+                    await self._tasks.fail_finally(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+                else:
+                    await self._tasks.fail(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+            except TasquesError as e:
+                # Cancelled (or timed out and reclaimed) meanwhile: its new state wins.
+                log.info("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e)
+        except Exception:
+            log.exception("outcome of task %s in queue %s not recorded", task.id, task.queue)
+        finally:
+            self._in_flight[task.queue] -= 1
+
+    async def _send(self, task: Task) -> Sent:
+        """Never raises (but for cancellation): an unexpected error is a failed attempt like any other."""
+        try:
+            if task.http_request is None or self._sender is None:
+                raise RuntimeError("the task has no HTTP request, or the dispatcher is not running")
+            return await self._sender.send(task.http_request)
+        except Exception as e:
+            log.exception("dispatching task %s in queue %s failed", task.id, task.queue)
+            return Sent(False, {"error": f"dispatch error: {type(e).__name__}: {e}"[:1000], "duration_ms": 0.0})
+
+    async def _record(self, task: Task, started_at: datetime, sent: Sent) -> None:
+        outcome = sent.outcome
+        try:
             attempt = Attempt(
                 queue=task.queue,
                 task_id=task.id,
@@ -151,56 +198,13 @@ class Dispatcher:
                 started_at=started_at,
                 ended_at=self._tasks.now(),
                 duration_ms=outcome["duration_ms"],
-                success=ok,
+                success=sent.ok,
                 status_code=outcome.get("status_code"),
                 response_headers=outcome.get("headers"),
                 response_body=outcome.get("body"),
                 error=outcome.get("error"),
             )
-            try:
-                await self._tasks.record_attempt(attempt)
-            except Exception:
-                log.exception("attempt %s not recorded in the timeline", attempt.key)
-            claim_id = task.last_claimed.claim_id if task.last_claimed is not None else None
-            try:
-                if ok:
-                    await self._tasks.done(self.worker_id, task.queue, task.id, outcome, claim_id)
-                else:
-                    await self._tasks.fail(self.worker_id, task.queue, task.id, outcome, claim_id)
-            except TasquesError as e:
-                # Cancelled (or timed out and reclaimed) meanwhile: its new state wins.
-                log.info("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e)
-        finally:
-            self._in_flight[task.queue] -= 1
-
-    async def _send(self, task: Task) -> tuple[bool, dict[str, Any]]:
-        request = task.http_request
-        if request is None or self._session is None:
-            raise RuntimeError(f"task {task.id} has no HTTP request, or the dispatcher is not running")
-        data, content_type = request.payload()
-        headers = dict(request.headers)
-        if content_type is not None and not any(h.lower() == "content-type" for h in headers):
-            headers["Content-Type"] = content_type
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        timeout = aiohttp.ClientTimeout(total=request.timeout.total_seconds())
-        try:
-            ssl_option: ssl.SSLContext | bool = True
-            if request.tls is not None:
-                ssl_option = ssl_context(request.tls)
-            async with self._session.request(
-                request.method, request.url, data=data, headers=headers, timeout=timeout, ssl=ssl_option
-            ) as resp:
-                body = await resp.content.read(BODY_KEPT)
-                outcome: dict[str, Any] = {
-                    "status_code": resp.status,
-                    "headers": {k: resp.headers[k] for k in KEPT_HEADERS if k in resp.headers},
-                    "body": body.decode("utf-8", errors="replace"),
-                    "duration_ms": round((loop.time() - started) * 1000, 3),
-                }
-                return 200 <= resp.status < 300, outcome
-        except TimeoutError:
-            error = f"timed out after {request.timeout.total_seconds()}s"
-        except (aiohttp.ClientError, ssl.SSLError, OSError) as e:
-            error = f"{type(e).__name__}: {e}"
-        return False, {"error": error, "duration_ms": round((loop.time() - started) * 1000, 3)}
+            await self._tasks.record_attempt(attempt)
+        except Exception:
+            log.exception("attempt %d of task %s in queue %s not recorded in the timeline", task.attempted,
+                          task.id, task.queue)  # fmt: skip

@@ -233,6 +233,11 @@ class Task(_Frozen):
         claim = self._claim_of(worker_id, claim_id)
         return self._failed_attempt(claim, data if data is not None else {}, at, backoff)
 
+    def failed_finally(self, worker_id: str, data: JsonObj, at: datetime, claim_id: str | None = None) -> Task:
+        """A failed attempt that can never succeed (e.g. a refused destination): dead, whatever the retries."""
+        last = self._claim_of(worker_id, claim_id).model_copy(update={"result": Result(at=at, failure=data)})
+        return self._with(at, state=TaskState.DEAD, last_claimed=last)
+
     def timed_out(self, at: datetime, backoff: BackoffPolicy) -> Task:
         """The claim's worker went silent past `times_out_at`: a failed attempt, with the reason recorded."""
         claim = self.last_claimed

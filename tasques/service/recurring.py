@@ -48,6 +48,7 @@ class RecurringService:
         skip_if_outstanding_tasks_exist: bool = False,
     ) -> RecurringTask:
         _check_schedule(schedule_expression)
+        self._check_request(task_definition)
         now = self._clock()
         task = RecurringTask(
             id=task_id,
@@ -73,6 +74,10 @@ class RecurringService:
         resolved = d.model_copy(update={"retry_times": retry_times, "processing_timeout": timeout})
         return rt.model_copy(update={"task_definition": resolved})
 
+    def _check_request(self, definition: TaskDefinition) -> None:
+        if definition.http_request is not None:
+            self._tasks.check_http_request(definition.http_request, "task_definition.http_request")
+
     async def get(self, task_id: str) -> RecurringTask:
         return self.effective(await self._store.get_recurring(task_id))
 
@@ -89,6 +94,8 @@ class RecurringService:
     ) -> RecurringTask:
         if schedule_expression is not None:
             _check_schedule(schedule_expression)
+        if task_definition is not None:
+            self._check_request(task_definition)
         for _ in range(self._tasks.settings.conflict_retries):
             current = await self._store.get_recurring(task_id)
             now = self._clock()

@@ -12,7 +12,7 @@ from functools import partial
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
 from tasques.domain.horizon import later
-from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -45,6 +45,8 @@ class TaskSettings:
     # Read → change → conditional write is retried this many times on version conflicts.
     conflict_retries: int = 100
     max_list_limit: int = 1000
+    # TLS file paths in HTTP requests are accepted only inside this directory (refused when None).
+    tls_files_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class TaskService:
             )
         if spec.processing_timeout is not None and spec.processing_timeout <= timedelta(0):
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
+        if spec.http_request is not None:
+            self.check_http_request(spec.http_request, "http_request")
         return NewTask(
             id=spec.id or str(uuid.uuid4()),
             queue=spec.queue,
@@ -107,6 +111,12 @@ class TaskService:
             retry_policy=spec.retry_policy or queue_retry_policy,
             repeat=spec.repeat,
         )
+
+    def check_http_request(self, request: HttpRequest, field: str) -> None:
+        """InvalidInput naming `field.<sub-field>` for a request the dispatcher would refuse to send."""
+        problems = request_problems(request, self._settings.tls_files_dir)
+        if problems:
+            raise InvalidInput("invalid HTTP request", [FieldProblem(f"{field}.{f}", p) for f, p in problems])
 
     def _default_timeout(self, spec: TaskSpec) -> timedelta:
         return self.default_processing_timeout(spec.http_request)
@@ -241,6 +251,12 @@ class TaskService:
     ) -> Task:
         backoff = self._settings.backoff
         return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff, claim_id))
+
+    async def fail_finally(
+        self, worker_id: str, queue: str, task_id: str, data: JsonObj, claim_id: str | None = None
+    ) -> Task:
+        """A failed attempt that is never retried (the task becomes dead), e.g. a refused destination."""
+        return await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now, claim_id))
 
     async def cancel(self, queue: str, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import timedelta
 
 from tasques.api.keys import TASKS
@@ -27,7 +28,7 @@ HTTP = {"url": "http://127.0.0.1:9/hook", "method": "PUT", "headers": {"X-A": "1
 
 async def test_create_http_task_shows_its_request_and_target(client: Client) -> None:
     task = await create_task(client, http_request=HTTP, retry_policy={"mode": "linear", "retry_interval": "2s"})
-    assert task["http_request"] == HTTP
+    assert task["http_request"] == {**HTTP, "follow_redirects": False}
     assert task["retry_policy"]["mode"] == "linear"
     assert task["retry_policy"]["retry_interval"] == "2s"
     plain = await create_task(client)
@@ -115,7 +116,11 @@ async def test_queue_settings_defaults_update_and_default_retry_policy(client: C
     assert_error(body, "max_concurrent_dispatches")
 
 
-async def test_an_inline_tls_key_is_stored_but_never_shown(client: Client) -> None:
+TLS_FILES = {"dispatch": {"tls_files_dir": "/etc/tasques"}}
+
+
+async def test_an_inline_tls_key_is_stored_but_never_shown(make_client: MakeClient) -> None:
+    client = await make_client(TLS_FILES)
     pem_key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
     tls = {"cert": "/etc/tasques/client.pem", "key": pem_key}
     created = await create_task(client, id="tls", http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
@@ -129,12 +134,59 @@ async def test_an_inline_tls_key_is_stored_but_never_shown(client: Client) -> No
     assert stored.http_request is not None
     assert stored.http_request.tls is not None
     assert stored.http_request.tls.key == pem_key
+    # Line-wrapped base64 of a key is key material too: never shown.
+    wrapped = base64.encodebytes(pem_key.encode()).decode()
+    tls = {"cert": "client.pem", "key": wrapped}
+    created = await create_task(client, id="b64", http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
+    assert created["http_request"]["tls"]["key"] == "<redacted>"
 
 
-async def test_a_tls_key_path_is_shown(client: Client) -> None:
-    tls = {"cert": "/etc/tasques/client.pem", "key": "/etc/tasques/client.key"}
+async def test_a_tls_key_path_is_shown(make_client: MakeClient) -> None:
+    client = await make_client(TLS_FILES)
+    tls = {"cert": "/etc/tasques/client.pem", "key": "client.key"}
     created = await create_task(client, http_request={**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls})
-    assert created["http_request"]["tls"]["key"] == "/etc/tasques/client.key"
+    assert created["http_request"]["tls"]["key"] == "client.key"
+
+
+async def test_tls_file_paths_are_refused_without_a_tls_files_dir(client: Client) -> None:
+    for tls, field in (
+        ({"ca": "/etc/ssl/certs/ca-certificates.crt"}, "http_request.tls.ca"),
+        ({"cert": "/etc/tasques/client.pem", "key": "/etc/tasques/client.key"}, "http_request.tls.cert"),
+    ):
+        request = {**HTTP, "url": "https://127.0.0.1:9/x", "tls": tls}
+        body = await call(
+            client, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "http_request": request}
+        )
+        assert field in {d["field"] for d in body["details"]}, body
+        assert "tls_files_dir is not set" in body["details"][0]["problem"]
+    # The same rule for recurring task definitions.
+    definition = {"queue": "q", "kind": "k", "http_request": {**HTTP, "tls": {"ca": "/etc/passwd"}}}
+    body = {"id": "r", "schedule_expression": "@every 1m", "task_definition": definition}
+    assert_error(
+        await call(client, "POST", "/recurring_tasques", status=400, body=body), "task_definition.http_request.tls.ca"
+    )
+
+
+async def test_headers_url_and_timeout_are_checked_at_creation(client: Client) -> None:
+    for change, field in (
+        ({"headers": {"X-A": "a\r\nInjected: 1"}}, "http_request.headers"),
+        ({"headers": {"X-A": "a\nb"}}, "http_request.headers"),
+        ({"headers": {"X-A": "a\u0000"}}, "http_request.headers"),
+        ({"headers": {"Bad Name": "1"}}, "http_request.headers"),
+        ({"headers": {"Host": "metadata.internal"}}, "http_request.headers"),
+        ({"headers": {"Transfer-Encoding": "chunked"}}, "http_request.headers"),
+        ({"headers": {f"X-{i}": "v" for i in range(100)}}, "http_request.headers"),
+        ({"url": "http://127.0.0.1:99999/"}, "http_request.url"),
+        ({"url": "http:///nohost"}, "http_request.url"),
+        ({"timeout": "31m"}, "http_request.timeout"),
+    ):
+        request = {**HTTP, **change}
+        body = await call(
+            client, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "http_request": request}
+        )
+        assert_error(body, field)
+    ok = await create_task(client, http_request={**HTTP, "timeout": "30m", "follow_redirects": True})
+    assert (ok["http_request"]["timeout"], ok["http_request"]["follow_redirects"]) == ("30m0s", True)
 
 
 async def test_resume_wakes_a_claim_blocked_on_the_paused_queue(make_client: MakeClient) -> None:

@@ -112,11 +112,23 @@ async def _block_leader(store: Store) -> None:
         await store.close()
 
 
+# The targets of these tests are local servers: the outbound policy must allow loopback for them.
+ALLOW_LOOPBACK = {"allowed_networks": ["127.0.0.0/8"]}
+
+
 @pytest.fixture
-async def server(aiohttp_client: AiohttpClient, tasques_store: Store, clock: ManualClock) -> AsyncIterator[Client]:
-    config = Config.model_validate(
-        {"dispatch": {"poll_interval": "20ms"}, "housekeeping": {"reap_every": "1h", "recurring_every": "1h"}}
-    )
+def dispatch_config() -> dict[str, Any]:
+    """The `dispatch` section of the server under test; modules override it (e.g. the default policy)."""
+    return {"poll_interval": "20ms", **ALLOW_LOOPBACK}
+
+
+@pytest.fixture
+async def server(
+    aiohttp_client: AiohttpClient, tasques_store: Store, clock: ManualClock, dispatch_config: dict[str, Any]
+) -> AsyncIterator[Client]:
+    # No recurring catch-up: tests advance the clock past retries, and expect one execution per enqueue pass.
+    housekeeping = {"reap_every": "1h", "recurring_every": "1h", "recurring_catch_up": "0s"}
+    config = Config.model_validate({"dispatch": dispatch_config, "housekeeping": housekeeping})
     app = tasques.server.build_server(config, tasques_store, clock=clock, holder="dispatch-test")
     client = await aiohttp_client(app)
     yield client

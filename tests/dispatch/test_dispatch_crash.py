@@ -47,6 +47,7 @@ async def test_kill_9_mid_dispatch_retries_and_loses_nothing(
         "TASQUES_LEADER_RENEW_EVERY": "100ms",
         "TASQUES_LEADER_LEASE": "500ms",
         "TASQUES_DISPATCH_POLL_INTERVAL": "50ms",
+        "TASQUES_DISPATCH_ALLOWED_NETWORKS": "[127.0.0.0/8]",  # the target is on loopback
     }
     log = tmp_path / "server.log"
     server = ServerProcess(settings, log).start()

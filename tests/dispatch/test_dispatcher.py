@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tasques.api.keys import TASKS
+from tasques.domain.http_target import HttpRequest
+from tasques.domain.task import NewTask
 from tasques.service.clock import ManualClock
 from tests.api.conftest import Client, call, parse_ts
 from tests.dispatch.conftest import T0, Target, dispatcher, eventually, passes
@@ -229,3 +234,73 @@ async def test_repeat_runs_again_after_success_each_run_with_its_own_timeline(
 async def _repeated(server: Client, n: int) -> Any:
     task = await _state(server, "r")
     return task if task["state"] == "queued" and task.get("repeated") == n else None
+
+
+@pytest.mark.parametrize("tasques_store", ["sqlite"], indirect=True)
+async def test_no_cookie_is_carried_from_one_task_to_another(server: Client, target: Target) -> None:
+    async def set_cookie(n: int, _: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        if n == 1:
+            response.set_cookie("session", "of-task-1", path="/")
+        return response
+
+    target.answer = set_cookie
+    target.url = target.url.replace("127.0.0.1", "localhost")  # a cookie jar keeps no cookies of IP hosts
+    await _create(server, target, "t1")
+    await _reaches(server, "t1", "done")
+    await _create(server, target, "t2")
+    await _reaches(server, "t2", "done")
+    _, second = target.received
+    assert "Cookie" not in second.headers, second.headers
+
+
+@pytest.mark.parametrize("tasques_store", ["sqlite"], indirect=True)
+async def test_the_recorded_body_is_the_first_4_kb_exactly_of_a_slow_stream(server: Client, target: Target) -> None:
+    async def trickle(_: int, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=500)
+        await response.prepare(request)
+        for i in range(30):  # 30 chunks of 200 bytes, each on its own
+            await response.write(bytes([ord("a") + i % 26]) * 200)
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    target.answer = trickle
+    await _create(server, target, "t", retry_times=0)
+    dead = await _reaches(server, "t", "dead")
+    body = dead["last_claimed"]["result"]["failure"]["body"]
+    expected = b"".join(bytes([ord("a") + i % 26]) * 200 for i in range(30))[:4096].decode()
+    assert body == expected
+    [attempt] = (await call(server, "GET", "/tasques/timeline/q/t", status=200))["attempts"]
+    assert attempt["response_body"] == expected
+
+
+@pytest.mark.parametrize("tasques_store", ["sqlite"], indirect=True)
+async def test_a_stored_header_with_cr_lf_ends_dead_not_stuck_claimed(server: Client, target: Target) -> None:
+    # Stored by an older version, before headers were checked at creation.
+    tasks = server.app[TASKS]
+    request = HttpRequest(url=f"{target.url}/hook", headers={"X-A": "a\r\nInjected: 1"})
+    await tasks.insert(NewTask(id="crlf", queue="q", kind="k", run_at=T0, retry_times=3,
+                               processing_timeout=timedelta(hours=1), http_request=request), T0)  # fmt: skip
+    dead = await _reaches(server, "crlf", "dead")
+    error = dead["last_claimed"]["result"]["failure"]["error"]
+    assert error.startswith("the request cannot be sent: http_request.headers: header 'X-A'"), error
+    [attempt] = (await call(server, "GET", "/tasques/timeline/q/crlf", status=200))["attempts"]
+    assert attempt["error"] == error
+    assert target.received == []
+
+
+@pytest.mark.parametrize("tasques_store", ["sqlite"], indirect=True)
+async def test_a_queue_whose_pass_fails_does_not_stop_the_others(
+    server: Client, target: Target, tmp_path: Path
+) -> None:
+    await call(server, "PUT", "/queues/a-broken/pause", status=200)
+    await _create(server, target, "bad", queue="a-broken")
+    # A record no version of Tasques can read: claiming from that queue raises, every pass.
+    with sqlite3.connect(tmp_path / "t.db") as conn:  # the tasques_store fixture's file
+        conn.execute("UPDATE tasks SET body = '{}' WHERE queue = 'a-broken'")
+    await call(server, "PUT", "/queues/a-broken/resume", status=200)
+    await passes(server, 2)
+    await _create(server, target, "good", queue="b-fine")
+    await _reaches(server, "good", "done", queue="b-fine")
+    assert [r.path for r in target.received] == ["/hook/good"]

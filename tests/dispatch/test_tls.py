@@ -1,8 +1,10 @@
 """TLS targets: certificates generated in the test with the openssl CLI, an HTTPS aiohttp server on 127.0.0.1;
-verification against a CA, insecure_skip_verify, and mutual TLS with a client certificate."""
+verification against a CA, insecure_skip_verify, mutual TLS with a client certificate, and the limits on TLS
+material: files only inside `dispatch.tls_files_dir`, no passphrase prompt, no hint of which files exist."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import ssl
@@ -15,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.api.conftest import Client, call
-from tests.dispatch.conftest import eventually
+from tests.api.conftest import Client, assert_error, call
+from tests.dispatch.conftest import ALLOW_LOOPBACK, eventually
 
 pytestmark = [
     # TLS does not depend on the store: SQLite only.
@@ -53,7 +55,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                  "-subj", f"/CN={name}", cwd=d)  # fmt: skip
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
+    _openssl("pkey", "-in", "client.key", "-aes256", "-passout", "pass:secret", "-out", "client-enc.key", cwd=d)
+    outside = tmp_path_factory.mktemp("outside")
+    shutil.copy(d / "ca.pem", outside / "ca.pem")
+    (d / "link-out.pem").symlink_to(outside / "ca.pem")
     return Pki(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")
+
+
+@pytest.fixture
+def dispatch_config(pki: Pki) -> dict[str, Any]:
+    return {"poll_interval": "20ms", "tls_files_dir": str(pki.ca.parent), **ALLOW_LOOPBACK}
 
 
 async def _https(pki: Pki, *, require_client_cert: bool) -> tuple[web.AppRunner, str, list[Any]]:
@@ -136,3 +147,53 @@ async def test_mutual_tls(server: Client, mtls: tuple[str, list[Any]], pki: Pki)
 async def test_cert_without_key_is_a_400(server: Client) -> None:
     request = {"url": "https://127.0.0.1:1/", "tls": {"cert": "/x.pem"}}
     await call(server, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "http_request": request})
+
+
+async def test_tls_paths_outside_the_files_dir_are_a_400_naming_the_field(server: Client, pki: Pki) -> None:
+    outside = str(pki.ca.parent.parent / "elsewhere.pem")
+    for tls, field in (
+        ({"ca": outside}, "http_request.tls.ca"),
+        ({"ca": "../ca.pem"}, "http_request.tls.ca"),
+        ({"ca": f"{pki.ca.parent}/../x/ca.pem"}, "http_request.tls.ca"),
+        ({"cert": str(pki.client_cert), "key": "/etc/ssl/private/server.key"}, "http_request.tls.key"),
+    ):
+        request = {"url": "https://127.0.0.1:1/", "tls": tls}
+        body = await call(
+            server, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "http_request": request}
+        )
+        assert_error(body, field)
+
+
+async def test_file_errors_never_tell_which_files_exist(server: Client, https: tuple[str, list[Any]]) -> None:
+    url, _ = https
+    # A symbolic link out of the directory, a missing file and a file that is not PEM: one and the same text.
+    errors = set()
+    for id, name in (("link", "link-out.pem"), ("missing", "nope.pem"), ("not-pem", "server.ext")):
+        dead = await _run(server, id, url, {"ca": name})
+        assert dead["state"] == "dead"
+        errors.add(dead["last_claimed"]["result"]["failure"]["error"])
+    assert errors == {
+        "tls.ca: the file cannot be used (missing, unreadable, outside dispatch.tls_files_dir, or not PEM)"
+    }
+    assert (await _run(server, "relative", url, {"ca": "ca.pem"}))["state"] == "done"
+
+
+async def test_an_encrypted_key_fails_cleanly_without_a_prompt(
+    server: Client, mtls: tuple[str, list[Any]], pki: Pki
+) -> None:
+    url, seen = mtls
+    files = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": "client-enc.key"}
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    dead = await _run(server, "encrypted", url, files)
+    assert loop.time() - start < 5, "OpenSSL waited for a passphrase"
+    assert dead["state"] == "dead"
+    assert (
+        dead["last_claimed"]["result"]["failure"]["error"] == "tls.key: the key is encrypted; give an unencrypted key"
+    )
+    assert seen == []  # nothing was sent
+    # Inline, an encrypted key is refused when the task is created.
+    inline = {"cert": _b64(pki.client_cert), "key": (pki.ca.parent / "client-enc.key").read_text()}
+    request = {"url": f"{url}/x", "tls": inline}
+    body = await call(server, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "http_request": request})
+    assert_error(body, "http_request.tls.key")
