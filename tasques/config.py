@@ -42,6 +42,11 @@ class SqliteConfig(_Section):
     """The embedded store: one file, one server process."""
 
     path: str = Field("./tasques.db", description="database file; created if missing")
+    busy_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="the store deadline: how long a write waits for a lock held by another process (then 503)",
+    )
 
 
 class ElasticsearchConfig(_Section):
@@ -63,7 +68,18 @@ class ElasticsearchConfig(_Section):
     claim_overfetch: int = Field(
         3, ge=1, description="a claim searches amount x this many candidates, so lost races still fill it"
     )
-    request_timeout: Duration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
+    request_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="the store deadline: one Elasticsearch request that takes longer answers 503 (never retried)",
+    )
+    max_retries: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="transport retries after a connection error (another node of `addresses` is tried); "
+        "each may take request_timeout again",
+    )
     archive_rollover_max_age: Duration = Field(
         timedelta(hours=24), description="roll the archive index over at this age"
     )
@@ -80,6 +96,9 @@ class StoreConfig(_Section):
     """Where tasks live."""
 
     kind: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="sqlite (embedded) or elasticsearch")
+    ping_timeout: Duration = Field(
+        timedelta(seconds=2), gt=timedelta(0), description="GET /ready answers 503 if the store takes longer"
+    )
     sqlite: SqliteConfig = SqliteConfig()
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
 

@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 
@@ -17,7 +18,9 @@ from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.health import Readiness
 from tasques.service.queues import QueueService
 from tasques.service.recurring import RecurringService
 from tasques.service.signals import QueueSignals
@@ -26,13 +29,14 @@ from tasques.store.base import Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+RESOLVER = web.AppKey("claim_resolver", ClaimResolver)
 
 
 def open_store(config: Config) -> Store:
     if config.store.kind == "sqlite":
         from tasques.store.sqlite.store import SqliteStore
 
-        return SqliteStore(config.store.sqlite.path)
+        return SqliteStore(config.store.sqlite.path, config.store.sqlite.busy_timeout)
     if config.store.kind == "elasticsearch":
         from tasques.store.elasticsearch import ElasticsearchStore
 
@@ -63,6 +67,8 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     queues = QueueService(store, clock, signals)
     tasks = TaskService(store, task_settings(config.tasks), clock, signals, queues)
     recurring = RecurringService(store, tasks, clock)
+    resolver = ClaimResolver(store, signals, clock)
+    tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
     jobs: list[LeaderJob] = [
         Reaper(tasks, hk.reap_every, hk.batch_size),
@@ -76,9 +82,11 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     dispatcher = Dispatcher(
         tasks, f"dispatcher-{holder}", DispatchSettings(d.poll_interval, d.max_concurrent_dispatches)
     )
-    app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
+    readiness = Readiness(store, config.store.ping_timeout)
+    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness)
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
+    app[RESOLVER] = resolver
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -94,4 +102,14 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         await store.close()
 
     app.cleanup_ctx.append(lifecycle)
+    # After lifecycle, so it starts once the store is open and stops before the store closes.
+    app.cleanup_ctx.append(partial(_run_resolver, resolver))
     return app
+
+
+async def _run_resolver(resolver: ClaimResolver, _: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.create_task(resolver.run(), name="claim-resolver")
+    yield
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
