@@ -1,0 +1,94 @@
+"""A real TCP relay between a Tasques server and Elasticsearch that can stall traffic, as a paused node would.
+
+While paused, bytes from the client are read and held, not forwarded, and nothing comes back: requests hang
+until the client gives up. On `resume()` the held bytes are delivered, so a request the client timed out on
+is applied late, as it is by a node that was stopped (SIGSTOP) and continued. `pause_on(b"/_bulk")` pauses
+just before the first chunk that contains the marker, so exactly that request (e.g. a claim's bulk write)
+is the one left in limbo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class StallingProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._server: asyncio.Server | None = None
+        self._running = asyncio.Event()
+        self._running.set()
+        self._marker: bytes | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    async def start(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def pause_on(self, marker: bytes) -> None:
+        """Pause just before forwarding the first chunk from a client that contains `marker`."""
+        self._marker = marker
+
+    def resume(self) -> None:
+        self._marker = None
+        self._running.set()
+
+    async def close(self) -> None:
+        self.resume()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._upstream)
+        self._writers.update((client_w, server_w))
+        up = asyncio.create_task(self._pump(client_r, server_w, upstream=True))
+        down = asyncio.create_task(self._pump(server_r, client_w, upstream=False))
+        self._tasks.update((up, down))
+        # The client may hang up (timed out) while its request is held: the request is still delivered on
+        # resume, and the upstream connection stays open until the server closes it or the proxy closes.
+        await asyncio.gather(up, down, return_exceptions=True)
+        self._tasks.difference_update((up, down))
+        for writer in (client_w, server_w):
+            writer.close()
+            self._writers.discard(writer)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        while True:
+            if not upstream:
+                await self._running.wait()
+            data = await reader.read(65536)
+            if not data:
+                return
+            if upstream and self._marker is not None and self._marker in data:
+                self._marker = None
+                self._running.clear()
+            await self._running.wait()
+            if writer.is_closing():
+                if upstream:
+                    return
+                continue  # the client is gone: drain the server's answer and drop it
+            writer.write(data)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
