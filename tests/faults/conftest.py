@@ -8,6 +8,7 @@ shared node at `TASQUES_TEST_ES_URL` is never paused. A node that cannot start s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -61,10 +62,8 @@ def dedicated_es() -> Iterator[DedicatedNode]:
         # Never leave it stopped: a stopped process ignores SIGTERM until continued.
         pid_file = run_dir / "es.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGCONT)
-            except (OSError, ValueError):
-                pass
         subprocess.run([script, "stop"], capture_output=True, env=env, check=False)
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -44,9 +44,7 @@ def es_prefix(elasticsearch_url: str) -> Iterator[str]:
 
 
 def _config(store: dict[str, Any], **more: Any) -> Config:
-    return Config.model_validate(
-        {"store": {"ping_timeout": "500ms", **store}, "dispatch": {"enabled": False}, **more}
-    )
+    return Config.model_validate({"store": {"ping_timeout": "500ms", **store}, "dispatch": {"enabled": False}, **more})
 
 
 async def _es_client(aiohttp_client: AiohttpClient, proxy: StallingProxy, prefix: str, **more: Any) -> Client:
@@ -93,7 +91,7 @@ async def test_stalled_elasticsearch_answers_503_within_the_deadline(
 
     stalling_proxy.pause()
     worker = {WORKER_ID_HEADER: "w"}
-    for method, path, kwargs in [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "/tasques/q/a", {}),
         ("POST", "/tasques", {"json": {"queue": "q", "kind": "k"}}),
         ("POST", "/tasques/claims", {"json": {"queues": ["other"], "block_for": "5s"}, "headers": worker}),
@@ -101,7 +99,8 @@ async def test_stalled_elasticsearch_answers_503_within_the_deadline(
         ("GET", "/tasques", {}),
         ("GET", "/queues", {}),
         ("GET", "/recurring_tasques", {}),
-    ]:
+    ]
+    for method, path, kwargs in calls:
         _assert_unavailable(*await _timed(client, method, path, **kwargs), limit=DEADLINE)
     _assert_unavailable(*await _timed(client, "GET", "/ready"), limit=0.5)
     async with client.get("/health") as resp:
@@ -123,7 +122,7 @@ async def test_a_claim_applied_after_its_timeout_is_handed_back(
         assert resp.status == 201
     # The claim's conditional bulk write is held: the server gives up on it after the deadline...
     stalling_proxy.pause_on(b"/_bulk")
-    claim = {"json": {"queues": ["q"], "block_for": "0s"}, "headers": {WORKER_ID_HEADER: "w"}}
+    claim: dict[str, Any] = {"json": {"queues": ["q"], "block_for": "0s"}, "headers": {WORKER_ID_HEADER: "w"}}
     _assert_unavailable(*await _timed(client, "POST", "/tasques/claims", **claim), limit=DEADLINE)
     # ...and Elasticsearch applies it when traffic flows again: the task is claimed by "w", who got a 503.
     stalling_proxy.resume()
@@ -159,7 +158,7 @@ async def test_a_locked_sqlite_answers_503_within_its_busy_timeout(
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         _assert_unavailable(*await _timed(client, "POST", "/tasques", json={"queue": "q", "kind": "k"}), limit=0.3)
         worker = {WORKER_ID_HEADER: "w"}
-        claim = {"json": {"queues": ["q"], "block_for": "0s"}, "headers": worker}
+        claim: dict[str, Any] = {"json": {"queues": ["q"], "block_for": "0s"}, "headers": worker}
         _assert_unavailable(*await _timed(client, "POST", "/tasques/claims", **claim), limit=0.3)
         other.execute("ROLLBACK")
     finally:
@@ -170,9 +169,7 @@ async def test_a_locked_sqlite_answers_503_within_its_busy_timeout(
 
 
 async def test_ready_and_health_stay_open_with_basic_auth(aiohttp_client: AiohttpClient, sqlite_path: Path) -> None:
-    config = _config(
-        {"sqlite": {"path": str(sqlite_path)}}, server={"basic_auth": [{"name": "u", "password": "p"}]}
-    )
+    config = _config({"sqlite": {"path": str(sqlite_path)}}, server={"basic_auth": [{"name": "u", "password": "p"}]})
     client = await aiohttp_client(tasques.server.build_server(config, SqliteStore(str(sqlite_path))))
     async with client.get("/ready") as resp:
         assert resp.status == 200

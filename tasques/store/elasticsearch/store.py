@@ -229,14 +229,10 @@ class ElasticsearchStore:
         items = await self._bulk(ops)
         results: list[Task | AlreadyExists] = []
         created: dict[str, tuple[int, JsonDict]] = {}
-        mine = await own_writes(
-            self._client, index, {i["_id"]: o for i, o in zip(items, ops[1::2], strict=True) if i["status"] == 409}
-        )
+        # A 409 is AlreadyExists even if the request was a transport retry of our own create: the same task
+        # twice in one batch has the same source, so "our own write" cannot be told apart here.
         for task, item in zip(tasks, items, strict=True):
             status = item["status"]
-            if status == 409 and item["_id"] in mine:
-                item = mine[item["_id"]]  # our own create, applied before a retry of the same request
-                status = 201
             if status in _OK:
                 created[item["_id"]] = (len(results), item)
                 results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
