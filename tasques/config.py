@@ -61,6 +61,11 @@ class SqliteConfig(_Section):
     """The embedded store: one file, one server process."""
 
     path: str = Field("./tasques.db", description="database file; created if missing")
+    busy_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="the store deadline: how long a write waits for a lock held by another process (then 503)",
+    )
 
 
 class ElasticsearchConfig(_Section):
@@ -86,7 +91,17 @@ class ElasticsearchConfig(_Section):
         le=ES_MAX_PAGE,
         description="hits per search when the server reads every record (queue settings, recurring tasks, ...)",
     )
-    request_timeout: PositiveDuration = Field(timedelta(seconds=30), description="timeout of one Elasticsearch request")
+    request_timeout: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="the store deadline: one Elasticsearch request that takes longer answers 503 (never retried)",
+    )
+    max_retries: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="transport retries after a connection error (another node of `addresses` is tried); "
+        "each may take request_timeout again",
+    )
     archive_rollover_max_age: PositiveDuration = Field(
         timedelta(hours=24), description="roll the archive index over at this age"
     )
@@ -103,6 +118,9 @@ class StoreConfig(_Section):
     """Where tasks live."""
 
     kind: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="sqlite (embedded) or elasticsearch")
+    ping_timeout: Duration = Field(
+        timedelta(seconds=2), gt=timedelta(0), description="GET /ready answers 503 if the store takes longer"
+    )
     sqlite: SqliteConfig = SqliteConfig()
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 
 from aiohttp import web
 
@@ -19,7 +21,9 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.health import Readiness
 from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
@@ -28,6 +32,7 @@ from tasques.store.base import Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+RESOLVER = web.AppKey("claim_resolver", ClaimResolver)
 
 
 class StopDeadline:
@@ -65,7 +70,7 @@ def open_store(config: Config) -> Store:
     if config.store.kind == "sqlite":
         from tasques.store.sqlite.store import SqliteStore
 
-        return SqliteStore(config.store.sqlite.path)
+        return SqliteStore(config.store.sqlite.path, config.store.sqlite.busy_timeout)
     if config.store.kind == "elasticsearch":
         from tasques.store.elasticsearch import ElasticsearchStore
 
@@ -97,6 +102,8 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     d = config.dispatch
     settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
     tasks = TaskService(store, settings, clock, signals, queues)
+    resolver = ClaimResolver(store, signals, clock)
+    tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))
     jobs: list[LeaderJob] = [
@@ -112,9 +119,11 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
     )
     dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings)
-    app = build_app(tasks, recurring, store.kind, config.server.basic_auth)
+    readiness = Readiness(store, config.store.ping_timeout)
+    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness)
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
+    app[RESOLVER] = resolver
     # The orderly stop gets 90% of the grace; the CLI exits the process at the full grace regardless.
     deadline = app[STOP_DEADLINE] = StopDeadline(0.9 * config.server.shutdown_grace.total_seconds())
 
@@ -135,4 +144,14 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         await bounded("closing the store", store.close(), deadline.left())
 
     app.cleanup_ctx.append(lifecycle)
+    # After lifecycle, so it starts once the store is open and stops before the store closes.
+    app.cleanup_ctx.append(partial(_run_resolver, resolver))
     return app
+
+
+async def _run_resolver(resolver: ClaimResolver, _: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.create_task(resolver.run(), name="claim-resolver")
+    yield
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop

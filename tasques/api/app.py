@@ -9,9 +9,10 @@ from tasques.api import routes_queues, routes_recurring, routes_tasks
 from tasques.api.auth import basic_auth_middleware
 from tasques.api.docs import add_doc_routes
 from tasques.api.errors import error_middleware
-from tasques.api.keys import RECURRING, STORE_KIND, TASKS
+from tasques.api.keys import READINESS, RECURRING, STORE_KIND, TASKS
 from tasques.api.schemas import Health
 from tasques.config import BasicAuthUser
+from tasques.service.health import Readiness
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 
@@ -21,11 +22,21 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(body=body.model_dump_json(), content_type="application/json")
 
 
+async def ready(request: web.Request) -> web.Response:
+    """200 only while the store answers; a `StoreUnavailable` becomes the usual 503 with Retry-After."""
+    readiness = request.app[READINESS]
+    await readiness.check()
+    body = Health(status="ready", store=readiness.store_kind)
+    return web.Response(body=body.model_dump_json(), content_type="application/json")
+
+
 def build_app(
     tasks: TaskService,
     recurring: RecurringService,
     store_kind: str,
     basic_auth: list[BasicAuthUser] | None = None,
+    *,
+    readiness: Readiness,
 ) -> web.Application:
     middlewares: list[Middleware] = [error_middleware]
     if basic_auth:
@@ -34,7 +45,9 @@ def build_app(
     app[TASKS] = tasks
     app[RECURRING] = recurring
     app[STORE_KIND] = store_kind
+    app[READINESS] = readiness
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     app.router.add_routes(routes_tasks.routes)
     app.router.add_routes(routes_recurring.routes)
     app.router.add_routes(routes_queues.routes)

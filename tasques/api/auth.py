@@ -1,4 +1,4 @@
-"""Optional HTTP basic auth, as in the original server. `/health` stays open for load balancers."""
+"""Optional HTTP basic auth, as in the original server. `/health` and `/ready` stay open for load balancers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler, Middleware
 from tasques.api.errors import error_response
 from tasques.config import BasicAuthUser
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ready"})
 
 
 def basic_auth_middleware(users: list[BasicAuthUser]) -> Middleware:

@@ -19,11 +19,16 @@ from tasques.domain.errors import (
     NotClaimed,
     NotFound,
     NotOwnedByWorker,
+    StoreUnavailable,
     TasquesError,
     VersionConflict,
 )
 
 log = logging.getLogger(__name__)
+
+# A store outage answers 503 with this Retry-After (seconds): soon, since the store deadline already paced it.
+RETRY_AFTER_SECONDS = 1
+_UNAVAILABLE_PREFIX = "store unavailable"
 
 STATUS_OF: dict[type[TasquesError], int] = {
     InvalidInput: 400,
@@ -32,12 +37,22 @@ STATUS_OF: dict[type[TasquesError], int] = {
     AlreadyExists: 409,
     NotClaimed: 409,
     VersionConflict: 409,
+    StoreUnavailable: 503,
 }
 
 
 def error_response(status: int, message: str, details: list[ErrorDetail] | None = None) -> web.Response:
     body = ErrorBody(message=message, details=details or [])
     return web.Response(status=status, body=body.model_dump_json(), content_type="application/json")
+
+
+def unavailable_response(e: StoreUnavailable) -> web.Response:
+    """503 `{"message": "store unavailable: ..."}` with `Retry-After`: the store, not the request, failed."""
+    text = str(e) or "no answer"
+    message = text if text.startswith(_UNAVAILABLE_PREFIX) else f"{_UNAVAILABLE_PREFIX}: {text}"
+    resp = error_response(503, message)
+    resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return resp
 
 
 @web.middleware
@@ -53,6 +68,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except InvalidInput as e:
         details = [ErrorDetail(field=p.field, problem=p.problem) for p in e.problems]
         return error_response(400, str(e), details)
+    except StoreUnavailable as e:
+        log.warning("%s %s: %s", request.method, request.path, e)
+        return unavailable_response(e)
     except TasquesError as e:
         status = next((s for cls, s in STATUS_OF.items() if isinstance(e, cls)), 500)
         return error_response(status, str(e))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tasques.service.health import Readiness
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 
 TASKS = web.AppKey("tasks", TaskService)
 RECURRING = web.AppKey("recurring", RecurringService)
 STORE_KIND = web.AppKey("store_kind", str)
+READINESS = web.AppKey("readiness", Readiness)

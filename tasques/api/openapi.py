@@ -30,7 +30,7 @@ TAG_DESCRIPTIONS = {
     "tasks": "Create tasks, then claim, report on and finish them as a worker",
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
     "queues": "Per-queue task counts, settings, pause and resume",
-    "meta": "Liveness and server information",
+    "meta": "Liveness, readiness and server information",
 }
 
 
@@ -50,6 +50,7 @@ class Operation:
     claim: bool = False  # takes the optional claim id header
     errors: dict[int, str] = field(default_factory=dict)
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    uses_store: bool = True  # answers 503 while the store is unavailable
 
 
 _TASK_PATH = "{queue}/{id}"
@@ -121,7 +122,9 @@ OPERATIONS: tuple[Operation, ...] = (
               "queues", response=s.QueueSettings),
     Operation("put", "/queues/{queue}/resume", "resume-queue", "Resume a paused queue", "queues",
               response=s.QueueSettings),
-    Operation("get", "/health", "health", "Liveness and the active store", "meta", response=s.Health),
+    Operation("get", "/health", "health", "Liveness and the active store (never asks the store)", "meta",
+              response=s.Health, uses_store=False),
+    Operation("get", "/ready", "ready", "Readiness: 200 only while the store answers", "meta", response=s.Health),
 )  # fmt: skip
 
 
@@ -182,7 +185,14 @@ def _operation(op: Operation) -> dict[str, Any]:
     error = {"application/json": {"schema": _ref(s.ErrorBody)}}
     for status, desc in sorted(op.errors.items()):
         responses[str(status)] = {"description": desc, "content": error}
-    responses.setdefault("401", {"description": "Basic auth is configured and missing or wrong", "content": error})
+    if op.uses_store:
+        responses["503"] = {
+            "description": "The store is unavailable or too slow; retry after the `Retry-After` seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+            "content": error,
+        }
+    if op.path not in {"/health", "/ready"}:
+        responses.setdefault("401", {"description": "Basic auth is configured and missing or wrong", "content": error})
     out["responses"] = dict(sorted(responses.items()))
     return out
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, TasquesError, VersionConflict
+from tasques.domain.errors import (
+    AlreadyExists,
+    FieldProblem,
+    InvalidInput,
+    StoreUnavailable,
+    TasquesError,
+    VersionConflict,
+)
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
@@ -77,6 +84,8 @@ class TaskService:
         self._clock = clock
         self._signals = signals
         self._queues = queues
+        # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
+        self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
 
     @property
     def queues(self) -> QueueService:
@@ -213,10 +222,18 @@ class TaskService:
         call = asyncio.ensure_future(self._claim_rounds(worker_id, queues, now, amount, target))
         try:
             return await asyncio.shield(call)
+        except StoreUnavailable:
+            # The store may have claimed tasks (even later) for this call that nobody will ever receive.
+            self.on_unknown_claim(worker_id, now)
+            raise
         except asyncio.CancelledError:
             # The caller went away (e.g. the worker hung up) while the store was claiming: hand back whatever
             # it claimed, or those tasks would sit unrun until their processing timeout.
-            claimed = await call
+            try:
+                claimed = await call
+            except StoreUnavailable:
+                self.on_unknown_claim(worker_id, now)
+                claimed = []
             if claimed:
                 await self.unclaim_all(worker_id, claimed)
             raise
@@ -280,6 +297,8 @@ class TaskService:
                 await self.unclaim(worker_id, task.queue, task.id, _claim_id_of(task))
             except TasquesError as e:
                 log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e)
+                if isinstance(e, StoreUnavailable) and task.last_claimed is not None:
+                    self.on_unknown_claim(worker_id, task.last_claimed.claimed_at)
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if not 1 <= limit <= self._settings.max_list_limit:
@@ -350,6 +369,10 @@ class TaskService:
             except VersionConflict:
                 continue
         raise VersionConflict(f"task {task_id} in queue {queue} kept changing; gave up after retries")
+
+
+def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:
+    log.warning("claim by %s at %s has an unknown outcome; its tasks may wait for their timeout", worker_id, claimed_at)
 
 
 def _claim(worker_id: str, at: datetime, task: Task) -> Task:

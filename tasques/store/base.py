@@ -17,13 +17,16 @@ Semantics every backend must honour (checked by `tests/contract/`):
   Writes made by *other* instances (other servers sharing an Elasticsearch cluster) are always seen by
   `get_task` and by conditional writes, and become visible to searches (claims, listings, counts) within
   the backend's refresh interval.
+- Faults: a store that cannot be reached, does not answer within its deadline, or says it is overloaded
+  raises `StoreUnavailable` from any operation (never a driver exception). The outcome of a write that
+  raised it is unknown: it may have been applied, even later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tasques.domain.errors import AlreadyExists, VersionConflict
@@ -64,6 +67,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self, within: timedelta) -> None:
+        """Return once the store answers a cheap request `within` that long; else raise `StoreUnavailable`."""
+
     # Tasks
     async def insert_task(self, task: Task) -> Task:
         """Persist a new task. Raises `AlreadyExists` if (queue, id) is taken, live or archived."""
@@ -92,6 +98,10 @@ class Store(Protocol):
         target: TaskTarget = TaskTarget.PULL,
     ) -> list[Task]:
         """Atomically apply `change` to up to `limit` claimable tasks of `queues` and `target`, in claim order."""
+
+    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
+        """Tasks still claimed by `worker_id` with exactly this `last_claimed.claimed_at`: what is left of one
+        claim call. Sees every write made before it, through any store instance (it may cost a refresh)."""
 
     async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
         """Claimed tasks whose `times_out_at <= now`, oldest deadline first."""

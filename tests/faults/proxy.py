@@ -1,6 +1,11 @@
-"""A pausable TCP forwarder: put it between a server and its store to fake an outage without touching the
-store. Paused, it still accepts connections but holds every byte in both directions, like a SIGSTOPped node:
-requests hang rather than fail. It runs its own event loop in a thread, so sync and async tests share it."""
+"""A real TCP relay between a Tasques server and Elasticsearch that can stall traffic, as a paused node would.
+
+While paused, bytes from the client are read and held, not forwarded, and nothing comes back: requests hang
+until the client gives up. On `resume()` the held bytes are delivered, so a request the client timed out on
+is applied late, as it is by a node that was stopped (SIGSTOP) and continued. `pause_on(b"/_bulk")` pauses
+just before the first chunk that contains the marker, so exactly that request (e.g. a claim's bulk write)
+is the one left in limbo.
+"""
 
 from __future__ import annotations
 
@@ -10,88 +15,120 @@ import threading
 from types import TracebackType
 from urllib.parse import urlsplit
 
-CHUNK = 64 * 1024
 
-
-class PausableProxy:
-    def __init__(self, upstream_url: str) -> None:
-        parts = urlsplit(upstream_url)
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._scheme = parts.scheme or "http"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pausable-proxy", daemon=True)
-        self._flowing = asyncio.Event()  # set while forwarding; only touched on the proxy's loop
+class StallingProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self._running = asyncio.Event()
+        self._running.set()
+        self._marker: bytes | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"{self._scheme}://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    async def start(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def pause_on(self, marker: bytes) -> None:
+        """Pause just before forwarding the first chunk from a client that contains `marker`."""
+        self._marker = marker
+
+    def resume(self) -> None:
+        self._marker = None
+        self._running.set()
+
+    async def close(self) -> None:
+        self.resume()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._upstream)
+        self._writers.update((client_w, server_w))
+        up = asyncio.create_task(self._pump(client_r, server_w, upstream=True))
+        down = asyncio.create_task(self._pump(server_r, client_w, upstream=False))
+        self._tasks.update((up, down))
+        # The client may hang up (timed out) while its request is held: the request is still delivered on
+        # resume, and the upstream connection stays open until the server closes it or the proxy closes.
+        await asyncio.gather(up, down, return_exceptions=True)
+        self._tasks.difference_update((up, down))
+        for writer in (client_w, server_w):
+            writer.close()
+            self._writers.discard(writer)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        while True:
+            if not upstream:
+                await self._running.wait()
+            data = await reader.read(65536)
+            if not data:
+                return
+            if upstream and self._marker is not None and self._marker in data:
+                self._marker = None
+                self._running.clear()
+            await self._running.wait()
+            if writer.is_closing():
+                if upstream:
+                    return
+                continue  # the client is gone: drain the server's answer and drop it
+            writer.write(data)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+
+class PausableProxy:
+    """A `StallingProxy` on its own event loop in a thread, for tests that drive real processes synchronously."""
+
+    def __init__(self, upstream_url: str) -> None:
+        parts = urlsplit(upstream_url)
+        self._proxy = StallingProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pausable-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self._proxy.url
 
     def start(self) -> PausableProxy:
         self._thread.start()
-        self._call(self._start())
+        asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(timeout=10)
         return self
 
     def pause(self) -> None:
         """Hold all traffic from now on; connections stay open and new ones are accepted."""
-        self._loop.call_soon_threadsafe(self._flowing.clear)
+        self._loop.call_soon_threadsafe(self._proxy.pause)
 
     def resume(self) -> None:
-        self._loop.call_soon_threadsafe(self._flowing.set)
+        self._loop.call_soon_threadsafe(self._proxy.resume)
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._call(self._stop())
+            asyncio.run_coroutine_threadsafe(self._proxy.close(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
         if not self._loop.is_running():
             self._loop.close()
-
-    def _call(self, coro: object) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
-
-    async def _start(self) -> None:
-        self._flowing.set()
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._conns):
-            task.cancel()
-        await asyncio.gather(*self._conns, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            await self._flowing.wait()  # a paused node does not answer a new connection either
-            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass  # stop() ends every connection; ending quietly keeps asyncio's stream callback from logging it
-        finally:
-            self._conns.discard(task)
-            for w in (writer, up_writer):
-                if w is not None:
-                    w.close()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(CHUNK):
-            await self._flowing.wait()
-            writer.write(data)
-            await writer.drain()
-        with contextlib.suppress(OSError):
-            writer.write_eof()
 
     def __enter__(self) -> PausableProxy:
         return self.start()

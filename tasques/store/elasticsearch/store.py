@@ -13,13 +13,21 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
 
 from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
-from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
+from tasques.domain.errors import (
+    AlreadyExists,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    TasquesError,
+    VersionConflict,
+)
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
@@ -28,6 +36,7 @@ from tasques.domain.timeline import Attempt
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, MaintenanceResult, error_type
+from tasques.store.elasticsearch.faults import UNAVAILABLE_STATUSES, own_writes, translate_faults
 from tasques.store.elasticsearch.mappings import (
     IndexNames,
     JsonDict,
@@ -76,7 +85,15 @@ class ElasticsearchStoreError(RuntimeError):
 
 def build_client(settings: ElasticsearchConfig) -> AsyncElasticsearch:
     """An `AsyncElasticsearch` for the configured addresses, credentials and CA."""
-    kwargs: dict[str, Any] = {"request_timeout": settings.request_timeout.total_seconds()}
+    # Timeouts are never retried (a timed-out write may still be applied, and a retry would double the wait),
+    # nor are overload answers (the API answers 503 with Retry-After instead); connection errors only
+    # `max_retries` times, so one request takes at most (max_retries + 1) x request_timeout.
+    kwargs: dict[str, Any] = {
+        "request_timeout": settings.request_timeout.total_seconds(),
+        "max_retries": settings.max_retries,
+        "retry_on_timeout": False,
+        "retry_on_status": (),
+    }
     if settings.api_key:
         kwargs["api_key"] = settings.api_key
     elif settings.user is not None:
@@ -86,6 +103,7 @@ def build_client(settings: ElasticsearchConfig) -> AsyncElasticsearch:
     return AsyncElasticsearch(list(settings.addresses), **kwargs)
 
 
+@translate_faults
 class ElasticsearchStore:
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""
 
@@ -255,6 +273,8 @@ class ElasticsearchStore:
         items = await self._bulk(ops)
         results: list[Task | AlreadyExists] = []
         created: dict[str, tuple[int, JsonDict]] = {}
+        # A 409 is AlreadyExists even if the request was a transport retry of our own create: the same task
+        # twice in one batch has the same source, so "our own write" cannot be told apart here.
         for task, item in zip(tasks, items, strict=True):
             status = item["status"]
             if status in _OK:
@@ -347,9 +367,13 @@ class ElasticsearchStore:
         except ConflictError:
             self.refresher.wrote(claimable=task.claimable)
             # Also what a conditional write on a missing document answers.
-            if await self._client.exists(index=self.names.tasks, id=doc_id):
+            try:
+                current = await self._client.get(index=self.names.tasks, id=doc_id)
+            except NotFoundError:
+                raise NotFound(f"no task {task.id} in queue {task.queue}") from None
+            if current.body["_source"] != _source_of(task):
                 raise VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read") from None
-            raise NotFound(f"no task {task.id} in queue {task.queue}") from None
+            resp = current  # our own write, applied before a transport retry of the same request
         except BaseException:
             self.refresher.wrote(claimable=task.claimable)
             raise
@@ -366,8 +390,10 @@ class ElasticsearchStore:
             ops.extend(self._conditional_index(task, task))
         results: list[Task | VersionConflict] = []
         items = await self._bulk(ops, claimable=any(t.claimable for t in tasks))
+        mine = await self._own(items, ops)
         for task, item in zip(tasks, items, strict=True):
-            if item["status"] in _OK:
+            item = mine.get(item["_id"], item)
+            if item.get("found") or item["status"] in _OK:
                 results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
             elif item["status"] == 409:
                 # Changed or gone (the protocol's slot has no NotFound; a re-read by the caller will tell).
@@ -375,6 +401,11 @@ class ElasticsearchStore:
             else:
                 raise _item_error("update", item)
         return results
+
+    async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:
+        """Of a bulk's 409s on the tasks index, the writes that were our own (see `faults.own_writes`)."""
+        wanted = {i["_id"]: o for i, o in zip(items, ops[1::2], strict=True) if i["status"] == 409}
+        return await own_writes(self._client, self.names.tasks, wanted)
 
     def _conditional_index(self, read: Task, new: Task) -> tuple[JsonDict, JsonDict]:
         """A bulk `index` of `new`, conditional on the version `read` was read at."""
@@ -474,10 +505,13 @@ class ElasticsearchStore:
                 self._claiming.update(doc_ids)
                 try:
                     items = await self._bulk(ops, claimable=False)
+                    # A retried bulk meets its own claims as 409s: they are ours all the same.
+                    mine = await self._own(items, ops)
                 finally:
                     self._claiming.difference_update(doc_ids)
                 for (task, changed), item in zip(batch, items, strict=True):
-                    if item["status"] in _OK:
+                    item = mine.get(item["_id"], item)
+                    if item.get("found") or item["status"] in _OK:
                         stored = _versioned(changed, item["_seq_no"], item["_primary_term"])
                         claimed.append((claim_order_key(task), len(claimed), stored))
                     elif item["status"] == 409:
@@ -519,6 +553,34 @@ class ElasticsearchStore:
         )
         parsed = (self._parse(_task_from, "tasks", hit) for hit in hits)
         return [t for t in parsed if t is not None]
+
+    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
+        at = es_date(claimed_at)
+        # Rare (only after a failed claim), and it must see every server's and every late write: refresh.
+        await self._refresh_tasks()
+        resp = await self._client.search(
+            index=self.names.tasks,
+            query={
+                "bool": {
+                    "filter": [
+                        {"term": {"state": TaskState.CLAIMED.value}},
+                        {"term": {"last_claimed.worker_id": worker_id}},
+                        {"range": {"last_claimed.claimed_at": {"gte": at, "lte": at}}},
+                    ]
+                }
+            },
+            size=MAX_PAGE,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+        )
+        return [_task_from(hit) for hit in resp.body["hits"]["hits"]]
+
+    async def ping(self, within: timedelta) -> None:
+        # A count on the live index: answered only while the cluster has a master and the index's shards.
+        try:
+            await self._client.options(request_timeout=within.total_seconds()).count(index=self.names.tasks)
+        except ApiError as e:  # e.g. the index is missing: not ready either
+            raise StoreUnavailable(f"elasticsearch answered {e.meta.status} ({e.error})") from e
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -943,7 +1005,9 @@ def _queue_settings_from(doc: JsonDict) -> QueueSettings:
     return QueueSettings.model_validate(_with_version(doc))
 
 
-def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError:
+def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError | StoreUnavailable:
+    if item.get("status") in UNAVAILABLE_STATUSES:  # e.g. 429 es_rejected_execution_exception: overloaded
+        return StoreUnavailable(f"elasticsearch refused the {action} of {item.get('_id')}: {item.get('status')}")
     return ElasticsearchStoreError(
         f"{action} of {item.get('_id')} failed with {item.get('status')}: {item.get('error')}"
     )

@@ -19,7 +19,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, TasquesError, VersionConflict
+from tasques.domain.errors import (
+    AlreadyExists,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    TasquesError,
+    VersionConflict,
+)
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
@@ -48,7 +56,13 @@ MAX_UNREADABLE = 10_000
 _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-_BUSY_TIMEOUT_MS = 10_000
+_BUSY_TIMEOUT = timedelta(seconds=10)
+# Primary result codes that mean "not now" (locked by another process, I/O failing, disk full, file gone),
+# not a bug: they leave the store as StoreUnavailable.
+_UNAVAILABLE_CODES = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
+)
+CLAIMED_SQL = "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at IS NOT NULL"
 
 CLAIM_SQL = (
     f"SELECT priority, run_at, seq, id, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
@@ -76,8 +90,9 @@ class SqliteStore:
 
     kind: str = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: timedelta = _BUSY_TIMEOUT) -> None:
         self._path = path
+        self._busy_ms = max(1, int(busy_timeout.total_seconds() * 1000))
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
         # Keys of stored records that could not be parsed, and how many times one was skipped (see `_parse`).
@@ -89,7 +104,9 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             return
-        writer = _ConnectionThread("tasques-sqlite-writer", lambda: _connect(self._path, read_only=False))
+        writer = _ConnectionThread(
+            "tasques-sqlite-writer", lambda: _connect(self._path, read_only=False, busy_ms=self._busy_ms)
+        )
         try:
             await writer.run(_migrate)
         except BaseException:
@@ -97,7 +114,9 @@ class SqliteStore:
             raise
         # The reader connects only once the writer has created the file and switched it to WAL.
         self._writer = writer
-        self._reader = _ConnectionThread("tasques-sqlite-reader", lambda: _connect(self._path, read_only=True))
+        self._reader = _ConnectionThread(
+            "tasques-sqlite-reader", lambda: _connect(self._path, read_only=True, busy_ms=self._busy_ms)
+        )
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
@@ -251,6 +270,27 @@ class SqliteStore:
             return [t for t in parsed if t is not None][:limit]
 
         return await self._read(run)
+
+    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
+        _micros(claimed_at)
+
+        def matches(task: Task) -> bool:
+            claim = task.last_claimed
+            return claim is not None and claim.worker_id == worker_id and claim.claimed_at == claimed_at
+
+        # Rare (only after a failed claim): a scan of the claimed tasks through their partial index is enough.
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            parsed = (self._parse(Task, f"tasks/{q}/{i}", body) for q, i, body in conn.execute(CLAIMED_SQL))
+            return [t for t in parsed if t is not None and matches(t)]
+
+        return await self._read(run)
+
+    async def ping(self, within: timedelta) -> None:
+        try:
+            async with asyncio.timeout(within.total_seconds()):
+                await self._read(lambda conn: conn.execute("SELECT 1 FROM locks LIMIT 1").fetchall())
+        except TimeoutError:
+            raise StoreUnavailable(f"sqlite did not answer within {within.total_seconds():g}s") from None
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if limit <= 0:
@@ -473,7 +513,12 @@ class _ConnectionThread:
         return fn(self._conn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        except sqlite3.Error as e:
+            if (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF in _UNAVAILABLE_CODES:
+                raise StoreUnavailable(f"sqlite: {e}") from e
+            raise
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -486,10 +531,10 @@ class _ConnectionThread:
         self._executor.shutdown(wait=True)
 
 
-def _connect(path: str, *, read_only: bool) -> sqlite3.Connection:
+def _connect(path: str, *, read_only: bool, busy_ms: int = 10_000) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE themselves.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     # WAL + synchronous=NORMAL: a commit survives a process crash (kill -9), but the last few commits
     # can be lost on power loss or an OS crash. Much faster than FULL, which fsyncs on every commit.
     conn.execute("PRAGMA synchronous = NORMAL")
