@@ -90,7 +90,7 @@ class LeaderElector:
         loop = asyncio.get_running_loop()
         by = loop.time() + max(0.0, grace)
         self._stop_by = by if self._stop_by is None else min(by, self._stop_by)
-        self._stopping = True
+        already_stopping, self._stopping = self._stopping, True
         self._wake.set()
         self._cancel_jobs()
         runner = self._runner
@@ -98,7 +98,10 @@ class LeaderElector:
             await self.step_down()
             return
         if runner is not asyncio.current_task():
-            runner.cancel()  # interrupts a hanging acquire; run's `finally` releases the lock
+            if not already_stopping:
+                # Interrupts a hanging acquire; run's `finally` releases the lock. A second stop() (the app's
+                # cleanup after the CLI's) must not cancel again: that would cut the release short.
+                runner.cancel()
             await asyncio.wait({runner}, timeout=max(0.0, self._stop_by - loop.time()))
             if not runner.done():
                 log.warning(

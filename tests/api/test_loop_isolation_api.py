@@ -16,6 +16,7 @@ import pytest
 from tasques.api.keys import RECURRING, TASKS
 from tasques.config import Config
 from tasques.domain.duration import MAX_DURATION
+from tasques.domain.limits import MAX_RETRY_WAIT
 from tasques.domain.retry import RetryMode, RetryPolicy
 from tasques.domain.task import NewTask, Task
 from tasques.service.clock import ManualClock
@@ -48,11 +49,12 @@ async def test_an_unreadable_task_does_not_fail_claims(client: Client, side_stor
 async def test_the_reaper_retries_every_timed_out_task_even_when_one_overflows(
     client: Client, side_store: SqliteStore, clock: ManualClock
 ) -> None:
-    # Linear retries of 10 years after attempt 1000: `retry_interval * n` overflowed, failing every pass.
-    policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_DURATION, retry_times=1_000_000)
+    # Linear retries of 30 days (the maximum) after attempt 100,000: `at + retry_interval * n` is some 8,000
+    # years on, past what a datetime holds, so the reaper failed every pass.
+    policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_RETRY_WAIT, retry_times=1_000_000)
     new = NewTask(queue="a", kind="k", id="huge", run_at=T0, retry_times=3, processing_timeout=timedelta(seconds=1))
     bad = Task.create(new.model_copy(update={"retry_policy": policy}), T0).claimed("w", T0, "c1")
-    await side_store.insert_task(bad.model_copy(update={"attempted": 1000}))
+    await side_store.insert_task(bad.model_copy(update={"attempted": 100_000}))
     await create_task(client, "z", id="plain", processing_timeout="1s")
     await claim(client, ["z"])
 

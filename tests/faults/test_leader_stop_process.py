@@ -162,10 +162,12 @@ def test_a_second_sigterm_ends_a_stop_that_waits_on_the_store(
     server = ServerProcess(settings, tmp_path / "server.log").start(timeout=60)
     try:
         wait_until(lambda: live_lock(elasticsearch_url, es_index_prefix))
+        # The node has the lock before the server has heard so: wait until the server knows it leads.
+        wait_until(lambda: "leader lock acquired" in server.log_tail(100_000))
         proxy.pause()
         time.sleep(0.5)
         server.send_signal(signal.SIGTERM)
-        assert server.wait_exit(1.0) is None  # stopping, waiting on the store within its 60 s grace
+        assert server.wait_exit(1.0) is None, server.log_tail()  # stopping, waiting on the store within its 60 s grace
         server.send_signal(signal.SIGTERM)
         code = server.wait_exit(SLACK)
         assert code == 1, f"a second SIGTERM did not end the stop:\n{server.log_tail()}"

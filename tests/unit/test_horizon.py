@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tasques.domain.duration import MAX_DURATION
 from tasques.domain.horizon import MAX_TIME, later, times
+from tasques.domain.limits import MAX_REPEAT_INTERVAL, MAX_RETRY_WAIT
 from tasques.domain.retry import BackoffPolicy, RetryMode, RetryPolicy
 from tasques.domain.task import GIVEN_UP_BY, Metadata, Repeat, Task, TaskState
 
@@ -107,8 +108,9 @@ def _task(**fields: object) -> Task:
 
 def test_transitions_at_the_end_of_time_saturate() -> None:
     late = datetime(2199, 6, 1, tzinfo=UTC)
-    policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_DURATION, max_retry_duration=MAX_DURATION)
-    task = _task(retry_policy=policy, repeat=Repeat(interval=MAX_DURATION), attempted=500_000)
+    # The largest values the API accepts: each sum or product would pass MAX_TIME (or overflow) unsaturated.
+    policy = RetryPolicy(mode=RetryMode.LINEAR, retry_interval=MAX_RETRY_WAIT, max_retry_duration=MAX_DURATION)
+    task = _task(retry_policy=policy, repeat=Repeat(interval=MAX_REPEAT_INTERVAL), attempted=500_000)
     claimed = task.claimed("w", late, "c1")
     assert claimed.last_claimed is not None
     assert claimed.last_claimed.times_out_at == MAX_TIME

@@ -573,7 +573,8 @@ class ElasticsearchStore:
             seq_no_primary_term=True,
             track_total_hits=False,
         )
-        return [_task_from(hit) for hit in resp.body["hits"]["hits"]]
+        parsed = (self._parse(_task_from, "tasks", hit) for hit in resp.body["hits"]["hits"])
+        return [t for t in parsed if t is not None]
 
     async def ping(self, within: timedelta) -> None:
         # A count on the live index: answered only while the cluster has a master and the index's shards.
