@@ -18,6 +18,7 @@ from tasques.domain.http_target import REDACT_SECRETS
 from tasques.domain.limits import Identifier, Kind, QueueName, RecurringId
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+WORKER_ID_MAX_LENGTH = 256
 # Optional on report/done/failed/unclaim: `last_claimed.claim_id` of the claim the caller holds.
 CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
 CLAIM_ID_MAX_LENGTH = 128
@@ -129,6 +130,12 @@ def worker_id(request: web.Request) -> str:
         raise InvalidInput(
             f"the {WORKER_ID_HEADER} header is required",
             [FieldProblem(WORKER_ID_HEADER, "missing or empty header")],
+        )
+    # Stored in every claim and indexed as a keyword: bounded, printable.
+    if len(value) > WORKER_ID_MAX_LENGTH or not value.isprintable():
+        raise InvalidInput(
+            f"the {WORKER_ID_HEADER} header is malformed",
+            [FieldProblem(WORKER_ID_HEADER, f"must be 1 to {WORKER_ID_MAX_LENGTH} printable characters")],
         )
     return value
 

@@ -23,6 +23,7 @@ from tasques.api.http import (
     QUEUE_NAME,
     RECURRING_ID,
     WORKER_ID_HEADER,
+    WORKER_ID_MAX_LENGTH,
 )
 
 REF = "#/components/schemas/{model}"
@@ -157,7 +158,7 @@ def _operation(op: Operation) -> dict[str, Any]:
             params.append({"name": name, "in": "path", "required": True, "schema": _NAME_SCHEMAS[key]})
     if op.worker:
         params.append(
-            {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+            {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": WORKER_ID_MAX_LENGTH},
              "description": "id of the worker making the request"}
         )  # fmt: skip
     if op.claim:

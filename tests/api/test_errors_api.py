@@ -129,7 +129,7 @@ async def test_claim_with_empty_body_is_400(client: Client) -> None:
         ("PUT", "/tasques/failed/q/t"),
     ],
 )
-@pytest.mark.parametrize("header", [None, "", "   "])
+@pytest.mark.parametrize("header", [None, "", "   ", "w" * 257, "w\tx"])
 async def test_worker_endpoints_need_the_worker_header(
     client: Client, method: str, path: str, header: str | None
 ) -> None:

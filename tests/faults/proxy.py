@@ -25,6 +25,7 @@ class StallingProxy:
         self._marker: bytes | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.port = 0
 
     @property
@@ -60,22 +61,45 @@ class StallingProxy:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The connection handlers close their sockets once their pumps end: wait for them, then let the
+        # transports finish closing, so no socket outlives the proxy (a ResourceWarning in a later test).
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self._upstream)
-        self._writers.update((client_w, server_w))
-        up = asyncio.create_task(self._pump(client_r, server_w, upstream=True))
-        down = asyncio.create_task(self._pump(server_r, client_w, upstream=False))
-        self._tasks.update((up, down))
-        # The client may hang up (timed out) while its request is held: the request is still delivered on
-        # resume, and the upstream connection stays open until the server closes it or the proxy closes.
-        await asyncio.gather(up, down, return_exceptions=True)
-        self._tasks.difference_update((up, down))
-        for writer in (client_w, server_w):
-            writer.close()
-            self._writers.discard(writer)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        try:
+            await self._relay(client_r, client_w)
+        finally:
+            self._handlers.discard(handler)
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        writers = [client_w]
+        self._writers.add(client_w)
+        try:
+            server_r, server_w = await asyncio.open_connection(*self._upstream)
+            writers.append(server_w)
+            self._writers.add(server_w)
+            up = asyncio.create_task(self._pump(client_r, server_w, upstream=True))
+            down = asyncio.create_task(self._pump(server_r, client_w, upstream=False))
+            self._tasks.update((up, down))
+            # The client may hang up (timed out) while its request is held: the request is still delivered on
+            # resume, and the upstream connection stays open until the server closes it or the proxy closes.
+            await asyncio.gather(up, down, return_exceptions=True)
+            self._tasks.difference_update((up, down))
+        finally:
+            for writer in writers:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+                self._writers.discard(writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
         while True:
