@@ -1,5 +1,8 @@
 """The Worker: claims tasks over HTTP, runs async handlers on them, heartbeats, and finishes or hands them back.
 
+This module holds the claim loop (concurrency slots, reconnect backoff, graceful shutdown); running one claimed
+task (steps 2 and 3 below, and `TaskContext`) is `job.py`.
+
 Lifecycle of one claimed task (a *job*):
 
 1. The claim loop asks for at most as many tasks as there are free concurrency slots, long-polling with
@@ -17,36 +20,29 @@ Lifecycle of one claimed task (a *job*):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import signal
 import socket
-import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Literal
 
-from tasques.worker.client import (
-    ApiError,
-    ClaimLost,
-    JsonDict,
-    ServerUnavailable,
-    Task,
-    TasquesClient,
+from tasques.worker.client import ApiError, ServerUnavailable, Task, TasquesClient
+from tasques.worker.job import (
+    Handler,
+    Job,
+    JobRunner,
+    TaskContext,
+    WorkerStats,
+    exception_failure,
+    wait_for_any,
 )
 
 log = logging.getLogger("tasques.worker")
 
-Handler = Callable[["TaskContext"], Awaitable[JsonDict | None]]
 Seconds = float | timedelta
-
-# Failure data is stored in the task; keep it well under the server's request size limit.
-MAX_MESSAGE_CHARS = 2_000
-MAX_TRACEBACK_CHARS = 16_000
 
 
 class WorkerError(Exception):
@@ -59,75 +55,6 @@ def default_worker_id() -> str:
 
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-class TaskContext:
-    """What a handler gets: the claimed `task`, and `report()` for progress."""
-
-    def __init__(self, task: Task, worker_id: str, client: TasquesClient) -> None:
-        self.task = task
-        self.worker_id = worker_id
-        self._client = client
-        self._last_data: JsonDict | None = None
-        self._reported = asyncio.Event()
-        self._lost = False
-
-    @property
-    def claim_lost(self) -> bool:
-        """True once the server said this worker no longer holds the claim; the result will be discarded."""
-        return self._lost
-
-    async def report(self, data: JsonDict | None = None) -> None:
-        """Report progress: stored as the claim's `last_report` and pushes its timeout out.
-
-        Heartbeats re-send the last reported data, so it stays visible. If the server cannot be reached the
-        report is logged and dropped (heartbeats keep retrying with the new data); if the claim has been lost
-        `ClaimLost` is raised, and letting it propagate ends the handler early.
-        """
-        self._last_data = data
-        if self._lost:
-            raise ClaimLost(409, f"task {self.task.id} in queue {self.task.queue} is no longer claimed by this worker")
-        try:
-            await self._client.report(self.task.queue, self.task.id, data, claim_id=_claim_id(self.task))
-        except ClaimLost:
-            self._lost = True
-            raise
-        except ServerUnavailable as e:
-            log.warning("report on task %s/%s not delivered: %s", self.task.queue, self.task.id, e)
-            return
-        self._reported.set()
-
-
-@dataclass
-class WorkerStats:
-    """Counters, for logs and tests."""
-
-    claimed: int = 0
-    done: int = 0
-    failed: int = 0
-    unclaimed: int = 0
-    claims_lost: int = 0
-    connection_errors: int = 0
-    running: int = 0
-    max_running: int = 0
-
-
-@dataclass(eq=False)
-class _Job:
-    task: Task
-    runner: asyncio.Task[None] | None = None
-    handler_task: asyncio.Task[tuple[Literal["done", "fail"], JsonDict | None]] | None = None
-    cancelled_by_worker: bool = False
-    superseded: bool = False
-    ctx: TaskContext | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.task.queue, self.task.id
-
-    @property
-    def name(self) -> str:
-        return f"{self.task.queue}/{self.task.id}"
 
 
 class Worker:
@@ -190,7 +117,8 @@ class Worker:
         self._client = TasquesClient(
             server_url, self.worker_id, basic_auth=basic_auth, request_timeout=_seconds(request_timeout)
         )
-        self._jobs: set[_Job] = set()
+        self._jobs: set[Job] = set()
+        self._job_runner = JobRunner(self, self._client)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -273,7 +201,7 @@ class Worker:
             self._slot_freed.clear()
             free = self.concurrency - len(self._jobs)
             if free <= 0:
-                await self._wait_for(self._slot_freed, self._stopping)
+                await wait_for_any(self._slot_freed, self._stopping)
                 continue
             self._claim_in_flight = True
             try:
@@ -281,7 +209,7 @@ class Worker:
             except ServerUnavailable as e:
                 self.stats.connection_errors += 1
                 log.warning("cannot claim from %s (%s); retrying in %.1fs", self._client.base_url, e, delay)
-                await self._wait_for(self._stopping, within=delay * random.uniform(0.8, 1.2))
+                await wait_for_any(self._stopping, within=delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.backoff_max)
                 continue
             except ApiError as e:
@@ -297,7 +225,7 @@ class Worker:
             self.stats.claimed += len(tasks)
             if self._stopping.is_set():
                 # Claimed while the stop came in: hand them straight back.
-                await asyncio.gather(*(self._unclaim(t, "the worker is stopping") for t in tasks))
+                await asyncio.gather(*(self._job_runner.unclaim(t, "the worker is stopping") for t in tasks))
                 return
             for task in tasks:
                 self._start(task)
@@ -312,163 +240,18 @@ class Worker:
                     "the earlier run's result will be discarded",
                     other.name,
                 )
-                other.superseded = True
-                if other.ctx is not None:
-                    other.ctx._lost = True
-        job = _Job(task)
+                other.supersede()
+        job = Job(task)
         self._jobs.add(job)
         self.stats.running = len(self._jobs)
         self.stats.max_running = max(self.stats.max_running, self.stats.running)
-        job.runner = asyncio.create_task(self._run_job(job), name=f"tasques-job-{job.name}")
+        job.runner = asyncio.create_task(self._job_runner.run(job), name=f"tasques-job-{job.name}")
         job.runner.add_done_callback(lambda _: self._job_finished(job))
 
-    def _job_finished(self, job: _Job) -> None:
+    def _job_finished(self, job: Job) -> None:
         self._jobs.discard(job)
         self.stats.running = len(self._jobs)
         self._slot_freed.set()
-
-    # -- one job ------------------------------------------------------------------------------------------
-
-    async def _run_job(self, job: _Job) -> None:
-        task = job.task
-        try:
-            handler = self.handlers.get(task.kind)
-            if handler is None:
-                log.error("task %s: no handler for kind %r; failing it", job.name, task.kind)
-                await self._finish(job, "fail", no_handler_failure(task.kind))
-                return
-            ctx = TaskContext(task, self.worker_id, self._client)
-            job.ctx = ctx
-            job.handler_task = asyncio.create_task(_call_handler(handler, ctx), name=f"tasques-handler-{job.name}")
-            beat = asyncio.create_task(self._heartbeat(job, ctx)) if self.heartbeats else None
-            outcome: Literal["done", "fail"]
-            data: JsonDict | None
-            try:
-                outcome, data = await job.handler_task
-            except asyncio.CancelledError:
-                if job.cancelled_by_worker:
-                    await self._unclaim_job(job)
-                    return
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the worker itself is being cancelled
-                outcome, data = (
-                    "fail",
-                    {
-                        "error_type": "CancelledError",
-                        "message": "the handler was cancelled",
-                        "traceback": None,
-                    },
-                )
-            finally:
-                if beat is not None:
-                    beat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await beat
-            if job.cancelled_by_worker and outcome == "fail":
-                # The handler turned the shutdown's cancellation into an error of its own: hand the task back.
-                await self._unclaim_job(job)
-                return
-            await self._finish(job, outcome, data)
-        except Exception:
-            log.exception("task %s: unexpected error in the worker", job.name)
-
-    async def _heartbeat(self, job: _Job, ctx: TaskContext) -> None:
-        timeout = job.task.processing_timeout.total_seconds()
-        interval = timeout / 3 if self.heartbeat_every is None else min(self.heartbeat_every, timeout / 2)
-        delay = interval
-        while not ctx._lost:
-            ctx._reported.clear()
-            if await self._wait_for(ctx._reported, within=delay):
-                delay = interval  # the handler reported: that was a heartbeat
-                continue
-            if job.superseded:
-                return
-            try:
-                await self._client.report(job.task.queue, job.task.id, ctx._last_data, claim_id=_claim_id(job.task))
-                delay = interval
-            except ClaimLost as e:
-                ctx._lost = True
-                self.stats.claims_lost += 1
-                log.warning("task %s: the claim was lost (%s); its result will be discarded", job.name, e)
-                return
-            except ServerUnavailable as e:
-                self.stats.connection_errors += 1
-                delay = max(0.05, min(interval, self.backoff_initial))
-                log.warning("task %s: heartbeat not delivered (%s); retrying in %.2fs", job.name, e, delay)
-            except ApiError as e:
-                log.error("task %s: heartbeat refused: %s", job.name, e)
-                delay = interval
-
-    async def _finish(self, job: _Job, outcome: Literal["done", "fail"], data: JsonDict | None) -> None:
-        task = job.task
-        if job.superseded:
-            log.warning("task %s: discarding the result of a superseded run (%s)", job.name, outcome)
-            return
-        call = self._client.done if outcome == "done" else self._client.fail
-        delay = self.backoff_initial
-        for attempt in range(self.finish_retries + 1):
-            try:
-                await call(task.queue, task.id, data, claim_id=_claim_id(task))
-            except ClaimLost as e:
-                if attempt > 0:
-                    log.info("task %s: %s already recorded by an earlier try, it seems (%s)", job.name, outcome, e)
-                else:
-                    self.stats.claims_lost += 1
-                    log.warning("task %s: the claim was lost before %s was recorded (%s)", job.name, outcome, e)
-                return
-            except ServerUnavailable as e:
-                self.stats.connection_errors += 1
-                if attempt == self.finish_retries:
-                    log.error(
-                        "task %s: giving up on recording %s (%s); the server will time the claim out and retry it",
-                        job.name,
-                        outcome,
-                        e,
-                    )
-                    return
-                log.warning("task %s: could not record %s (%s); retrying in %.1fs", job.name, outcome, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max)
-                continue
-            except ApiError as e:
-                log.error("task %s: the server refused %s: %s", job.name, outcome, e)
-                return
-            if outcome == "done":
-                self.stats.done += 1
-                log.debug("task %s done", job.name)
-            else:
-                self.stats.failed += 1
-                log.info("task %s failed: %s", job.name, (data or {}).get("message"))
-            return
-
-    async def _unclaim_job(self, job: _Job) -> None:
-        if job.superseded or (job.ctx is not None and job.ctx._lost):
-            return
-        await self._unclaim(job.task, "the grace period ran out")
-
-    async def _unclaim(self, task: Task, why: str) -> None:
-        delay = self.backoff_initial
-        for attempt in range(self.finish_retries + 1):
-            try:
-                await self._client.unclaim(task.queue, task.id, claim_id=_claim_id(task))
-            except ClaimLost as e:
-                log.info("task %s/%s: nothing to unclaim (%s)", task.queue, task.id, e)
-                return
-            except ServerUnavailable as e:
-                self.stats.connection_errors += 1
-                if attempt == self.finish_retries:
-                    log.error("task %s/%s: could not unclaim it (%s); it will time out", task.queue, task.id, e)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max)
-                continue
-            except ApiError as e:
-                log.error("task %s/%s: the server refused the unclaim: %s", task.queue, task.id, e)
-                return
-            self.stats.unclaimed += 1
-            log.info("task %s/%s unclaimed: %s", task.queue, task.id, why)
-            return
 
     # -- shutdown -------------------------------------------------------------------------------------------
 
@@ -480,7 +263,7 @@ class Worker:
             if remaining <= 0:
                 break
             self._slot_freed.clear()
-            await self._wait_for(self._slot_freed, self._hurry, within=remaining)
+            await wait_for_any(self._slot_freed, self._hurry, within=remaining)
         running = [j for j in self._jobs if j.handler_task is not None and not j.handler_task.done()]
         if running:
             log.warning("cancelling %d running handler(s) and unclaiming their tasks", len(running))
@@ -490,48 +273,6 @@ class Worker:
                 job.handler_task.cancel()
         runners = [j.runner for j in self._jobs if j.runner is not None]
         await asyncio.gather(*runners, return_exceptions=True)
-
-    @staticmethod
-    async def _wait_for(*events: asyncio.Event, within: float | None = None) -> bool:
-        """Wait until any of `events` is set, for at most `within` seconds; True if an event was set."""
-        if any(e.is_set() for e in events):
-            return True
-        waiters = [asyncio.create_task(e.wait()) for e in events]
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-        return bool(done)
-
-
-async def _call_handler(handler: Handler, ctx: TaskContext) -> tuple[Literal["done", "fail"], JsonDict | None]:
-    try:
-        result: object = await handler(ctx)
-    except Exception as e:
-        log.info("task %s/%s: handler raised %s: %s", ctx.task.queue, ctx.task.id, type(e).__name__, e)
-        return "fail", exception_failure(e)
-    if result is None or isinstance(result, dict):
-        return "done", result
-    message = f"the handler for kind {ctx.task.kind!r} returned {type(result).__name__}, expected a dict or None"
-    return "fail", {"error_type": "TypeError", "message": message, "traceback": None}
-
-
-def exception_failure(exc: BaseException) -> JsonDict:
-    """The failure data of a handler that raised: `error_type`, `message` and `traceback`."""
-    tb = "".join(traceback.format_exception(exc))
-    if len(tb) > MAX_TRACEBACK_CHARS:
-        tb = "…" + tb[-MAX_TRACEBACK_CHARS:]
-    return {"error_type": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE_CHARS], "traceback": tb}
-
-
-def no_handler_failure(kind: str) -> JsonDict:
-    return {"error_type": "NoHandler", "message": f"no handler for kind {kind!r}", "traceback": None}
-
-
-def _claim_id(task: Task) -> str | None:
-    """The claim id to send back: the one this claim came with (None from servers without claim ids)."""
-    return task.last_claimed.claim_id if task.last_claimed is not None else None
 
 
 __all__ = [

@@ -1,23 +1,18 @@
 """The SQLite store: one server process, one database file.
 
-Every operation is one plain function run on a dedicated thread that owns its connection, so a whole
-transaction (including a claim's select-change-update) is atomic, costs one thread hop, and keeps disk I/O
-and pydantic parsing off the event loop. Writes go through the single writer thread; pure reads go through a
-second thread with its own connection, which WAL lets run alongside the writer.
+`SqliteStore` is the `Store`: the task methods are here; recurring tasks, queue settings, the timeline and the
+leader lock come from `records.py`; the connection threads and transactions from `connection.py`; the SQL
+and row conversion from `rows.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from tasques.domain.errors import (
     AlreadyExists,
@@ -29,133 +24,36 @@ from tasques.domain.errors import (
     VersionConflict,
 )
 from tasques.domain.http_target import TaskTarget
-from tasques.domain.queue import QueueSettings
-from tasques.domain.recurring import RecurringTask
-from tasques.domain.task import Task, TaskState, Version
-from tasques.domain.timeline import Attempt
+from tasques.domain.task import Task, TaskState
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
-from tasques.store.cursor import Cursor, decode_cursor, encode_cursor
-from tasques.store.sqlite.schema import (
-    CLAIMABLE,
-    DDL,
-    FINISHED,
-    MIGRATE_1_TO_2,
-    OUTSTANDING,
-    SCHEMA_VERSION,
-    TASK_COLUMNS,
+from tasques.store.cursor import decode_cursor, encode_cursor
+from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
+from tasques.store.sqlite.records import SqliteRecords
+from tasques.store.sqlite.rows import (
+    _ARCHIVE_SQL,
+    _UPDATE_TASK_SQL,
+    _check_identity,
+    _insert_task,
+    _micros,
+    _update_params,
+    _update_task,
+    _versioned,
 )
 
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
-log = logging.getLogger("tasques.store.sqlite")
-
-# Unreadable records remembered (so claims and the reaper skip them without re-reading); beyond this, only logged.
-MAX_UNREADABLE = 10_000
-
-_TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
-_BUSY_TIMEOUT = timedelta(seconds=10)
-# Primary result codes that mean "not now" (locked by another process, I/O failing, disk full, file gone),
-# not a bug: they leave the store as StoreUnavailable.
-_UNAVAILABLE_CODES = frozenset(
-    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
-)
-CLAIMED_SQL = "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at IS NOT NULL"
-
-CLAIM_SQL = (
-    f"SELECT priority, run_at, seq, id, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
-    "ORDER BY priority DESC, run_at LIMIT ?"
-)
-TIMED_OUT_SQL = (
-    "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
-)
-FINISHED_SQL = f"SELECT rowid FROM tasks WHERE {FINISHED} AND modified_at < ? ORDER BY modified_at LIMIT ?"
-OUTSTANDING_SQL = f"SELECT count(*) FROM tasks WHERE recurring_task_id = ? AND {OUTSTANDING}"
-COUNTS_SQL = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state ORDER BY queue, state"
-_INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING"
-_UPDATE_TASK_SQL = (
-    "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
-    "created_at = ?, modified_at = ?, seq = ?, body = ?, target = ? WHERE queue = ? AND id = ? AND seq = ?"
-)
-_ARCHIVE_SQL = (
-    f"INSERT OR REPLACE INTO archived_tasks ({TASK_COLUMNS}, archived_at) "
-    f"SELECT {TASK_COLUMNS}, ? FROM tasks WHERE rowid = ?"
-)
+# Re-exported: tests/contract/test_sqlite_specific.py reads these from this module.
+from tasques.store.sqlite.rows import CLAIM_SQL as CLAIM_SQL
+from tasques.store.sqlite.rows import CLAIMED_SQL as CLAIMED_SQL
+from tasques.store.sqlite.rows import COUNTS_SQL as COUNTS_SQL
+from tasques.store.sqlite.rows import FINISHED_SQL as FINISHED_SQL
+from tasques.store.sqlite.rows import OUTSTANDING_SQL as OUTSTANDING_SQL
+from tasques.store.sqlite.rows import TIMED_OUT_SQL as TIMED_OUT_SQL
+from tasques.store.sqlite.rows import _list_query as _list_query
 
 
-class SqliteStore:
+class SqliteStore(SqliteRecords):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
-
-    def __init__(self, path: str, busy_timeout: timedelta = _BUSY_TIMEOUT) -> None:
-        self._path = path
-        self._busy_ms = max(1, int(busy_timeout.total_seconds() * 1000))
-        self._writer: _ConnectionThread | None = None
-        self._reader: _ConnectionThread | None = None
-        # Keys of stored records that could not be parsed, and how many times one was skipped (see `_parse`).
-        self._unreadable: set[str] = set()
-        self.skipped_unreadable = 0
-
-    # Lifecycle
-
-    async def open(self) -> None:
-        if self._writer is not None:
-            return
-        writer = _ConnectionThread(
-            "tasques-sqlite-writer", lambda: _connect(self._path, read_only=False, busy_ms=self._busy_ms)
-        )
-        try:
-            await writer.run(_migrate)
-        except BaseException:
-            await writer.close()
-            raise
-        # The reader connects only once the writer has created the file and switched it to WAL.
-        self._writer = writer
-        self._reader = _ConnectionThread(
-            "tasques-sqlite-reader", lambda: _connect(self._path, read_only=True, busy_ms=self._busy_ms)
-        )
-
-    async def close(self) -> None:
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
-        if reader is not None:
-            await reader.close()
-        if writer is not None:
-            await writer.close()
-
-    def _parse(self, model: type[M], key: str, body: str | bytes) -> M | None:
-        """Parse a stored record for a loop or a claim. One that cannot be parsed (corrupt, or written by another
-        version) is logged once, counted and remembered, and skipped: it never fails the pass for the others."""
-        try:
-            return model.model_validate_json(body)
-        except ValueError as e:
-            self.skipped_unreadable += 1
-            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
-                self._unreadable.add(key)
-                log.error("stored record %s cannot be read; skipped: %s", key, e)
-            return None
-
-    def _unreadable_tasks(self) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        for key in self._unreadable:
-            kind, _, rest = key.partition("/")
-            if kind == "tasks":
-                queue, _, task_id = rest.partition("/")
-                out.add((queue, task_id))
-        return out
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise RuntimeError("SqliteStore is not open")
-        return await self._writer.run(lambda conn: _in_transaction(conn, fn))
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._reader is None:
-            raise RuntimeError("SqliteStore is not open")
-        return await self._reader.run(fn)
 
     # Tasks
 
@@ -330,354 +228,3 @@ class SqliteStore:
             return len(rowids)
 
         return await self._write(run)
-
-    # Recurring tasks
-
-    async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
-        def run(conn: sqlite3.Connection) -> RecurringTask:
-            stored = _versioned(task, 1)
-            cur = conn.execute(
-                "INSERT INTO recurring_tasks (id, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.id, stored.model_dump_json()),
-            )
-            if cur.rowcount == 0:
-                raise AlreadyExists(f"recurring task {task.id} already exists")
-            return stored
-
-        return await self._write(run)
-
-    async def get_recurring(self, task_id: str) -> RecurringTask:
-        def run(conn: sqlite3.Connection) -> RecurringTask:
-            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
-            if not rows:
-                raise NotFound(f"no recurring task {task_id}")
-            return RecurringTask.model_validate_json(rows[0][0])
-
-        return await self._read(run)
-
-    async def update_recurring(self, task: RecurringTask) -> RecurringTask:
-        def run(conn: sqlite3.Connection) -> RecurringTask:
-            expected = _expected_seq(task.metadata.version)
-            stored = _versioned(task, expected + 1)
-            cur = conn.execute(
-                "UPDATE recurring_tasks SET seq = ?, body = ? WHERE id = ? AND seq = ?",
-                (expected + 1, stored.model_dump_json(), task.id, expected),
-            )
-            if cur.rowcount == 1:
-                return stored
-            if conn.execute("SELECT 1 FROM recurring_tasks WHERE id = ?", (task.id,)).fetchall():
-                raise VersionConflict(f"recurring task {task.id} changed since it was read")
-            raise NotFound(f"no recurring task {task.id}")
-
-        return await self._write(run)
-
-    async def delete_recurring(self, task_id: str) -> RecurringTask:
-        def run(conn: sqlite3.Connection) -> RecurringTask:
-            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
-            if not rows:
-                raise NotFound(f"no recurring task {task_id}")
-            conn.execute("DELETE FROM recurring_tasks WHERE id = ?", (task_id,))
-            return RecurringTask.model_validate_json(rows[0][0])
-
-        return await self._write(run)
-
-    async def list_recurring(self) -> list[RecurringTask]:
-        def run(conn: sqlite3.Connection) -> list[RecurringTask]:
-            rows = conn.execute("SELECT id, body FROM recurring_tasks ORDER BY id").fetchall()
-            parsed = (self._parse(RecurringTask, f"recurring/{rid}", body) for rid, body in rows)
-            return [r for r in parsed if r is not None]
-
-        return await self._read(run)
-
-    # Queue settings
-
-    async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
-        def run(conn: sqlite3.Connection) -> QueueSettings:
-            stored = _versioned(settings, 1)
-            cur = conn.execute(
-                "INSERT INTO queue_settings (queue, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.queue, stored.model_dump_json()),
-            )
-            if cur.rowcount == 0:
-                raise AlreadyExists(f"queue {settings.queue} already has settings")
-            return stored
-
-        return await self._write(run)
-
-    async def get_queue_settings(self, queue: str) -> QueueSettings:
-        def run(conn: sqlite3.Connection) -> QueueSettings:
-            rows = conn.execute("SELECT body FROM queue_settings WHERE queue = ?", (queue,)).fetchall()
-            if not rows:
-                raise NotFound(f"no settings for queue {queue}")
-            return QueueSettings.model_validate_json(rows[0][0])
-
-        return await self._read(run)
-
-    async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
-        def run(conn: sqlite3.Connection) -> QueueSettings:
-            expected = _expected_seq(settings.metadata.version)
-            stored = _versioned(settings, expected + 1)
-            cur = conn.execute(
-                "UPDATE queue_settings SET seq = ?, body = ? WHERE queue = ? AND seq = ?",
-                (expected + 1, stored.model_dump_json(), settings.queue, expected),
-            )
-            if cur.rowcount == 1:
-                return stored
-            if conn.execute("SELECT 1 FROM queue_settings WHERE queue = ?", (settings.queue,)).fetchall():
-                raise VersionConflict(f"settings of queue {settings.queue} changed since they were read")
-            raise NotFound(f"no settings for queue {settings.queue}")
-
-        return await self._write(run)
-
-    async def list_queue_settings(self) -> list[QueueSettings]:
-        def run(conn: sqlite3.Connection) -> list[QueueSettings]:
-            rows = conn.execute("SELECT queue, body FROM queue_settings ORDER BY queue").fetchall()
-            parsed = (self._parse(QueueSettings, f"queues/{queue}", body) for queue, body in rows)
-            return [s for s in parsed if s is not None]
-
-        return await self._read(run)
-
-    # Attempt timeline
-
-    async def insert_attempt(self, attempt: Attempt) -> None:
-        a = attempt
-        row = (a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO attempts (queue, task_id, run, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                row,
-            )
-        )
-
-    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
-        def run(conn: sqlite3.Connection) -> list[Attempt]:
-            rows = conn.execute(
-                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY run, attempt", (queue, task_id)
-            ).fetchall()
-            return [Attempt.model_validate_json(row[0]) for row in rows]
-
-        return await self._read(run)
-
-    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
-        if limit <= 0:
-            return 0
-        before_us = _micros(ended_before)
-
-        def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "DELETE FROM attempts WHERE rowid IN "
-                "(SELECT rowid FROM attempts WHERE ended_at < ? ORDER BY ended_at LIMIT ?)",
-                (before_us, limit),
-            )
-            return cur.rowcount
-
-        return await self._write(run)
-
-    # Leader lock
-
-    async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
-        now_us, expires_us = _micros(now), _micros(expires_at)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            rows = conn.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,)).fetchall()
-            if not rows:
-                conn.execute(
-                    "INSERT INTO locks (name, holder, expires_at, seq) VALUES (?, ?, ?, 1)", (name, holder, expires_us)
-                )
-                return True
-            current_holder, current_expiry = rows[0]
-            if current_holder != holder and current_expiry > now_us:
-                return False
-            conn.execute(
-                "UPDATE locks SET holder = ?, expires_at = ?, seq = seq + 1 WHERE name = ?", (holder, expires_us, name)
-            )
-            return True
-
-        return await self._write(run)
-
-    async def release_lock(self, name: str, holder: str) -> None:
-        await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder)))
-
-
-class _ConnectionThread:
-    """One thread that owns one connection; the connection is touched only on that thread."""
-
-    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._connect = connect
-        self._conn: sqlite3.Connection | None = None
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = self._connect()
-        return fn(self._conn)
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
-        except sqlite3.Error as e:
-            if (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF in _UNAVAILABLE_CODES:
-                raise StoreUnavailable(f"sqlite: {e}") from e
-            raise
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        # The thread is idle now, so this returns at once.
-        self._executor.shutdown(wait=True)
-
-
-def _connect(path: str, *, read_only: bool, busy_ms: int = 10_000) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE themselves.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    # WAL + synchronous=NORMAL: a commit survives a process crash (kill -9), but the last few commits
-    # can be lost on power loss or an OS crash. Much faster than FULL, which fsyncs on every commit.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    if read_only:
-        conn.execute("PRAGMA query_only = ON")
-    else:
-        conn.execute("PRAGMA journal_mode = WAL").fetchall()
-    return conn
-
-
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    # IMMEDIATE takes the write lock up front, so a transaction never fails to upgrade a read lock midway.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        # Also after a failed COMMIT, so the connection is never left inside a transaction.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    def run(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema version {version} is newer than this server's {SCHEMA_VERSION}")
-        if version == 1:
-            for statement in MIGRATE_1_TO_2:
-                conn.execute(statement)
-        for statement in DDL:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    _in_transaction(conn, run)
-
-
-# Rows
-
-
-def _micros(at: datetime) -> int:
-    if at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at!r}: the store needs time-zone-aware datetimes")
-    return (at - _EPOCH) // _MICRO
-
-
-_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
-
-
-def _versioned(record: _Versioned, seq: int) -> _Versioned:
-    metadata = record.metadata.model_copy(update={"version": Version(seq_num=seq, primary_term=_TERM)})
-    return record.model_copy(update={"metadata": metadata})
-
-
-def _expected_seq(version: Version) -> int:
-    # A version from another term can never match what this store holds.
-    return version.seq_num if version.primary_term == _TERM else -1
-
-
-def _columns(task: Task) -> tuple[Any, ...]:
-    """The row of a task, in `TASK_COLUMNS` order."""
-    claim = task.last_claimed
-    return (
-        task.queue,
-        task.id,
-        task.state.value,
-        task.priority,
-        _micros(task.run_at),
-        _micros(claim.times_out_at) if claim is not None else None,
-        task.kind,
-        task.recurring_task_id,
-        _micros(task.metadata.created_at),
-        _micros(task.metadata.modified_at),
-        task.metadata.version.seq_num,
-        task.model_dump_json(),
-        task.target.value,
-    )
-
-
-def _update_params(task: Task, expected_seq: int) -> tuple[Any, ...]:
-    """Parameters of `_UPDATE_TASK_SQL`: the non-key columns, the key, then the version it must still have."""
-    queue, task_id, *rest = _columns(task)
-    return (*rest, queue, task_id, expected_seq)
-
-
-def _insert_task(conn: sqlite3.Connection, task: Task) -> Task | AlreadyExists:
-    if conn.execute("SELECT 1 FROM archived_tasks WHERE queue = ? AND id = ?", (task.queue, task.id)).fetchall():
-        return AlreadyExists(f"task {task.id} already exists in queue {task.queue} (archived)")
-    stored = _versioned(task, 1)
-    if conn.execute(_INSERT_TASK_SQL, _columns(stored)).rowcount == 0:
-        return AlreadyExists(f"task {task.id} already exists in queue {task.queue}")
-    return stored
-
-
-def _update_task(conn: sqlite3.Connection, task: Task) -> Task | VersionConflict | NotFound:
-    expected = _expected_seq(task.metadata.version)
-    stored = _versioned(task, expected + 1)
-    if conn.execute(_UPDATE_TASK_SQL, _update_params(stored, expected)).rowcount == 1:
-        return stored
-    if conn.execute("SELECT 1 FROM tasks WHERE queue = ? AND id = ?", (task.queue, task.id)).fetchall():
-        return VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read")
-    return NotFound(f"no task {task.id} in queue {task.queue}")
-
-
-def _check_identity(before: Task, after: Task) -> None:
-    if (before.queue, before.id) != (after.queue, after.id):
-        raise ValueError(f"a claim change must not move task {before.queue}/{before.id}")
-
-
-# Listing
-
-
-def _list_query(flt: TaskFilter, limit: int, after: Cursor | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if flt.queue is not None:
-        clauses.append("queue = ?")
-        params.append(flt.queue)
-    if flt.states:
-        clauses.append(f"state IN ({', '.join('?' * len(flt.states))})")
-        params.extend(sorted(s.value for s in flt.states))
-    if flt.kind is not None:
-        clauses.append("kind = ?")
-        params.append(flt.kind)
-    if flt.recurring_task_id is not None:
-        clauses.append("recurring_task_id = ?")
-        params.append(flt.recurring_task_id)
-    if after is not None:
-        created, queue, task_id = after
-        # Keyset on (created_at, queue, id) descending. With a queue filter, queue is constant, so state the
-        # bound on (created_at, id) alone, which the (queue, created_at, id) index can seek to.
-        if flt.queue is None:
-            clauses.append("(created_at, queue, id) < (?, ?, ?)")
-            params.extend((created, queue, task_id))
-        elif queue == flt.queue:
-            clauses.append("(created_at, id) < (?, ?)")
-            params.extend((created, task_id))
-        else:
-            clauses.append("created_at <= ?" if queue > flt.queue else "created_at < ?")
-            params.append(created)
-    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-    sql = f"SELECT created_at, queue, id, body FROM tasks {where}ORDER BY created_at DESC, queue DESC, id DESC LIMIT ?"
-    params.append(limit)
-    return sql, params

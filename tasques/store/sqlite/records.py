@@ -1,0 +1,187 @@
+"""The store's records other than tasks: recurring tasks, queue settings, the attempt timeline, the leader lock.
+
+`SqliteRecords` holds their `Store` methods; `SqliteStore` (`store.py`) adds the task methods on top.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
+from tasques.domain.queue import QueueSettings
+from tasques.domain.recurring import RecurringTask
+from tasques.domain.timeline import Attempt
+from tasques.store.sqlite.connection import SqliteConnections
+from tasques.store.sqlite.rows import _expected_seq, _micros, _versioned
+
+
+class SqliteRecords(SqliteConnections):
+    """Recurring tasks, queue settings, attempts and locks on the connection threads of `SqliteConnections`."""
+
+    # Recurring tasks
+
+    async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            stored = _versioned(task, 1)
+            cur = conn.execute(
+                "INSERT INTO recurring_tasks (id, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
+                (stored.id, stored.model_dump_json()),
+            )
+            if cur.rowcount == 0:
+                raise AlreadyExists(f"recurring task {task.id} already exists")
+            return stored
+
+        return await self._write(run)
+
+    async def get_recurring(self, task_id: str) -> RecurringTask:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
+            if not rows:
+                raise NotFound(f"no recurring task {task_id}")
+            return RecurringTask.model_validate_json(rows[0][0])
+
+        return await self._read(run)
+
+    async def update_recurring(self, task: RecurringTask) -> RecurringTask:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            expected = _expected_seq(task.metadata.version)
+            stored = _versioned(task, expected + 1)
+            cur = conn.execute(
+                "UPDATE recurring_tasks SET seq = ?, body = ? WHERE id = ? AND seq = ?",
+                (expected + 1, stored.model_dump_json(), task.id, expected),
+            )
+            if cur.rowcount == 1:
+                return stored
+            if conn.execute("SELECT 1 FROM recurring_tasks WHERE id = ?", (task.id,)).fetchall():
+                raise VersionConflict(f"recurring task {task.id} changed since it was read")
+            raise NotFound(f"no recurring task {task.id}")
+
+        return await self._write(run)
+
+    async def delete_recurring(self, task_id: str) -> RecurringTask:
+        def run(conn: sqlite3.Connection) -> RecurringTask:
+            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
+            if not rows:
+                raise NotFound(f"no recurring task {task_id}")
+            conn.execute("DELETE FROM recurring_tasks WHERE id = ?", (task_id,))
+            return RecurringTask.model_validate_json(rows[0][0])
+
+        return await self._write(run)
+
+    async def list_recurring(self) -> list[RecurringTask]:
+        def run(conn: sqlite3.Connection) -> list[RecurringTask]:
+            rows = conn.execute("SELECT id, body FROM recurring_tasks ORDER BY id").fetchall()
+            parsed = (self._parse(RecurringTask, f"recurring/{rid}", body) for rid, body in rows)
+            return [r for r in parsed if r is not None]
+
+        return await self._read(run)
+
+    # Queue settings
+
+    async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            stored = _versioned(settings, 1)
+            cur = conn.execute(
+                "INSERT INTO queue_settings (queue, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
+                (stored.queue, stored.model_dump_json()),
+            )
+            if cur.rowcount == 0:
+                raise AlreadyExists(f"queue {settings.queue} already has settings")
+            return stored
+
+        return await self._write(run)
+
+    async def get_queue_settings(self, queue: str) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            rows = conn.execute("SELECT body FROM queue_settings WHERE queue = ?", (queue,)).fetchall()
+            if not rows:
+                raise NotFound(f"no settings for queue {queue}")
+            return QueueSettings.model_validate_json(rows[0][0])
+
+        return await self._read(run)
+
+    async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
+        def run(conn: sqlite3.Connection) -> QueueSettings:
+            expected = _expected_seq(settings.metadata.version)
+            stored = _versioned(settings, expected + 1)
+            cur = conn.execute(
+                "UPDATE queue_settings SET seq = ?, body = ? WHERE queue = ? AND seq = ?",
+                (expected + 1, stored.model_dump_json(), settings.queue, expected),
+            )
+            if cur.rowcount == 1:
+                return stored
+            if conn.execute("SELECT 1 FROM queue_settings WHERE queue = ?", (settings.queue,)).fetchall():
+                raise VersionConflict(f"settings of queue {settings.queue} changed since they were read")
+            raise NotFound(f"no settings for queue {settings.queue}")
+
+        return await self._write(run)
+
+    async def list_queue_settings(self) -> list[QueueSettings]:
+        def run(conn: sqlite3.Connection) -> list[QueueSettings]:
+            rows = conn.execute("SELECT queue, body FROM queue_settings ORDER BY queue").fetchall()
+            parsed = (self._parse(QueueSettings, f"queues/{queue}", body) for queue, body in rows)
+            return [s for s in parsed if s is not None]
+
+        return await self._read(run)
+
+    # Attempt timeline
+
+    async def insert_attempt(self, attempt: Attempt) -> None:
+        a = attempt
+        row = (a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO attempts (queue, task_id, run, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        def run(conn: sqlite3.Connection) -> list[Attempt]:
+            rows = conn.execute(
+                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY run, attempt", (queue, task_id)
+            ).fetchall()
+            return [Attempt.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(run)
+
+    async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        before_us = _micros(ended_before)
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM attempts WHERE rowid IN "
+                "(SELECT rowid FROM attempts WHERE ended_at < ? ORDER BY ended_at LIMIT ?)",
+                (before_us, limit),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
+
+    # Leader lock
+
+    async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
+        now_us, expires_us = _micros(now), _micros(expires_at)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            rows = conn.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,)).fetchall()
+            if not rows:
+                conn.execute(
+                    "INSERT INTO locks (name, holder, expires_at, seq) VALUES (?, ?, ?, 1)", (name, holder, expires_us)
+                )
+                return True
+            current_holder, current_expiry = rows[0]
+            if current_holder != holder and current_expiry > now_us:
+                return False
+            conn.execute(
+                "UPDATE locks SET holder = ?, expires_at = ?, seq = seq + 1 WHERE name = ?", (holder, expires_us, name)
+            )
+            return True
+
+        return await self._write(run)
+
+    async def release_lock(self, name: str, holder: str) -> None:
+        await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder)))
