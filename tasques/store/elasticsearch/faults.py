@@ -26,6 +26,8 @@ C = TypeVar("C", bound=type)
 # Statuses that say "not now" rather than "never": too many requests, a proxy without an upstream, a
 # cluster without a master or with unassigned primaries (search_phase_execution_exception), a gateway timeout.
 UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Marks a method `translate_faults` already wrapped.
+_TRANSLATED = "__tasques_translates_faults__"
 
 
 def unavailable(e: BaseException) -> StoreUnavailable | None:
@@ -52,13 +54,16 @@ def _translated(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
                 raise
             raise outage from e
 
+    setattr(call, _TRANSLATED, True)
     return call
 
 
 def translate_faults(cls: C) -> C:
-    """Wrap every public coroutine method of a store class so outages leave it as `StoreUnavailable`."""
-    for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(attr):
+    """Wrap every public coroutine method of a store class, its own or inherited (the store is made of
+    mixins), so outages leave it as `StoreUnavailable`. A method already wrapped is not wrapped again."""
+    for name in dir(cls):
+        attr = inspect.getattr_static(cls, name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(attr) and not hasattr(attr, _TRANSLATED):
             setattr(cls, name, _translated(attr))
     return cls
 

@@ -1,0 +1,240 @@
+"""The core of the Elasticsearch store: its state, lifecycle and the helpers every part shares.
+
+`StoreCore` holds the client, index names, archive lifecycle and coalesced refresher, and the per-process
+memories (claims in flight, unrefreshed take-outs, unreadable and unarchivable documents). It opens and closes
+the store and offers the shared helpers: `_bulk` (with the read-your-writes bookkeeping), `_search_all`,
+`_parse`, `_conditional_index` and `_own`. The concerns built on it (tasks, claims, archiving, records) are
+mixins in their own modules, combined into `ElasticsearchStore` in `store.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Self, TypeVar
+
+from elasticsearch import ApiError, AsyncElasticsearch
+
+from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
+from tasques.domain.task import Task
+from tasques.store.elasticsearch.archive import ArchiveLifecycle, error_type
+from tasques.store.elasticsearch.documents import _OK, _source_of
+from tasques.store.elasticsearch.faults import own_writes
+from tasques.store.elasticsearch.mappings import (
+    IndexNames,
+    JsonDict,
+    lock_mappings,
+    locks_template_body,
+    queue_settings_mappings,
+    queues_template_body,
+    recurring_mappings,
+    recurring_template_body,
+    small_index_settings,
+    task_doc_id,
+    task_mappings,
+    tasks_settings,
+    tasks_template_body,
+    timeline_mappings,
+    timeline_template_body,
+)
+from tasques.store.elasticsearch.refresh import CoalescedRefresher
+
+log = logging.getLogger("tasques.store.elasticsearch")
+
+# index.max_result_window: the largest page one search may return. Reads of every record page through with
+# `search_after` (settings.page_size at a time); only claims and `list_tasks` pages are bounded by this.
+MAX_PAGE = ES_MAX_PAGE
+# Without ILM, archive_finished rolls over and prunes the archive at most this often (wall-clock seconds).
+ARCHIVE_MAINTENANCE_EVERY = 60.0
+# Unreadable (or unarchivable) documents remembered, so searches exclude them; beyond this, only logged.
+MAX_UNREADABLE = 10_000
+
+_R = TypeVar("_R")
+
+
+def build_client(settings: ElasticsearchConfig) -> AsyncElasticsearch:
+    """An `AsyncElasticsearch` for the configured addresses, credentials and CA."""
+    # Timeouts are never retried (a timed-out write may still be applied, and a retry would double the wait),
+    # nor are overload answers (the API answers 503 with Retry-After instead); connection errors only
+    # `max_retries` times, so one request takes at most (max_retries + 1) x request_timeout.
+    kwargs: dict[str, Any] = {
+        "request_timeout": settings.request_timeout.total_seconds(),
+        "max_retries": settings.max_retries,
+        "retry_on_timeout": False,
+        "retry_on_status": (),
+    }
+    if settings.api_key:
+        kwargs["api_key"] = settings.api_key
+    elif settings.user is not None:
+        kwargs["basic_auth"] = (settings.user, settings.password or "")
+    if settings.ca_certs:
+        kwargs["ca_certs"] = settings.ca_certs
+    return AsyncElasticsearch(list(settings.addresses), **kwargs)
+
+
+class StoreCore:
+    """State, lifecycle and shared helpers of `ElasticsearchStore` (which adds the operations as mixins)."""
+
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        settings: ElasticsearchConfig,
+        *,
+        owns_client: bool = False,
+        maintain_archive_every: float | None = ARCHIVE_MAINTENANCE_EVERY,
+    ) -> None:
+        """`maintain_archive_every`: seconds between the archive maintenance runs `archive_finished` makes
+        without ILM; None leaves maintenance to explicit `maintain_archive` calls."""
+        self._client = client
+        self._maintain_every = maintain_archive_every
+        self._settings = settings
+        self._owns_client = owns_client
+        self.names = IndexNames(settings.index_prefix)
+        self.archive = ArchiveLifecycle(client, self.names, settings)
+        self.refresher = CoalescedRefresher(self._refresh_tasks)
+        self._opened = False
+        self._next_maintenance = 0.0
+        # _ids this instance's claims are writing right now: its other claims skip them rather than lose the race.
+        self._claiming: set[str] = set()
+        # _id -> write generation of tasks this instance took out of the claimable set (see _stale_for_claims).
+        self._unrefreshed: OrderedDict[str, int] = OrderedDict()
+        # `{what}/{_id}` of documents that could not be parsed, and how many times one was skipped (`_parse`).
+        self._unreadable: set[str] = set()
+        self.skipped_unreadable = 0
+        # _ids of finished tasks the archive refused: later archive passes look past them.
+        self._unarchivable: set[str] = set()
+
+    @classmethod
+    def from_config(
+        cls, settings: ElasticsearchConfig, *, maintain_archive_every: float | None = ARCHIVE_MAINTENANCE_EVERY
+    ) -> Self:
+        """A store with its own client, closed by `close()`."""
+        return cls(build_client(settings), settings, owns_client=True, maintain_archive_every=maintain_archive_every)
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        n, s = self.names, self._settings
+        await self._client.indices.put_index_template(name=n.template("tasks"), body=tasks_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("recurring"), body=recurring_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("locks"), body=locks_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("queues"), body=queues_template_body(n, s))
+        await self._client.indices.put_index_template(name=n.template("timeline"), body=timeline_template_body(n, s))
+        await self.archive.setup()
+        await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s))
+        await self._ensure_index(n.recurring, recurring_mappings(), small_index_settings(s))
+        await self._ensure_index(n.locks, lock_mappings(), small_index_settings(s))
+        await self._ensure_index(n.queues, queue_settings_mappings(), small_index_settings(s))
+        await self._ensure_index(n.timeline, timeline_mappings(), small_index_settings(s))
+        self._opened = True
+
+    async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> None:
+        try:
+            await self._client.indices.create(index=index)  # settings and mappings come from the template
+        except ApiError as e:
+            # Already there, maybe created a moment ago by another server starting at once: bring its mapping
+            # (new fields only; a changed type fails loudly) and dynamic settings up to date.
+            if error_type(e) != "resource_already_exists_exception":
+                raise
+            await self._client.indices.put_mapping(index=index, body=mappings)
+            dynamic = {k: v for k, v in settings.items() if k != "number_of_shards"}
+            await self._client.indices.put_settings(index=index, settings=dynamic)
+
+    async def close(self) -> None:
+        await self.refresher.close()
+        self._opened = False
+        if self._owns_client:
+            await self._client.close()
+
+    async def _refresh_tasks(self) -> None:
+        await self._client.indices.refresh(index=self.names.tasks)
+
+    async def _bulk(self, operations: list[JsonDict], *, live: bool = True, claimable: bool = True) -> list[JsonDict]:
+        """One `_bulk`; returns its items. Writes to the live index count as writes for read-your-writes;
+        `claimable=False` says none of them can make a task claimable (claims, done, deletes)."""
+        generation = 0
+        try:
+            resp = await self._client.bulk(operations=operations)
+        finally:
+            if live:
+                generation = self.refresher.wrote(claimable=claimable)
+        items = [next(iter(item.values())) for item in resp.body["items"]]
+        if live and not claimable:
+            self._took_out((item["_id"] for item in items if item["status"] in _OK), generation)
+        return items
+
+    def _took_out(self, doc_ids: Iterable[str], generation: int) -> None:
+        """Remember tasks this instance made unclaimable, until a refresh shows it to searches."""
+        for doc_id in doc_ids:
+            self._unrefreshed.pop(doc_id, None)
+            self._unrefreshed[doc_id] = generation
+
+    def _stale_for_claims(self) -> list[str]:
+        """Ids a claim search must skip: made unclaimable by us since the last refresh (the index still
+        shows them claimable). Oldest entries go as refreshes cover them."""
+        covered = self.refresher.covered
+        while self._unrefreshed:
+            doc_id, generation = next(iter(self._unrefreshed.items()))
+            if generation > covered:
+                break
+            del self._unrefreshed[doc_id]
+        return list(self._unrefreshed)
+
+    async def _search_all(
+        self, index: str, query: JsonDict, sort: list[JsonDict], limit: int | None = None, **kwargs: Any
+    ) -> list[JsonDict]:
+        """Every hit of `query` (the first `limit` if given), `page_size` per search, paged with `search_after`.
+
+        `sort` must be unique per document: then a record that exists throughout the scan is returned exactly
+        once, even if records are written between pages (no point-in-time is needed for that)."""
+        hits: list[JsonDict] = []
+        after: list[Any] | None = None
+        while limit is None or len(hits) < limit:
+            size = self._settings.page_size if limit is None else min(self._settings.page_size, limit - len(hits))
+            resp = await self._client.search(
+                index=index, query=query, sort=sort, size=size, search_after=after, track_total_hits=False, **kwargs
+            )
+            page: list[JsonDict] = resp.body["hits"]["hits"]
+            hits.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1]["sort"]
+        return hits
+
+    def _parse(self, parse: Callable[[JsonDict], _R], what: str, doc: JsonDict) -> _R | None:
+        """Parse a document for a loop or a claim. One that cannot be parsed (corrupt, or written by another
+        version) is logged once, counted and remembered (task searches exclude it), and skipped: it never
+        fails the pass for the others."""
+        try:
+            return parse(doc)
+        except Exception as e:
+            self.skipped_unreadable += 1
+            key = f"{what}/{doc.get('_id')}"
+            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
+                self._unreadable.add(key)
+                log.error("stored document %s cannot be read; skipped: %r", key, e)
+            return None
+
+    def _unreadable_tasks(self) -> set[str]:
+        return {key.removeprefix("tasks/") for key in self._unreadable if key.startswith("tasks/")}
+
+    async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:
+        """Of a bulk's 409s on the tasks index, the writes that were our own (see `faults.own_writes`)."""
+        wanted = {i["_id"]: o for i, o in zip(items, ops[1::2], strict=True) if i["status"] == 409}
+        return await own_writes(self._client, self.names.tasks, wanted)
+
+    def _conditional_index(self, read: Task, new: Task) -> tuple[JsonDict, JsonDict]:
+        """A bulk `index` of `new`, conditional on the version `read` was read at."""
+        version = read.metadata.version
+        action = {
+            "index": {
+                "_index": self.names.tasks,
+                "_id": task_doc_id(new.queue, new.id),
+                "if_seq_no": version.seq_num,
+                "if_primary_term": version.primary_term,
+            }
+        }
+        return action, _source_of(new)

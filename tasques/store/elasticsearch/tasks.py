@@ -1,0 +1,259 @@
+"""Task reads and writes of the Elasticsearch store, claims and archiving aside.
+
+Inserts (one `_bulk` of `op_type=create`, then the check that refuses archived ids), the realtime `get_task`
+with its archive fallback, conditional updates, `list_tasks` (keyset paging), `queue_counts`,
+`count_outstanding` and `ping`. See README.md, "Writes" and "Listing and counts".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from elasticsearch import ApiError, ConflictError, NotFoundError
+
+from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, StoreUnavailable, VersionConflict
+from tasques.domain.task import Task, TaskState
+from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.cursor import decode_cursor, encode_cursor
+from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
+from tasques.store.elasticsearch.documents import _FINISHED, _OK, _item_error, _source_of, _task_from, _versioned
+from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
+
+
+class TasksMixin(StoreCore):
+    """Inserts, gets, updates, listing and counts of tasks."""
+
+    async def insert_task(self, task: Task) -> Task:
+        [stored] = await self.insert_tasks([task])
+        if isinstance(stored, AlreadyExists):
+            raise stored
+        return stored
+
+    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+        if not tasks:
+            return []
+        index = self.names.tasks
+        ops: list[JsonDict] = []
+        for task in tasks:
+            ops.append({"create": {"_index": index, "_id": task_doc_id(task.queue, task.id)}})
+            ops.append(_source_of(task))
+        items = await self._bulk(ops)
+        results: list[Task | AlreadyExists] = []
+        created: dict[str, tuple[int, JsonDict]] = {}
+        # A 409 is AlreadyExists even if the request was a transport retry of our own create: the same task
+        # twice in one batch has the same source, so "our own write" cannot be told apart here.
+        for task, item in zip(tasks, items, strict=True):
+            status = item["status"]
+            if status in _OK:
+                created[item["_id"]] = (len(results), item)
+                results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
+            elif status == 409:
+                results.append(AlreadyExists(f"task {task.id} already exists in queue {task.queue}"))
+            else:
+                raise _item_error("insert", item)
+        if created:
+            await self._refuse_archived(tasks, created, results)
+        return results
+
+    async def _refuse_archived(
+        self, tasks: Sequence[Task], created: dict[str, tuple[int, JsonDict]], results: list[Task | AlreadyExists]
+    ) -> None:
+        """Undo the creation of tasks whose id is archived.
+
+        Checked after creating, not before: the archiver makes its archive copy searchable before it deletes
+        the live task, so once a create has succeeded the archive check cannot miss a concurrent archiving.
+        """
+        archived = [doc_id for doc_id in await self._archived_ids(list(created)) if doc_id in created]
+        if not archived:
+            return
+        ops: list[JsonDict] = []
+        for doc_id in archived:
+            _, item = created[doc_id]
+            ops.append(
+                {
+                    "delete": {
+                        "_index": self.names.tasks,
+                        "_id": doc_id,
+                        "if_seq_no": item["_seq_no"],
+                        "if_primary_term": item["_primary_term"],
+                    }
+                }
+            )
+        for doc_id, item in zip(archived, await self._bulk(ops), strict=True):
+            if item["status"] not in _OK:
+                log.warning("task %s is archived but its re-insert could not be undone: %s", doc_id, item)
+            position, _ = created[doc_id]
+            task = tasks[position]
+            results[position] = AlreadyExists(f"task {task.id} already exists in queue {task.queue} (archived)")
+
+    async def _archived_ids(self, doc_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(doc_ids), MAX_PAGE):
+            chunk = doc_ids[start : start + MAX_PAGE]
+            resp = await self._client.search(
+                index=self.names.archive_alias,
+                query={"ids": {"values": chunk}},
+                size=len(chunk),
+                source=False,
+                track_total_hits=False,
+            )
+            found.update(hit["_id"] for hit in resp.body["hits"]["hits"])
+        return found
+
+    async def get_task(self, queue: str, task_id: str) -> Task:
+        doc_id = task_doc_id(queue, task_id)
+        try:
+            resp = await self._client.get(index=self.names.tasks, id=doc_id)
+        except NotFoundError:
+            pass
+        else:
+            return _task_from(resp.body)
+        resp = await self._client.search(
+            index=self.names.archive_alias,
+            query={"ids": {"values": [doc_id]}},
+            size=1,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+        )
+        hits = resp.body["hits"]["hits"]
+        if not hits:
+            raise NotFound(f"no task {task_id} in queue {queue}")
+        return _task_from(hits[0])
+
+    async def update_task(self, task: Task) -> Task:
+        doc_id = task_doc_id(task.queue, task.id)
+        version = task.metadata.version
+        try:
+            resp = await self._client.index(
+                index=self.names.tasks,
+                id=doc_id,
+                document=_source_of(task),
+                if_seq_no=version.seq_num,
+                if_primary_term=version.primary_term,
+            )
+        except ConflictError:
+            self.refresher.wrote(claimable=task.claimable)
+            # Also what a conditional write on a missing document answers.
+            try:
+                current = await self._client.get(index=self.names.tasks, id=doc_id)
+            except NotFoundError:
+                raise NotFound(f"no task {task.id} in queue {task.queue}") from None
+            if current.body["_source"] != _source_of(task):
+                raise VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read") from None
+            resp = current  # our own write, applied before a transport retry of the same request
+        except BaseException:
+            self.refresher.wrote(claimable=task.claimable)
+            raise
+        generation = self.refresher.wrote(claimable=task.claimable)
+        if not task.claimable:
+            self._took_out([doc_id], generation)
+        return _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
+
+    async def update_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict]:
+        if not tasks:
+            return []
+        ops: list[JsonDict] = []
+        for task in tasks:
+            ops.extend(self._conditional_index(task, task))
+        results: list[Task | VersionConflict] = []
+        items = await self._bulk(ops, claimable=any(t.claimable for t in tasks))
+        mine = await self._own(items, ops)
+        for task, item in zip(tasks, items, strict=True):
+            item = mine.get(item["_id"], item)
+            if item.get("found") or item["status"] in _OK:
+                results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
+            elif item["status"] == 409:
+                # Changed or gone (the protocol's slot has no NotFound; a re-read by the caller will tell).
+                results.append(VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read"))
+            else:
+                raise _item_error("update", item)
+        return results
+
+    async def ping(self, within: timedelta) -> None:
+        # A count on the live index: answered only while the cluster has a master and the index's shards.
+        try:
+            await self._client.options(request_timeout=within.total_seconds()).count(index=self.names.tasks)
+        except ApiError as e:  # e.g. the index is missing: not ready either
+            raise StoreUnavailable(f"elasticsearch answered {e.meta.status} ({e.error})") from e
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
+        if limit <= 0:
+            raise InvalidInput("limit must be positive", [FieldProblem(field="limit", problem="must be at least 1")])
+        limit = min(limit, MAX_PAGE - 1)
+        after = decode_cursor(cursor) if cursor is not None else None
+        filters: list[JsonDict] = []
+        if flt.queue is not None:
+            filters.append({"term": {"queue": flt.queue}})
+        if flt.states:
+            filters.append({"terms": {"state": sorted(s.value for s in flt.states)}})
+        if flt.kind is not None:
+            filters.append({"term": {"kind": flt.kind}})
+        if flt.recurring_task_id is not None:
+            filters.append({"term": {"recurring_task_id": flt.recurring_task_id}})
+        kwargs: dict[str, Any] = {}
+        if after is not None:
+            created_us, queue, task_id = after
+            kwargs["search_after"] = [created_us * 1_000, queue, task_id]  # date_nanos sorts on nanoseconds
+        await self.refresher.ensure_fresh()
+        resp = await self._client.search(
+            index=self.names.tasks,
+            query={"bool": {"filter": filters}},
+            sort=[{"metadata.created_at": "desc"}, {"queue": "desc"}, {"id": "desc"}],
+            size=limit + 1,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+            **kwargs,
+        )
+        hits: list[JsonDict] = resp.body["hits"]["hits"]
+        tasks = [_task_from(hit) for hit in hits[:limit]]
+        next_cursor = None
+        if len(hits) > limit:
+            created_ns, queue, task_id = hits[limit - 1]["sort"]
+            next_cursor = encode_cursor((int(created_ns) // 1_000, str(queue), str(task_id)))
+        return TaskPage(tasks=tasks, next_cursor=next_cursor)
+
+    async def queue_counts(self) -> list[QueueCounts]:
+        """Every queue's counts: a composite aggregation paged by `after_key`, `page_size` queues at a time."""
+        await self.refresher.ensure_fresh()
+        out: list[QueueCounts] = []
+        after: JsonDict | None = None
+        while True:
+            composite: JsonDict = {
+                "size": self._settings.page_size,
+                "sources": [{"queue": {"terms": {"field": "queue"}}}],
+            }
+            if after is not None:
+                composite["after"] = after
+            resp = await self._client.search(
+                index=self.names.tasks,
+                size=0,
+                track_total_hits=False,
+                aggs={
+                    "queues": {
+                        "composite": composite,
+                        "aggs": {"states": {"terms": {"field": "state", "size": len(TaskState)}}},
+                    }
+                },
+            )
+            agg = resp.body["aggregations"]["queues"]
+            for bucket in agg["buckets"]:
+                counts = {TaskState(b["key"]): int(b["doc_count"]) for b in bucket["states"]["buckets"]}
+                out.append(QueueCounts(queue=str(bucket["key"]["queue"]), counts=counts))
+            after = agg.get("after_key")
+            if len(agg["buckets"]) < self._settings.page_size or after is None:
+                return out
+
+    async def count_outstanding(self, recurring_task_id: str) -> int:
+        await self.refresher.ensure_fresh()
+        resp = await self._client.count(
+            index=self.names.tasks,
+            query={
+                "bool": {
+                    "filter": [{"term": {"recurring_task_id": recurring_task_id}}],
+                    "must_not": [{"terms": {"state": _FINISHED}}],
+                }
+            },
+        )
+        return int(resp.body["count"])
