@@ -102,7 +102,7 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
     d = config.dispatch
     settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
     tasks = TaskService(store, settings, clock, signals, queues)
-    resolver = ClaimResolver(store, signals, clock)
+    resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))

@@ -24,31 +24,26 @@ import logging
 from collections import OrderedDict
 from datetime import datetime, timedelta
 
-from tasques.domain.errors import NotFound, StoreUnavailable, TasquesError, VersionConflict
-from tasques.domain.task import Task, TaskState
-from tasques.service.clock import Clock
-from tasques.service.signals import QueueSignals
+from tasques.domain.errors import NotClaimed, NotFound, StoreUnavailable, TasquesError
+from tasques.domain.task import Task
+from tasques.service.tasks import TaskService
 from tasques.store.base import Store
 
 log = logging.getLogger(__name__)
-
-_CONFLICT_RETRIES = 10
 
 
 class ClaimResolver:
     def __init__(
         self,
         store: Store,
-        signals: QueueSignals,
-        clock: Clock,
+        tasks: TaskService,
         *,
         retry_every: timedelta = timedelta(seconds=1),
         settle: timedelta = timedelta(seconds=5),
         max_pending: int = 10_000,
     ) -> None:
         self._store = store
-        self._signals = signals
-        self._clock = clock
+        self._tasks = tasks
         self._retry_every = retry_every.total_seconds()
         self._settle = settle.total_seconds()
         self._max_pending = max_pending
@@ -108,24 +103,16 @@ class ClaimResolver:
 
     async def _hand_back(self, task: Task, key: tuple[str, datetime]) -> int:
         worker_id, claimed_at = key
-        for _ in range(_CONFLICT_RETRIES):
-            claim = task.last_claimed
-            if task.state is not TaskState.CLAIMED or claim is None or (claim.worker_id, claim.claimed_at) != key:
-                return 0
-            try:
-                await self._store.update_task(task.unclaimed(worker_id, self._clock()))
-            except VersionConflict:
-                task = await self._store.get_task(task.queue, task.id)
-                continue
-            except NotFound:
-                return 0
-            except StoreUnavailable:
-                raise
-            except TasquesError as e:
-                log.warning("task %s in queue %s not handed back: %s", task.id, task.queue, e)
-                return 0
-            log.info("task %s in queue %s handed back: its claim at %s never reached a worker", task.id, task.queue,
-                     claimed_at)  # fmt: skip
-            self._signals.notify(task.queue)
-            return 1
-        return 0
+        try:
+            # The service's one read-modify-write loop; it refuses once the task is no longer that claim's.
+            await self._tasks.hand_back(worker_id, claimed_at, task.queue, task.id)
+        except (NotClaimed, NotFound):
+            return 0
+        except StoreUnavailable:
+            raise
+        except TasquesError as e:
+            log.warning("task %s in queue %s not handed back: %s", task.id, task.queue, e)
+            return 0
+        log.info("task %s in queue %s handed back: its claim at %s never reached a worker", task.id, task.queue,
+                 claimed_at)  # fmt: skip
+        return 1

@@ -14,6 +14,7 @@ from tasques.domain.errors import (
     AlreadyExists,
     FieldProblem,
     InvalidInput,
+    NotClaimed,
     StoreUnavailable,
     TasquesError,
     VersionConflict,
@@ -287,6 +288,24 @@ class TaskService:
 
     async def unclaim(self, worker_id: str, queue: str, task_id: str, claim_id: str | None = None) -> Task:
         task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now, claim_id))
+        self._signals.notify(queue)
+        return task
+
+    async def hand_back(self, worker_id: str, claimed_at: datetime, queue: str, task_id: str) -> Task:
+        """Unclaim a task only while it is still claimed by `worker_id` at `claimed_at` (one claim call whose
+        outcome was unknown); `NotClaimed` once anything else has changed it."""
+
+        def change(task: Task, now: datetime) -> Task:
+            claim = task.last_claimed
+            if (
+                task.state is not TaskState.CLAIMED
+                or claim is None
+                or (claim.worker_id, claim.claimed_at) != (worker_id, claimed_at)
+            ):
+                raise NotClaimed(f"task {task_id} in queue {queue} is no longer that claim's")
+            return task.unclaimed(worker_id, now)
+
+        task = await self._change(queue, task_id, change)
         self._signals.notify(queue)
         return task
 
