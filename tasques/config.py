@@ -61,9 +61,8 @@ class SqliteConfig(_Section):
     """The embedded store: one file, one server process."""
 
     path: str = Field("./tasques.db", description="database file; created if missing")
-    busy_timeout: Duration = Field(
+    busy_timeout: PositiveDuration = Field(
         timedelta(seconds=10),
-        gt=timedelta(0),
         description="the store deadline: how long a write waits for a lock held by another process (then 503)",
     )
 
@@ -118,8 +117,8 @@ class StoreConfig(_Section):
     """Where tasks live."""
 
     kind: Literal["sqlite", "elasticsearch"] = Field("sqlite", description="sqlite (embedded) or elasticsearch")
-    ping_timeout: Duration = Field(
-        timedelta(seconds=2), gt=timedelta(0), description="GET /ready answers 503 if the store takes longer"
+    ping_timeout: PositiveDuration = Field(
+        timedelta(seconds=2), description="GET /ready answers 503 if the store takes longer"
     )
     sqlite: SqliteConfig = SqliteConfig()
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()

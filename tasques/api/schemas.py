@@ -7,6 +7,7 @@ the wire rules: optional fields, patterns and lengths.
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import (
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasques.domain.duration import DurationError, format_duration, parse_duration
+from tasques.domain.duration import coerce_duration, format_duration
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.limits import (
     MAX_CONCURRENT_DISPATCHES,
@@ -68,19 +69,11 @@ RunAt = Annotated[
 ]
 
 
-def _clamped_duration(value: object) -> object:
-    # Values beyond MAX_DURATION saturate: the service clamps them to its own maximum anyway.
-    if isinstance(value, str):
-        return parse_duration(value, saturate=True)
-    if isinstance(value, timedelta):
-        return value
-    raise DurationError("must be a Go-style duration string such as 30m or 1h30m")
-
-
 # block_for: any Go duration (an unmodified Go worker may send its MaxInt64); the service clamps it.
 BlockFor = Annotated[
     timedelta,
-    BeforeValidator(_clamped_duration),
+    # Values beyond MAX_DURATION saturate: the service clamps them to its own maximum anyway.
+    BeforeValidator(partial(coerce_duration, saturate=True)),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "description": "A Go-style duration, e.g. `1s`", "examples": ["1s"]}),
 ]

@@ -160,7 +160,7 @@ class Dispatcher:
             sent = await self._send(task)
             await self._record(task, started_at, sent)
             # The claim id refuses this outcome if the claim timed out and the task was claimed again meanwhile.
-            claim_id = task.last_claimed.claim_id if task.last_claimed is not None else None
+            claim_id = task.claim_id
             try:
                 if sent.ok:
                     await self._tasks.done(self.worker_id, task.queue, task.id, sent.outcome, claim_id)

@@ -96,9 +96,10 @@ def _trim(amount: int, per_unit: int) -> str:
     return f"{whole}.{frac:0{digits}d}".rstrip("0")
 
 
-def _coerce_duration(value: object) -> object:
+def coerce_duration(value: object, *, saturate: bool = False) -> object:
+    """The wire form of a duration: a Go-style string (or a timedelta already); `saturate` as in `parse_duration`."""
     if isinstance(value, str):
-        return parse_duration(value)
+        return parse_duration(value, saturate=saturate)
     if isinstance(value, timedelta):
         return value
     # A bare number is ambiguous (Go would read nanoseconds): refuse it rather than guess.
@@ -108,7 +109,7 @@ def _coerce_duration(value: object) -> object:
 # A timedelta that reads and writes Go-style strings on the wire.
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_coerce_duration),
+    BeforeValidator(coerce_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
     WithJsonSchema(
         {

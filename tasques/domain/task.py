@@ -184,6 +184,11 @@ class Task(_Frozen):
         )
 
     @property
+    def claim_id(self) -> str | None:
+        """The current (or last) claim's id, which the worker sends back with its calls."""
+        return self.last_claimed.claim_id if self.last_claimed is not None else None
+
+    @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
@@ -235,8 +240,7 @@ class Task(_Frozen):
 
     def failed_finally(self, worker_id: str, data: JsonObj, at: datetime, claim_id: str | None = None) -> Task:
         """A failed attempt that can never succeed (e.g. a refused destination): dead, whatever the retries."""
-        last = self._claim_of(worker_id, claim_id).model_copy(update={"result": Result(at=at, failure=data)})
-        return self._with(at, state=TaskState.DEAD, last_claimed=last)
+        return self._dead(self._claim_of(worker_id, claim_id), data, at)
 
     def timed_out(self, at: datetime, backoff: BackoffPolicy) -> Task:
         """The claim's worker went silent past `times_out_at`: a failed attempt, with the reason recorded."""
@@ -256,8 +260,7 @@ class Task(_Frozen):
         """Dead, with `reason` as the result's failure: for a stored task no transition can process (e.g. one
         written by an older version whose values overflow). Computes no time, so it cannot fail the same way."""
         claim = self.last_claimed or LastClaimed(worker_id=GIVEN_UP_BY, claimed_at=at, times_out_at=at)
-        last = claim.model_copy(update={"result": Result(at=at, failure={"reason": reason})})
-        return self._with(at, state=TaskState.DEAD, last_claimed=last)
+        return self._dead(claim, {"reason": reason}, at)
 
     def unclaimed(self, worker_id: str, at: datetime, claim_id: str | None = None) -> Task:
         """Hand the task back without using up an attempt. `last_claimed` stays, as in the original Tasques."""
@@ -265,7 +268,6 @@ class Task(_Frozen):
         return self._with(at, state=TaskState.QUEUED, attempted=max(0, self.attempted - 1), last_enqueued_at=at)
 
     def _failed_attempt(self, claim: LastClaimed, failure: JsonObj, at: datetime, backoff: BackoffPolicy) -> Task:
-        last = claim.model_copy(update={"result": Result(at=at, failure=failure)})
         policy = self.retry_policy
         if policy is None:
             final = self.attempted > self.retry_times
@@ -274,8 +276,12 @@ class Task(_Frozen):
             final = policy.gives_up(self.attempted, self.retry_times, self.first_attempted_at, at)
             delay = policy.delay(self.attempted)
         if final:
-            return self._with(at, state=TaskState.DEAD, last_claimed=last)
+            return self._dead(claim, failure, at)
+        last = _with_failure(claim, failure, at)
         return self._with(at, state=TaskState.FAILED, last_claimed=last, run_at=later(at, delay), last_enqueued_at=at)
+
+    def _dead(self, claim: LastClaimed, failure: JsonObj, at: datetime) -> Task:
+        return self._with(at, state=TaskState.DEAD, last_claimed=_with_failure(claim, failure, at))
 
     def _claim_of(self, worker_id: str, claim_id: str | None) -> LastClaimed:
         """The current claim, if `worker_id` holds it. A `claim_id` must also be the current claim's: it tells
@@ -295,6 +301,10 @@ class Task(_Frozen):
     def _with(self, at: datetime, **changes: Any) -> Task:
         changes["metadata"] = self.metadata.model_copy(update={"modified_at": at})
         return self.model_copy(update=changes)
+
+
+def _with_failure(claim: LastClaimed, failure: JsonObj, at: datetime) -> LastClaimed:
+    return claim.model_copy(update={"result": Result(at=at, failure=failure)})
 
 
 def claim_order_key(task: Task) -> tuple[int, datetime]:

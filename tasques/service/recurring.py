@@ -11,7 +11,7 @@ from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.schedule import ScheduleError, parse_schedule
 from tasques.domain.task import Metadata
 from tasques.service.clock import Clock
-from tasques.service.tasks import TaskService
+from tasques.service.tasks import TaskService, describe_error
 from tasques.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class RecurringService:
                 break
             updated = updated.handled(slot).enqueued_fine()
         if error is not None:
-            updated = updated.failed_to_enqueue(_describe(error), now)
+            updated = updated.failed_to_enqueue(describe_error(error), now)
         if updated != rt:
             await self._store.update_recurring(updated)
         return enqueued
@@ -172,10 +172,6 @@ class RecurringService:
     async def _record_error(self, rt: RecurringTask, error: Exception) -> None:
         """Best effort: make the failure visible on the recurring task itself."""
         try:
-            await self._store.update_recurring(rt.failed_to_enqueue(_describe(error), self._clock()))
+            await self._store.update_recurring(rt.failed_to_enqueue(describe_error(error), self._clock()))
         except Exception:
             log.exception("recurring task %s: its error could not be recorded", rt.id)
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"

@@ -313,7 +313,7 @@ class TaskService:
         """Best-effort unclaim of tasks nobody will run; any left behind still time out as usual."""
         for task in tasks:
             try:
-                await self.unclaim(worker_id, task.queue, task.id, _claim_id_of(task))
+                await self.unclaim(worker_id, task.queue, task.id, task.claim_id)
             except TasquesError as e:
                 log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e)
                 if isinstance(e, StoreUnavailable) and task.last_claimed is not None:
@@ -417,11 +417,12 @@ def _timed_out(backoff: BackoffPolicy, at: datetime, task: Task) -> Task:
 
 def _give_up(task: Task, what: str, error: Exception, at: datetime) -> Task:
     log.error("task %s in queue %s %s, so it is now dead: %r", task.id, task.queue, what, error)
-    return task.given_up(f"{what}: {type(error).__name__}: {error}"[:MAX_REASON], at)
+    return task.given_up(f"{what}: {describe_error(error)}"[:MAX_REASON], at)
 
 
-def _claim_id_of(task: Task) -> str | None:
-    return task.last_claimed.claim_id if task.last_claimed is not None else None
+def describe_error(error: Exception) -> str:
+    """How an unexpected error is recorded on the record it concerns (a task's reason, a recurring last_error)."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _times_out_by(task: Task, now: datetime) -> bool:
