@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from elasticsearch import ApiError, TransportError
 
 from tasques.store.elasticsearch.archive import MaintenanceResult
-from tasques.store.elasticsearch.core import MAX_UNREADABLE, StoreCore, log
+from tasques.store.elasticsearch.core import StoreCore, log
 from tasques.store.elasticsearch.documents import _FINISHED, _OK, es_date
 from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.unreadable import MAX_UNREADABLE
 
 
 class ArchivingMixin(StoreCore):

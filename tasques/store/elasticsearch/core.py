@@ -39,6 +39,7 @@ from tasques.store.elasticsearch.mappings import (
     timeline_template_body,
 )
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
+from tasques.store.unreadable import UnreadableRecords
 
 log = logging.getLogger("tasques.store.elasticsearch")
 
@@ -47,8 +48,6 @@ log = logging.getLogger("tasques.store.elasticsearch")
 MAX_PAGE = ES_MAX_PAGE
 # Without ILM, archive_finished rolls over and prunes the archive at most this often (wall-clock seconds).
 ARCHIVE_MAINTENANCE_EVERY = 60.0
-# Unreadable (or unarchivable) documents remembered, so searches exclude them; beyond this, only logged.
-MAX_UNREADABLE = 10_000
 
 _R = TypeVar("_R")
 
@@ -99,9 +98,7 @@ class StoreCore:
         self._claiming: set[str] = set()
         # _id -> write generation of tasks this instance took out of the claimable set (see _stale_for_claims).
         self._unrefreshed: OrderedDict[str, int] = OrderedDict()
-        # `{what}/{_id}` of documents that could not be parsed, and how many times one was skipped (`_parse`).
-        self._unreadable: set[str] = set()
-        self.skipped_unreadable = 0
+        self.unreadable = UnreadableRecords(log)
         # _ids of finished tasks the archive refused: later archive passes look past them.
         self._unarchivable: set[str] = set()
 
@@ -211,15 +208,11 @@ class StoreCore:
         try:
             return parse(doc)
         except Exception as e:
-            self.skipped_unreadable += 1
-            key = f"{what}/{doc.get('_id')}"
-            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
-                self._unreadable.add(key)
-                log.error("stored document %s cannot be read; skipped: %r", key, e)
+            self.unreadable.note(f"{what}/{doc.get('_id')}", e)
             return None
 
     def _unreadable_tasks(self) -> set[str]:
-        return {key.removeprefix("tasks/") for key in self._unreadable if key.startswith("tasks/")}
+        return self.unreadable.task_keys()
 
     async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:
         """Of a bulk's 409s on the tasks index, the writes that were our own (see `faults.own_writes`)."""

@@ -17,7 +17,6 @@ from tasques.store.elasticsearch.claims import CLAIM_ROUNDS, EMPTY_CLAIM_REFRESH
 from tasques.store.elasticsearch.core import (
     ARCHIVE_MAINTENANCE_EVERY,
     MAX_PAGE,
-    MAX_UNREADABLE,
     StoreCore,
     build_client,
 )
@@ -25,6 +24,7 @@ from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_da
 from tasques.store.elasticsearch.faults import translate_faults
 from tasques.store.elasticsearch.records import RecordsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
+from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
     "ARCHIVE_MAINTENANCE_EVERY",

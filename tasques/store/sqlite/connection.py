@@ -21,14 +21,13 @@ from pydantic import BaseModel
 
 from tasques.domain.errors import StoreUnavailable
 from tasques.store.sqlite.schema import DDL, MIGRATE_1_TO_2, SCHEMA_VERSION
+from tasques.store.unreadable import UnreadableRecords
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("tasques.store.sqlite")
 
-# Unreadable records remembered (so claims and the reaper skip them without re-reading); beyond this, only logged.
-MAX_UNREADABLE = 10_000
 _BUSY_TIMEOUT = timedelta(seconds=10)
 # Primary result codes that mean "not now" (locked by another process, I/O failing, disk full, file gone),
 # not a bug: they leave the store as StoreUnavailable.
@@ -45,9 +44,7 @@ class SqliteConnections:
         self._busy_ms = max(1, int(busy_timeout.total_seconds() * 1000))
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
-        # Keys of stored records that could not be parsed, and how many times one was skipped (see `_parse`).
-        self._unreadable: set[str] = set()
-        self.skipped_unreadable = 0
+        self.unreadable = UnreadableRecords(log)
 
     # Lifecycle
 
@@ -82,19 +79,14 @@ class SqliteConnections:
         try:
             return model.model_validate_json(body)
         except ValueError as e:
-            self.skipped_unreadable += 1
-            if key not in self._unreadable and len(self._unreadable) < MAX_UNREADABLE:
-                self._unreadable.add(key)
-                log.error("stored record %s cannot be read; skipped: %s", key, e)
+            self.unreadable.note(key, e)
             return None
 
     def _unreadable_tasks(self) -> set[tuple[str, str]]:
         out: set[tuple[str, str]] = set()
-        for key in self._unreadable:
-            kind, _, rest = key.partition("/")
-            if kind == "tasks":
-                queue, _, task_id = rest.partition("/")
-                out.add((queue, task_id))
+        for key in self.unreadable.task_keys():
+            queue, _, task_id = key.partition("/")
+            out.add((queue, task_id))
         return out
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
