@@ -26,6 +26,7 @@ class StallingProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.port = 0
 
     @property
@@ -58,15 +59,22 @@ class StallingProxy:
             self._server.close()
         # Abort, not close: a close waits to flush what a stalled peer never reads. Aborted sockets are closed
         # at once, so none outlives the proxy (it would be a ResourceWarning in some later test).
+        self._closing = True
         for writer in list(self._writers):
             writer.transport.abort()
-        for task in self._tasks:
+        # Cancel the connection handlers too: one still opening its upstream connection would otherwise start
+        # pumps after this point and wait on them for ever (its handler's cancellation cancels them).
+        pending = [*self._tasks, *self._handlers]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._closing:
+            client_w.transport.abort()
+            return
         handler = asyncio.current_task()
         assert handler is not None
         self._handlers.add(handler)
