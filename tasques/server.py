@@ -141,6 +141,7 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
             for t in loops:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
+        await tasks.close()
         await bounded("closing the store", store.close(), deadline.left())
 
     app.cleanup_ctx.append(lifecycle)

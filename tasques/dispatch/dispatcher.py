@@ -7,6 +7,13 @@ timeout is a failed attempt, retried by the task's retry policy; a destination t
 is a final failure (dead). If the server dies mid-request, the claim times out (HTTP tasks default to the
 request timeout plus a grace period) and the reaper retries it.
 
+Idle cost: a pass serves only the queues that may have work: those the service's claim ticker reports (one
+store probe per tick finds every queue with claimable HTTP tasks; in-process creates are reported at once)
+and the *busy* ones, whose last claim was full or which are held back by their limits. Busy queues are served
+every pass (and when one of their requests ends) and left out of the probe; a queue whose claim comes back
+short is no longer busy. So an idle server with many HTTP queues sends one store request per tick, not one
+per queue.
+
 Isolation: a queue whose pass raises is logged and skipped, the other queues are still served; whatever
 goes wrong with one task ends as a recorded failed attempt, never as a claim left to time out.
 """
@@ -73,6 +80,7 @@ class Dispatcher:
         self._in_flight: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()  # queues served every pass: they have work (see the module docstring)
         self._sender: Sender | None = None
         self.dispatched = 0  # requests started, for tests and metrics
         self.passes = 0  # completed passes over the queues, so tests can wait for some instead of sleeping
@@ -82,16 +90,18 @@ class Dispatcher:
         session = new_session(self._settings.policy)
         tls = TlsContexts(self._settings.tls_files_dir)
         self._sender = Sender(session, tls, self._settings.tls_files_dir, self._settings.max_redirects)
+        work = self._tasks.http_work
         try:
-            while True:
-                try:
-                    wait = await self.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("dispatch pass failed; retrying")
-                    wait = self._settings.poll_interval.total_seconds()
-                await asyncio.sleep(wait)
+            with work.watching():
+                while True:
+                    try:
+                        wait = await self.run_once()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("dispatch pass failed; retrying")
+                        wait = self._settings.poll_interval.total_seconds()
+                    await work.wait(wait)
         finally:
             for running in list(self._running):
                 running.cancel()
@@ -102,17 +112,28 @@ class Dispatcher:
             self._sender = None
 
     async def run_once(self) -> float:
-        """Claim and start what each queue's limits allow; returns how long to wait before the next pass."""
+        """Claim and start what the limits of each queue that may have work allow; returns how long to wait
+        before the next pass."""
         loop = asyncio.get_running_loop()
         wait = self._settings.poll_interval.total_seconds()
-        for queue, settings in (await self._tasks.queues.all()).items():
-            try:
-                wait = min(wait, await self._serve(queue, settings, loop.time()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # One queue's bad settings record or store error must not keep the others from being served.
-                log.exception("dispatch pass of queue %s failed; skipped", queue)
+        work = self._tasks.http_work
+        due = work.take() | self._busy
+        if due:
+            known = await self._tasks.queues.all()
+            for queue in sorted(due):
+                settings = known.get(queue)
+                if settings is None:
+                    self._busy.discard(queue)  # only registered queues are dispatched
+                    continue
+                try:
+                    wait = min(wait, await self._serve(queue, settings, loop.time()))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # One queue's bad settings record or store error must not keep the others from being served.
+                    self._busy.discard(queue)  # the probe reports it again while it has work
+                    log.exception("dispatch pass of queue %s failed; skipped", queue)
+        work.busy = frozenset(self._busy)
         self.passes += 1
         return wait
 
@@ -120,9 +141,11 @@ class Dispatcher:
         """Claim and start what one queue's limits allow; returns how soon it wants another pass."""
         wait = self._settings.poll_interval.total_seconds()
         if settings.paused:
+            self._busy.discard(queue)  # a resume here signals it; elsewhere, the probe finds its tasks
             return wait
         room = self._room(queue, settings, now)
         if room <= 0:
+            self._busy.add(queue)  # served again once a request ends or the rate allows
             bucket = self._buckets.get(queue)
             if bucket is not None:
                 wait = min(wait, max(0.005, bucket.wait_for_one(now)))
@@ -132,7 +155,11 @@ class Dispatcher:
             bucket.take(len(claimed), asyncio.get_running_loop().time())
         for task in claimed:
             self._start(task)
-        return 0.0 if len(claimed) == room else wait  # a full claim: more may be waiting
+        if len(claimed) == room:
+            self._busy.add(queue)
+            return 0.0  # a full claim: more may be waiting
+        self._busy.discard(queue)
+        return wait
 
     def _room(self, queue: str, settings: QueueSettings, now: float) -> int:
         concurrent = settings.max_concurrent_dispatches or self._settings.max_concurrent_dispatches
@@ -175,6 +202,8 @@ class Dispatcher:
             log.exception("outcome of task %s in queue %s not recorded", task.id, task.queue)
         finally:
             self._in_flight[task.queue] -= 1
+            if task.queue in self._busy:
+                self._tasks.http_work.poke()  # room came free in a queue with work
 
     async def _send(self, task: Task) -> Sent:
         """Never raises (but for cancellation): an unexpected error is a failed attempt like any other."""

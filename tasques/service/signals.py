@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from tasques.domain.http_target import TaskTarget
+
+# Told (queue, target) of every notification; target None: tasks of either target.
+Listener = Callable[[str, TaskTarget | None], None]
 
 
 class QueueSignals:
-    """In-process only: other servers' tasks are found by the claim loop's poll interval."""
+    """In-process only: other servers' tasks are found by the claim ticker's probe (service/ticker.py)."""
 
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._listeners: list[Listener] = []
 
-    def notify(self, queue: str) -> None:
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, queue: str, target: TaskTarget | None = None) -> None:
+        """Tasks of `queue` (of `target`, or of either when None) may have become claimable."""
+        for listener in self._listeners:
+            listener(queue, target)
+        if target is TaskTarget.HTTP:
+            return  # the waiters are pull claims
         waiters = self._waiters.pop(queue, None)
         for fut in waiters or ():
             if not fut.done():

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 from tasques.domain.errors import (
     AlreadyExists,
@@ -24,17 +23,17 @@ from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
+from tasques.service.claims import SharedClaims
 from tasques.service.clock import Clock
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
+from tasques.service.ticker import ClaimTicker, HttpWork
 from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
 
 # Longest reason text recorded on a task the server gave up on.
 MAX_REASON = 1000
-# A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
-GIVE_UP_ROUNDS = 3
 
 # An HTTP task's default processing timeout is its request timeout plus this.
 HTTP_CLAIM_GRACE = timedelta(seconds=5)
@@ -48,7 +47,8 @@ class TaskSettings:
     max_block_for: timedelta = timedelta(seconds=60)
     max_claim_amount: int = 1000
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    # A blocked claim re-polls the store this often; in-process creates wake it at once regardless.
+    # Blocked claims and the dispatcher's idle queues are probed this often (one store request for all of
+    # them, see service/ticker.py); in-process creates wake them at once regardless.
     poll_interval: timedelta = timedelta(milliseconds=250)
     # Read → change → conditional write is retried this many times on version conflicts.
     conflict_retries: int = 100
@@ -87,6 +87,11 @@ class TaskService:
         self._queues = queues
         # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
+        # Probing faster than other servers' writes become searchable would find nothing new.
+        self._ticker = ClaimTicker(store, clock, signals, max(settings.poll_interval, store.search_delay))
+        self._claims = SharedClaims(
+            store, clock, _claim, lambda worker_id, at: self.on_unknown_claim(worker_id, at), self.unclaim_all
+        )
 
     @property
     def queues(self) -> QueueService:
@@ -95,6 +100,23 @@ class TaskService:
     @property
     def settings(self) -> TaskSettings:
         return self._settings
+
+    @property
+    def http_work(self) -> HttpWork:
+        """Where the dispatcher learns which queues may hold claimable HTTP tasks."""
+        return self._ticker.http
+
+    @property
+    def ticker(self) -> ClaimTicker:
+        return self._ticker
+
+    @property
+    def shared_claims(self) -> SharedClaims:
+        return self._claims
+
+    async def close(self) -> None:
+        """Stop the claim ticker (blocked claims still end by their own deadline)."""
+        await self._ticker.close()
 
     def resolve(self, spec: TaskSpec, now: datetime, queue_retry_policy: RetryPolicy | None = None) -> NewTask:
         """Fill in the defaults: a generated id, run now, the configured retries and timeout, the queue's
@@ -159,14 +181,14 @@ class TaskService:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
         await self._register_http_queues([new])
         stored = await self._store.insert_task(Task.create(new, now))
-        self._signals.notify(stored.queue)
+        self._signals.notify(stored.queue, stored.target)
         return stored
 
     async def insert_many(self, news: Sequence[NewTask], now: datetime) -> list[Task | AlreadyExists]:
         await self._register_http_queues(news)
         results = await self._store.insert_tasks([Task.create(n, now) for n in news])
-        for queue in {r.queue for r in results if isinstance(r, Task)}:
-            self._signals.notify(queue)
+        for queue, target in {(r.queue, r.target) for r in results if isinstance(r, Task)}:
+            self._signals.notify(queue, target)
         return results
 
     async def _register_http_queues(self, news: Sequence[NewTask]) -> None:
@@ -199,59 +221,32 @@ class TaskService:
         unique_queues = list(dict.fromkeys(queues))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait.total_seconds()
-        poll = self._settings.poll_interval.total_seconds()
+        # A claim that would block on queues the last probe found empty waits for the next one at once.
+        skip = wait > timedelta(0) and self._ticker.known_empty(unique_queues)
         while True:
-            now = self._clock()
-            paused = await self._queues.paused()
-            active = [q for q in unique_queues if q not in paused]
-            claimed = await self._claim_once(worker_id, active, now, amount) if active else []
+            claimed = [] if skip else await self._claim_pull(worker_id, unique_queues, amount)
             remaining = deadline - loop.time()
             if claimed or remaining <= 0:
                 return claimed
-            await self._signals.wait(unique_queues, min(remaining, poll))
+            await self._ticker.wait(unique_queues, remaining)
+            skip = self._ticker.known_empty(unique_queues)
+
+    async def _claim_pull(self, worker_id: str, queues: list[str], amount: int) -> list[Task]:
+        paused = await self._queues.paused()
+        active = [q for q in queues if q not in paused]
+        if not active:
+            return []
+        generation = self._ticker.generation
+        claimed = await self._claims.claim(worker_id, active, amount, TaskTarget.PULL)
+        if not claimed:
+            self._ticker.found_empty(active, generation)
+        return claimed
 
     async def claim_http(self, worker_id: str, queue: str, amount: int) -> list[Task]:
         """The dispatcher's claim: HTTP-target tasks of one queue, without waiting; nothing from a paused queue."""
         if amount <= 0 or queue in await self._queues.paused():
             return []
-        now = self._clock()
-        return await self._claim_once(worker_id, [queue], now, amount, TaskTarget.HTTP)
-
-    async def _claim_once(
-        self, worker_id: str, queues: list[str], now: datetime, amount: int, target: TaskTarget = TaskTarget.PULL
-    ) -> list[Task]:
-        call = asyncio.ensure_future(self._claim_rounds(worker_id, queues, now, amount, target))
-        try:
-            return await asyncio.shield(call)
-        except StoreUnavailable:
-            # The store may have claimed tasks (even later) for this call that nobody will ever receive.
-            self.on_unknown_claim(worker_id, now)
-            raise
-        except asyncio.CancelledError:
-            # The caller went away (e.g. the worker hung up) while the store was claiming: hand back whatever
-            # it claimed, or those tasks would sit unrun until their processing timeout.
-            try:
-                claimed = await call
-            except StoreUnavailable:
-                self.on_unknown_claim(worker_id, now)
-                claimed = []
-            if claimed:
-                await self.unclaim_all(worker_id, claimed)
-            raise
-
-    async def _claim_rounds(
-        self, worker_id: str, queues: list[str], now: datetime, amount: int, target: TaskTarget
-    ) -> list[Task]:
-        """The store's claim, keeping only what was claimed: tasks `_claim` gave up on are dead, not handed out,
-        so their slots are claimed again at once (a few rounds at most)."""
-        change = partial(_claim, worker_id, now)
-        claimed: list[Task] = []
-        for _ in range(GIVE_UP_ROUNDS):
-            got = await self._store.claim_tasks(queues, now, amount - len(claimed), change, target)
-            claimed.extend(t for t in got if t.state is TaskState.CLAIMED)
-            if len(claimed) >= amount or all(t.state is TaskState.CLAIMED for t in got):
-                break
-        return claimed
+        return await self._claims.claim(worker_id, [queue], amount, TaskTarget.HTTP)
 
     # `claim_id`, when given, must be the current claim's (ClaimMismatch otherwise); None checks the worker only.
     async def report(
@@ -394,11 +389,13 @@ def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:
     log.warning("claim by %s at %s has an unknown outcome; its tasks may wait for their timeout", worker_id, claimed_at)
 
 
-def _claim(worker_id: str, at: datetime, task: Task) -> Task:
-    """Claim the task; one no transition can process is made dead with the reason, never failing the claim."""
+def _claim(worker_id: str, at: datetime, task: Task, claim_id: str | None = None) -> Task:
+    """Claim the task; one no transition can process is made dead with the reason, never failing the claim.
+
+    A fresh id per task per claim (`claim_id`, or a new one): a late call from an earlier attempt by the same
+    worker id is refused."""
     try:
-        # A fresh id per task per claim: a late call from an earlier attempt by the same worker id is refused.
-        return task.claimed(worker_id, at, uuid.uuid4().hex)
+        return task.claimed(worker_id, at, claim_id or uuid.uuid4().hex)
     except TasquesError:
         raise  # e.g. no longer claimable: the store skips it
     except Exception as e:

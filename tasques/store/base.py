@@ -52,6 +52,15 @@ class TaskPage:
 
 
 @dataclass(frozen=True)
+class QueueProbe:
+    """Where `claimable_queues` looks for tasks of one target: `queues`, or every queue when None, less `excluding`."""
+
+    target: TaskTarget
+    queues: frozenset[str] | None = None
+    excluding: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class QueueCounts:
     queue: str
     counts: dict[TaskState, int] = field(default_factory=dict)
@@ -61,6 +70,12 @@ class Store(Protocol):
     """Persistence for tasks, recurring tasks and the leader lock."""
 
     kind: str
+
+    @property
+    def search_delay(self) -> timedelta:
+        """How long a write by another store instance may stay invisible to searches (claims, probes): polling
+        them more often than this finds nothing new."""
+        ...
 
     async def open(self) -> None:
         """Create the schema or indices if missing. Idempotent."""
@@ -98,6 +113,11 @@ class Store(Protocol):
         target: TaskTarget = TaskTarget.PULL,
     ) -> list[Task]:
         """Atomically apply `change` to up to `limit` claimable tasks of `queues` and `target`, in claim order."""
+
+    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
+        """The (queue, target) pairs of `probes` that hold a task claimable at `now`, in one cheap round trip
+        (idle waiters poll this instead of claiming). It sees what `claim_tasks` would see at the same moment:
+        it may name a queue whose candidates a claim then loses or finds unreadable, never miss one it would find."""
 
     async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
         """Tasks still claimed by `worker_id` with exactly this `last_claimed.claimed_at`: what is left of one

@@ -20,7 +20,8 @@ from tasques.store.elasticsearch.mappings import JsonDict
 
 # A claim re-searches at most this many times when it lost races and is still short of its limit.
 CLAIM_ROUNDS = 5
-# A claim that sees nothing refreshes at most this often (seconds) to find other servers' new tasks.
+# A claim that sees nothing refreshes to find other servers' new tasks at most once per refresh interval (and
+# never more often than this, in seconds): idle waiters poll `claimable_queues` instead, without refreshing.
 EMPTY_CLAIM_REFRESH_GAP = 0.1
 # Past this many of our own unrefreshed claims/dones, a claim refreshes instead of excluding them by id.
 MAX_STALE_EXCLUDED = 2_000
@@ -59,9 +60,8 @@ class ClaimsMixin(StoreCore):
             )
             hits: list[JsonDict] = resp.body["hits"]["hits"]
             lost = await self._claim_hits(hits, limit, change, claimed, refused)
-            if not hits and not claimed and await self.refresher.refresh_if_idle_for(EMPTY_CLAIM_REFRESH_GAP):
-                # Nothing visible: another server may have created tasks since the last refresh. Look again,
-                # refreshing at most every EMPTY_CLAIM_REFRESH_GAP rather than waiting for refresh_interval.
+            if not hits and not claimed and await self.refresher.refresh_if_idle_for(self._empty_claim_refresh_gap):
+                # Nothing visible: another server may have created tasks since the last refresh. Look again.
                 continue
             if len(claimed) >= limit or not hits or (len(hits) < size and lost == 0):
                 break
@@ -70,6 +70,10 @@ class ClaimsMixin(StoreCore):
                 await self.refresher.refresh_if_idle_for(0)
         claimed.sort(key=lambda c: (c[0], c[1]))
         return [task for _, _, task in claimed]
+
+    @property
+    def _empty_claim_refresh_gap(self) -> float:
+        return max(EMPTY_CLAIM_REFRESH_GAP, self._settings.refresh_interval.total_seconds())
 
     async def _claim_query(self, queues: list[str], now_es: str, target: TaskTarget, refused: set[str]) -> JsonDict:
         """One round's search for claimable tasks; waits for the refresh the round needs first."""

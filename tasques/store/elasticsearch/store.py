@@ -6,11 +6,13 @@ one live index `{prefix}-tasks` (`_id` = `{queue}/{id}`), conditional writes on 
 refresh before every search so each instance reads its own writes.
 
 This module only puts `ElasticsearchStore` together; each concern is a mixin in its own module (`tasks`,
-`claims`, `archiving`, `records`) on the shared `core.StoreCore`, with the document helpers in `documents`.
+`claims`, `probe`, `archiving`, `records`) on the shared `core.StoreCore`, with the document helpers in `documents`.
 The names other code imports from here are re-exported.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from tasques.store.elasticsearch.archiving import ArchivingMixin
 from tasques.store.elasticsearch.claims import CLAIM_ROUNDS, EMPTY_CLAIM_REFRESH_GAP, MAX_STALE_EXCLUDED, ClaimsMixin
@@ -22,6 +24,7 @@ from tasques.store.elasticsearch.core import (
 )
 from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_date
 from tasques.store.elasticsearch.faults import translate_faults
+from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.records import RecordsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.unreadable import MAX_UNREADABLE
@@ -41,7 +44,11 @@ __all__ = [
 
 
 @translate_faults
-class ElasticsearchStore(TasksMixin, ClaimsMixin, ArchivingMixin, RecordsMixin, StoreCore):
+class ElasticsearchStore(TasksMixin, ClaimsMixin, ProbeMixin, ArchivingMixin, RecordsMixin, StoreCore):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""
 
     kind: str = "elasticsearch"
+
+    @property
+    def search_delay(self) -> timedelta:
+        return self._settings.refresh_interval

@@ -27,6 +27,18 @@ CLAIM_SQL = (
     f"SELECT priority, run_at, seq, id, body FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? "
     "ORDER BY priority DESC, run_at LIMIT ?"
 )
+# Does one queue hold a claimable task of one target? Through the claim index, stopping at the first rows.
+PROBE_SQL = f"SELECT id FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? LIMIT ?"
+# The queues holding any claimable task: a loose scan of the claim index, one seek per queue.
+CLAIMABLE_QUEUES_SQL = f"""
+WITH RECURSIVE names(queue) AS (
+    SELECT (SELECT queue FROM tasks INDEXED BY tasks_claimable_by_target WHERE {CLAIMABLE} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM tasks INDEXED BY tasks_claimable_by_target WHERE {CLAIMABLE} AND queue > names.queue
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.queue IS NOT NULL
+)
+SELECT queue FROM names WHERE queue IS NOT NULL"""
 TIMED_OUT_SQL = (
     "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
 )

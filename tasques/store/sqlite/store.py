@@ -25,7 +25,7 @@ from tasques.domain.errors import (
 )
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.base import QueueCounts, QueueProbe, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.records import SqliteRecords
@@ -42,10 +42,12 @@ from tasques.store.sqlite.rows import (
 
 # Re-exported: tests/contract/test_sqlite_specific.py reads these from this module.
 from tasques.store.sqlite.rows import CLAIM_SQL as CLAIM_SQL
+from tasques.store.sqlite.rows import CLAIMABLE_QUEUES_SQL as CLAIMABLE_QUEUES_SQL
 from tasques.store.sqlite.rows import CLAIMED_SQL as CLAIMED_SQL
 from tasques.store.sqlite.rows import COUNTS_SQL as COUNTS_SQL
 from tasques.store.sqlite.rows import FINISHED_SQL as FINISHED_SQL
 from tasques.store.sqlite.rows import OUTSTANDING_SQL as OUTSTANDING_SQL
+from tasques.store.sqlite.rows import PROBE_SQL as PROBE_SQL
 from tasques.store.sqlite.rows import TIMED_OUT_SQL as TIMED_OUT_SQL
 from tasques.store.sqlite.rows import _list_query as _list_query
 
@@ -54,6 +56,10 @@ class SqliteStore(SqliteRecords):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
+
+    @property
+    def search_delay(self) -> timedelta:
+        return timedelta(0)  # one process: every write goes through this instance
 
     # Tasks
 
@@ -155,6 +161,24 @@ class SqliteStore(SqliteRecords):
             return claimed
 
         return await self._write(run)
+
+    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
+        now_us = _micros(now)
+
+        def run(conn: sqlite3.Connection) -> set[tuple[str, TaskTarget]]:
+            skip = self._unreadable_tasks()
+            found: set[tuple[str, TaskTarget]] = set()
+            for probe in probes:
+                queues = probe.queues
+                if queues is None:
+                    queues = frozenset(row[0] for row in conn.execute(CLAIMABLE_QUEUES_SQL))
+                for queue in sorted(queues - probe.excluding):
+                    rows = conn.execute(PROBE_SQL, (queue, probe.target.value, now_us, len(skip) + 1)).fetchall()
+                    if any((queue, task_id) not in skip for (task_id,) in rows):
+                        found.add((queue, probe.target))
+            return found
+
+        return await self._read(run)
 
     async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
         if limit <= 0:

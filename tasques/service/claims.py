@@ -1,0 +1,173 @@
+"""Shared claims: concurrent claims for the same (queues, target) on one server are one store claim.
+
+Claims that arrive while one for their key is in flight wait for it and then go together (`Coalescer`): one
+`Store.claim_tasks` call (one search plus one conditional bulk on Elasticsearch, one SQLite transaction) for
+the summed amount. The store applies our `change` to each task it takes, in claim order; the change hands
+each task to the next caller that still needs one (round robin, so the head of the queue is shared fairly),
+with that caller's worker id, claim time and a fresh claim id, and the results go back to the callers by
+claim id. Nobody gets more than asked: if lost races made the store ask for more than was allocated, the
+extra tasks go to a short caller of the same worker id or are handed back.
+
+Each caller's tasks carry its own (worker id, `claimed_at`) pair, which identifies one claim call to the
+claim resolver: callers sharing a worker id in one batch get claim times a microsecond apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tasques.domain.errors import StoreUnavailable
+from tasques.domain.http_target import TaskTarget
+from tasques.domain.task import Task, TaskState
+from tasques.service.clock import Clock
+from tasques.service.coalesce import Coalescer
+from tasques.store.base import Store
+
+# A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
+GIVE_UP_ROUNDS = 3
+
+# (worker id, claimed_at, task, claim id) -> the claimed task, or one given up (dead); raises to skip it.
+Claimer = Callable[[str, datetime, Task, str], Task]
+UnknownClaim = Callable[[str, datetime], None]
+HandBack = Callable[[str, Sequence[Task]], Awaitable[None]]
+Key = tuple[tuple[str, ...], TaskTarget]
+
+
+@dataclass
+class _Ask:
+    worker_id: str
+    amount: int
+    at: datetime = datetime.min  # the claim time of its tasks, set by the batch
+    got: list[Task] = field(default_factory=list)
+
+    @property
+    def need(self) -> int:
+        return self.amount - len(self.got)
+
+
+class SharedClaims:
+    def __init__(self, store: Store, clock: Clock, claimer: Claimer, unknown: UnknownClaim, hand_back: HandBack):
+        self._store = store
+        self._clock = clock
+        self._claimer = claimer
+        self._unknown = unknown
+        self._hand_back = hand_back
+        self._batches: dict[Key, Coalescer[_Ask, list[Task]]] = {}
+        self.store_calls = 0  # `claim_tasks` calls made, for metrics
+
+    async def claim(self, worker_id: str, queues: Sequence[str], amount: int, target: TaskTarget) -> list[Task]:
+        """Up to `amount` claimable tasks of `queues`, claimed for `worker_id`, sharing the store call with
+        concurrent claims of the same key. StoreUnavailable: reported as an unknown claim, and raised."""
+        key: Key = (tuple(queues), target)
+        batches = self._batches.get(key)
+        if batches is None:
+            batches = self._batches[key] = Coalescer(lambda asks: self._flush(key, asks))
+        fut = batches.submit(_Ask(worker_id, amount))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The caller went away (e.g. the worker hung up). Not flushed yet: it never will be. In flight: hand
+            # back its share, or those tasks would sit unrun until their processing timeout.
+            if not batches.withdraw(fut):
+                try:
+                    claimed = await fut
+                except StoreUnavailable:
+                    claimed = []  # already reported by the batch
+                if claimed:
+                    await self._hand_back(worker_id, claimed)
+            raise
+        finally:
+            if batches.idle and self._batches.get(key) is batches:
+                del self._batches[key]
+
+    async def _flush(self, key: Key, asks: list[_Ask]) -> list[list[Task]]:
+        queues, target = key
+        now = self._clock()
+        _claim_times(asks, now)
+        try:
+            for _ in range(GIVE_UP_ROUNDS):
+                wanted = [a for a in asks if a.need > 0]
+                split = _Split(wanted, self._claimer)
+                self.store_calls += 1
+                got = await self._store.claim_tasks(
+                    list(queues), now, sum(a.need for a in wanted), split.change, target
+                )
+                extra = split.deliver(got)
+                if extra:
+                    await self._hand_back_extra(extra)
+                if all(a.need <= 0 for a in asks) or all(t.state is TaskState.CLAIMED for t in got):
+                    break
+        except StoreUnavailable:
+            # The store may have claimed tasks (even later) for these calls that nobody will ever receive.
+            for ask in asks:
+                self._unknown(ask.worker_id, ask.at)
+            raise
+        return [ask.got for ask in asks]
+
+    async def _hand_back_extra(self, extra: list[Task]) -> None:
+        by_worker: dict[str, list[Task]] = {}
+        for task in extra:
+            claim = task.last_claimed
+            by_worker.setdefault(claim.worker_id if claim is not None else "", []).append(task)
+        for worker_id, tasks in by_worker.items():
+            await self._hand_back(worker_id, tasks)
+
+
+def _claim_times(asks: list[_Ask], now: datetime) -> None:
+    """Each ask's claim time: `now`, a microsecond later per earlier ask of the same worker id."""
+    seen: dict[str, int] = {}
+    for ask in asks:
+        n = seen.get(ask.worker_id, 0)
+        seen[ask.worker_id] = n + 1
+        ask.at = now + timedelta(microseconds=n)
+
+
+class _Split:
+    """One store call's allocation: the `change` hands tasks round robin to the asks that still need one."""
+
+    def __init__(self, asks: list[_Ask], claimer: Claimer) -> None:
+        self._asks = asks
+        self._claimer = claimer
+        self._allocated = [0] * len(asks)
+        self._next = 0
+        self._owner: dict[str, _Ask] = {}  # claim id -> its ask
+
+    def change(self, task: Task) -> Task:
+        i = self._pick()
+        ask = self._asks[i]
+        claim_id = uuid.uuid4().hex
+        changed = self._claimer(ask.worker_id, ask.at, task, claim_id)  # raises: the store skips the task
+        if changed.state is TaskState.CLAIMED:
+            self._allocated[i] += 1
+            self._owner[claim_id] = ask
+            self._next = (i + 1) % len(self._asks)
+        return changed
+
+    def _pick(self) -> int:
+        n = len(self._asks)
+        for step in range(n):
+            i = (self._next + step) % n
+            if self._allocated[i] < self._asks[i].need:
+                return i
+        # Every ask is allocated in full, yet the store wants more: some allocations lost races. Allocate on
+        # in turn; `deliver` moves or hands back whatever turns out to be more than an ask wanted.
+        return self._next
+
+    def deliver(self, got: list[Task]) -> list[Task]:
+        """Give each claimed task to its ask; returns those no ask of their worker id has room for."""
+        extra: list[Task] = []
+        for task in got:
+            ask = self._owner.get(task.claim_id or "")
+            if task.state is not TaskState.CLAIMED or ask is None:
+                continue  # given up (dead): nobody's
+            if ask.need <= 0:
+                ask = next((a for a in self._asks if a.worker_id == ask.worker_id and a.need > 0), None)
+                if ask is None:
+                    extra.append(task)
+                    continue
+            ask.got.append(task)
+        return extra

@@ -1,0 +1,101 @@
+"""The idle probe of the Elasticsearch store: which queues hold claimable tasks, in one search.
+
+Blocked claims and the dispatcher of one server ask this once per tick instead of claiming per queue, so an
+idle server sends one request per tick. The search is `size: 0` with a composite aggregation by (queue,
+target), filtered like a claim search (claimable state, `run_at <= now`, our own unrefreshed take-outs and
+unreadable tasks excluded), so it visits only claimable tasks of the probed queues. See README.md, "Claims".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from tasques.domain.http_target import TaskTarget
+from tasques.store.base import QueueProbe
+from tasques.store.elasticsearch.claims import MAX_STALE_EXCLUDED
+from tasques.store.elasticsearch.core import StoreCore
+from tasques.store.elasticsearch.documents import _CLAIMABLE, es_date
+from tasques.store.elasticsearch.mappings import JsonDict
+
+# Buckets per page of the composite aggregation; more queues than this with work cost another page.
+PROBE_PAGE = 1000
+
+
+class ProbeMixin(StoreCore):
+    """`claimable_queues`."""
+
+    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
+        clauses = [c for c in (_probe_clause(p) for p in probes) if c is not None]
+        if not clauses:
+            return set()
+        query: JsonDict = {
+            "bool": {
+                "filter": [{"terms": {"state": _CLAIMABLE}}, {"range": {"run_at": {"lte": es_date(now)}}}],
+                "should": clauses,
+                "minimum_should_match": 1,
+            }
+        }
+        skip = await self._probe_skip()
+        if skip:
+            query["bool"]["must_not"] = [{"ids": {"values": sorted(skip)}}]
+        found: set[tuple[str, TaskTarget]] = set()
+        after: JsonDict | None = None
+        while True:
+            composite: JsonDict = {
+                "size": PROBE_PAGE,
+                "sources": [
+                    {"queue": {"terms": {"field": "queue"}}},
+                    # Tasks written before `target` existed have none: they are pull tasks.
+                    {"target": {"terms": {"field": "target", "missing_bucket": True}}},
+                ],
+            }
+            if after is not None:
+                composite["after"] = after
+            resp = await self._client.search(
+                index=self.names.tasks,
+                query=query,
+                size=0,
+                aggs={"found": {"composite": composite}},
+                track_total_hits=False,
+            )
+            result: JsonDict = resp.body["aggregations"]["found"]
+            buckets: list[JsonDict] = result["buckets"]
+            for bucket in buckets:
+                key = bucket["key"]
+                found.add((key["queue"], TaskTarget(key["target"] or TaskTarget.PULL.value)))
+            after = result.get("after_key")
+            if len(buckets) < PROBE_PAGE or after is None:
+                return found
+
+    async def _probe_skip(self) -> set[str]:
+        """What a claim search would exclude (and the refresh it would wait for first)."""
+        stale = self._stale_for_claims()
+        if len(stale) > MAX_STALE_EXCLUDED:
+            await self.refresher.ensure_fresh()
+            stale = self._stale_for_claims()
+        else:
+            await self.refresher.ensure_fresh(for_claims=True)
+        return self._unreadable_tasks().union(stale)
+
+
+def _probe_clause(probe: QueueProbe) -> JsonDict | None:
+    """One probe as a query clause; None if it can match nothing."""
+    target_is_http: JsonDict = {"term": {"target": TaskTarget.HTTP.value}}
+    filters: list[JsonDict] = []
+    must_not: list[JsonDict] = []
+    if probe.target is TaskTarget.HTTP:
+        filters.append(target_is_http)
+    else:
+        must_not.append(target_is_http)
+    if probe.queues is not None:
+        queues = sorted(probe.queues - probe.excluding)
+        if not queues:
+            return None
+        filters.append({"terms": {"queue": queues}})
+    elif probe.excluding:
+        must_not.append({"terms": {"queue": sorted(probe.excluding)}})
+    clause: JsonDict = {"bool": {"filter": filters}}
+    if must_not:
+        clause["bool"]["must_not"] = must_not
+    return clause
