@@ -28,6 +28,10 @@ class Params:
     backlog_measured: int = 5_000  # claim+done counted at each backlog
     backlog_claim_amount: int = 10
     es_backlog_budget_s: float = 480.0  # seconds of Elasticsearch backlog loading the run may spend
+    # 6. idle cost
+    idle_claims: int = 100  # long-polling claims, each on its own empty queue
+    idle_http_queues: int = 100  # registered HTTP queues, all empty
+    idle_seconds: float = 20.0  # measured per phase
     # 5. limits
     raw_sqlite_tasks: int = 100_000
     raw_es_bulk_tasks: int = 50_000
@@ -55,4 +59,5 @@ QUICK = Params(
     raw_es_bulk_tasks=5_000,
     raw_es_loop_tasks=2_000,
     stall_timeout_s=30.0,
+    idle_seconds=6.0,
 )

@@ -158,6 +158,30 @@ def markdown(results: Json) -> str:
         for skipped in _get(results, kind, "backlog", "skipped") or []:
             out.append(f"\n{name} backlog {skipped['backlog']:,} not run: {skipped['reason']}.")
 
+    out += [
+        "",
+        "**Idle cost**: server CPU (% of a core); Elasticsearch requests/s (claims and dispatch + housekeeping)",
+        "",
+    ]
+    rows = []
+    for kind, name in zip(kinds, names, strict=True):
+        idle = _get(results, kind, "idle")
+        if not idle or "parked" not in idle:
+            continue
+        for phase, label in (("parked", "parked"), ("sdk_churn", "re-claiming")):
+            ph = idle[phase]
+            es = "-"
+            if "es_requests_per_s" in ph:
+                es = (
+                    f"**{_num(ph['es_requests_per_s'], 2)}** ({_num(ph['es_claim_dispatch_requests_per_s'], 2)} + "
+                    f"{_num(ph['es_housekeeping_requests_per_s'], 2)})"
+                )
+            rows.append(
+                [name, f"{idle['claims']} claims {label} ({ph['block_for_s']:g}s), {idle['http_queues']} HTTP queues",
+                 f"**{_num(ph['server_cpu_pct'], 2)}%**", es]
+            )  # fmt: skip
+    out += _table(["store", "load", "server CPU", "ES requests/s"], rows)
+
     failures = results.get("failures") or []
     if failures:
         out += ["", "**FAILED**:", *[f"- {f}" for f in failures]]

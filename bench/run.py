@@ -26,7 +26,7 @@ from bench.context import Context
 from bench.env import REPO, Json, machine_info, provision_elasticsearch, stop_elasticsearch
 from bench.params import FULL, QUICK
 from bench.report import markdown
-from bench.scenarios import backlog, end_to_end, enqueue, latency
+from bench.scenarios import backlog, end_to_end, enqueue, idle, latency
 from bench.server import STORES
 
 Runner = Callable[[Context, str], Awaitable[Json]]
@@ -36,6 +36,7 @@ SCENARIOS: dict[str, Runner] = {
     "e2e": end_to_end.run,
     "latency": latency.run,
     "backlog": backlog.run,
+    "idle": idle.run,
 }
 RESULTS = REPO / "bench" / "results"
 

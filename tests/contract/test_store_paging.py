@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasques.domain.http_target import HttpRequest
+from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -21,7 +21,7 @@ from tasques.service.queues import QueueService
 from tasques.service.recurring import RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings, TaskSpec
-from tasques.store.base import Store
+from tasques.store.base import QueueProbe, Store
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
 from tests.contract import T0, claim_as, make_recurring, make_task, ts
@@ -162,3 +162,9 @@ async def test_every_recurring_task_fires_beyond_the_first_page(paged_store: Sto
     assert await recurring.enqueue_due() == N
     counts = {c.queue: c.counts.get(TaskState.QUEUED) for c in await paged_store.queue_counts()}
     assert counts == dict.fromkeys(_names(), 1)
+
+
+async def test_the_probe_names_every_queue_with_work_beyond_the_first_page(paged_store: Store) -> None:
+    await paged_store.insert_tasks([make_task(name, "t") for name in _names()])
+    found = await paged_store.claimable_queues(ts(1), [QueueProbe(TaskTarget.PULL, frozenset(_names()))])
+    assert found == {(name, TaskTarget.PULL) for name in _names()}

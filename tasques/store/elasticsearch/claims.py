@@ -93,13 +93,12 @@ class ClaimsMixin(StoreCore):
             query["bool"]["filter"].append(target_is_http)
         else:
             must_not.append(target_is_http)
-        stale = self._stale_for_claims()
-        if len(stale) > MAX_STALE_EXCLUDED:
+        if len(self._stale_for_claims()) > MAX_STALE_EXCLUDED:
             await self.refresher.ensure_fresh()  # cheaper than a huge exclusion list
-            stale = self._stale_for_claims()
         else:
             await self.refresher.ensure_fresh(for_claims=True)
-        skip = refused.union(stale, self._unreadable_tasks())
+        # After the refresh: a task we took out and then made claimable again (an unclaim) is searchable now.
+        skip = refused.union(self._stale_for_claims(), self._unreadable_tasks())
         if skip:
             must_not.append({"ids": {"values": sorted(skip)}})
         if must_not:

@@ -18,9 +18,6 @@ from tasques.store.elasticsearch.core import StoreCore
 from tasques.store.elasticsearch.documents import _CLAIMABLE, es_date
 from tasques.store.elasticsearch.mappings import JsonDict
 
-# Buckets per page of the composite aggregation; more queues than this with work cost another page.
-PROBE_PAGE = 1000
-
 
 class ProbeMixin(StoreCore):
     """`claimable_queues`."""
@@ -43,7 +40,7 @@ class ProbeMixin(StoreCore):
         after: JsonDict | None = None
         while True:
             composite: JsonDict = {
-                "size": PROBE_PAGE,
+                "size": self._settings.page_size,  # more queues with work than this cost another page
                 "sources": [
                     {"queue": {"terms": {"field": "queue"}}},
                     # Tasks written before `target` existed have none: they are pull tasks.
@@ -65,18 +62,16 @@ class ProbeMixin(StoreCore):
                 key = bucket["key"]
                 found.add((key["queue"], TaskTarget(key["target"] or TaskTarget.PULL.value)))
             after = result.get("after_key")
-            if len(buckets) < PROBE_PAGE or after is None:
+            if len(buckets) < self._settings.page_size or after is None:
                 return found
 
     async def _probe_skip(self) -> set[str]:
         """What a claim search would exclude (and the refresh it would wait for first)."""
-        stale = self._stale_for_claims()
-        if len(stale) > MAX_STALE_EXCLUDED:
+        if len(self._stale_for_claims()) > MAX_STALE_EXCLUDED:
             await self.refresher.ensure_fresh()
-            stale = self._stale_for_claims()
         else:
             await self.refresher.ensure_fresh(for_claims=True)
-        return self._unreadable_tasks().union(stale)
+        return self._unreadable_tasks().union(self._stale_for_claims())
 
 
 def _probe_clause(probe: QueueProbe) -> JsonDict | None:

@@ -29,16 +29,28 @@ CLAIM_SQL = (
 )
 # Does one queue hold a claimable task of one target? Through the claim index, stopping at the first rows.
 PROBE_SQL = f"SELECT id FROM tasks WHERE queue = ? AND target = ? AND {CLAIMABLE} AND run_at <= ? LIMIT ?"
+_HAS_CLAIMABLE = (
+    f"EXISTS (SELECT 1 FROM tasks WHERE tasks.queue = names.queue AND target = ? AND {CLAIMABLE} AND run_at <= ?)"
+)
 # The queues holding any claimable task: a loose scan of the claim index, one seek per queue.
-CLAIMABLE_QUEUES_SQL = f"""
+_CLAIMABLE_NAMES = f"""
 WITH RECURSIVE names(queue) AS (
     SELECT (SELECT queue FROM tasks INDEXED BY tasks_claimable_by_target WHERE {CLAIMABLE} ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT queue FROM tasks INDEXED BY tasks_claimable_by_target WHERE {CLAIMABLE} AND queue > names.queue
             ORDER BY queue LIMIT 1)
     FROM names WHERE names.queue IS NOT NULL
-)
-SELECT queue FROM names WHERE queue IS NOT NULL"""
+)"""
+# Of every queue, those holding a claimable task of a target (params: target, now).
+PROBE_ALL_SQL = f"{_CLAIMABLE_NAMES}\nSELECT queue FROM names WHERE queue IS NOT NULL AND {_HAS_CLAIMABLE}"
+
+
+def probe_queues_sql(count: int) -> str:
+    """Of `count` queues (the first params), those holding a claimable task of a target (then: target, now)."""
+    values = ", ".join("(?)" for _ in range(count))
+    return f"WITH names(queue) AS (VALUES {values}) SELECT queue FROM names WHERE {_HAS_CLAIMABLE}"
+
+
 TIMED_OUT_SQL = (
     "SELECT queue, id, body FROM tasks WHERE state = 'claimed' AND times_out_at <= ? ORDER BY times_out_at LIMIT ?"
 )

@@ -38,18 +38,22 @@ from tasques.store.sqlite.rows import (
     _update_params,
     _update_task,
     _versioned,
+    probe_queues_sql,
 )
 
 # Re-exported: tests/contract/test_sqlite_specific.py reads these from this module.
 from tasques.store.sqlite.rows import CLAIM_SQL as CLAIM_SQL
-from tasques.store.sqlite.rows import CLAIMABLE_QUEUES_SQL as CLAIMABLE_QUEUES_SQL
 from tasques.store.sqlite.rows import CLAIMED_SQL as CLAIMED_SQL
 from tasques.store.sqlite.rows import COUNTS_SQL as COUNTS_SQL
 from tasques.store.sqlite.rows import FINISHED_SQL as FINISHED_SQL
 from tasques.store.sqlite.rows import OUTSTANDING_SQL as OUTSTANDING_SQL
+from tasques.store.sqlite.rows import PROBE_ALL_SQL as PROBE_ALL_SQL
 from tasques.store.sqlite.rows import PROBE_SQL as PROBE_SQL
 from tasques.store.sqlite.rows import TIMED_OUT_SQL as TIMED_OUT_SQL
 from tasques.store.sqlite.rows import _list_query as _list_query
+
+# Queues per probe statement, well under SQLite's limit on bound parameters.
+PROBE_CHUNK = 500
 
 
 class SqliteStore(SqliteRecords):
@@ -169,13 +173,24 @@ class SqliteStore(SqliteRecords):
             skip = self._unreadable_tasks()
             found: set[tuple[str, TaskTarget]] = set()
             for probe in probes:
-                queues = probe.queues
-                if queues is None:
-                    queues = frozenset(row[0] for row in conn.execute(CLAIMABLE_QUEUES_SQL))
-                for queue in sorted(queues - probe.excluding):
-                    rows = conn.execute(PROBE_SQL, (queue, probe.target.value, now_us, len(skip) + 1)).fetchall()
-                    if any((queue, task_id) not in skip for (task_id,) in rows):
-                        found.add((queue, probe.target))
+                target = probe.target.value
+                if probe.queues is None:
+                    names = [row[0] for row in conn.execute(PROBE_ALL_SQL, (target, now_us))]
+                else:
+                    names = []
+                    wanted = sorted(probe.queues)
+                    for i in range(0, len(wanted), PROBE_CHUNK):
+                        chunk = wanted[i : i + PROBE_CHUNK]
+                        names += [
+                            row[0] for row in conn.execute(probe_queues_sql(len(chunk)), (*chunk, target, now_us))
+                        ]
+                for queue in set(names) - probe.excluding:
+                    # A queue whose only claimable tasks are unreadable has nothing a claim would take.
+                    if any(q == queue for q, _ in skip):
+                        rows = conn.execute(PROBE_SQL, (queue, target, now_us, len(skip) + 1)).fetchall()
+                        if all((queue, task_id) in skip for (task_id,) in rows):
+                            continue
+                    found.add((queue, probe.target))
             return found
 
         return await self._read(run)
