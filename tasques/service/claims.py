@@ -59,6 +59,11 @@ class SharedClaims:
         self._batches: dict[Key, Coalescer[_Ask, list[Task]]] = {}
         self.store_calls = 0  # `claim_tasks` calls made, for metrics
 
+    @property
+    def idle(self) -> bool:
+        """No claim waiting or in flight."""
+        return not self._batches
+
     async def claim(self, worker_id: str, queues: Sequence[str], amount: int, target: TaskTarget) -> list[Task]:
         """Up to `amount` claimable tasks of `queues`, claimed for `worker_id`, sharing the store call with
         concurrent claims of the same key. StoreUnavailable: reported as an unknown claim, and raised."""

@@ -33,6 +33,10 @@ class QueueService:
         self._cache_for = cache_for.total_seconds()
         self._cached: dict[str, QueueSettings] | None = None
         self._cached_until = 0.0
+        self._generation = 0  # one more per write through this service: a load older than it is stale
+        # The load in flight (and the generation it started at): concurrent callers share it, so claims woken
+        # together reach the shared claim together.
+        self._loading: tuple[int, asyncio.Future[dict[str, QueueSettings]]] | None = None
 
     async def get(self, queue: str) -> QueueSettings:
         """The queue's settings; every default when it has none stored."""
@@ -43,11 +47,28 @@ class QueueService:
 
     async def all(self) -> dict[str, QueueSettings]:
         """Every stored queue settings record, from the cache when fresh."""
-        loop = asyncio.get_running_loop()
-        if self._cached is None or loop.time() >= self._cached_until:
-            self._cached = {s.queue: s for s in await self._store.list_queue_settings()}
-            self._cached_until = loop.time() + self._cache_for
-        return self._cached
+        if self._cached is not None and asyncio.get_running_loop().time() < self._cached_until:
+            return self._cached
+        if self._loading is None or self._loading[0] != self._generation:
+            load = asyncio.ensure_future(self._load(self._generation))
+            load.add_done_callback(_retrieve)
+            self._loading = (self._generation, load)
+        return await asyncio.shield(self._loading[1])
+
+    async def _load(self, generation: int) -> dict[str, QueueSettings]:
+        try:
+            loaded = {s.queue: s for s in await self._store.list_queue_settings()}
+        finally:
+            if self._loading is not None and self._loading[0] == generation:
+                self._loading = None
+        if generation == self._generation:
+            self._cached = loaded
+            self._cached_until = asyncio.get_running_loop().time() + self._cache_for
+        return loaded
+
+    def _invalidate(self) -> None:
+        self._cached = None
+        self._generation += 1
 
     async def paused(self) -> frozenset[str]:
         return frozenset(q for q, s in (await self.all()).items() if s.paused)
@@ -73,7 +94,7 @@ class QueueService:
             await self._store.insert_queue_settings(QueueSettings.default(queue, self._clock()))
         except AlreadyExists:
             return
-        self._cached = None
+        self._invalidate()
 
     async def _change(self, queue: str, change: Callable[[QueueSettings], QueueSettings]) -> QueueSettings:
         try:
@@ -93,4 +114,10 @@ class QueueService:
                     continue
             raise VersionConflict(f"settings of queue {queue} kept changing; gave up after retries")
         finally:
-            self._cached = None
+            self._invalidate()
+
+
+def _retrieve(load: asyncio.Future[dict[str, QueueSettings]]) -> None:
+    # The failure reaches every caller; reading it here keeps asyncio from logging it when none is left.
+    if not load.cancelled():
+        load.exception()

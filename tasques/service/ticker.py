@@ -85,6 +85,7 @@ class ClaimTicker:
         self._runner: asyncio.Task[None] | None = None
         self._failing = False
         self.probes = 0  # probes sent, for tests and metrics
+        self.waiting = 0  # blocked claims
         signals.listen(self._signalled)
 
     @property
@@ -99,17 +100,20 @@ class ClaimTicker:
     def found_empty(self, queues: Iterable[str], generation: int) -> None:
         """A claim that started at `generation` found no claimable pull tasks in `queues`."""
         if generation == self._generation:
-            until = asyncio.get_running_loop().time() + self.interval
+            # Two ticks: the next probe renews it (or wakes the waiters), even if it is a little late.
+            until = asyncio.get_running_loop().time() + 2 * self.interval
             for q in queues:
                 self._empty[q] = until
 
     async def wait(self, queues: Sequence[str], within: float) -> None:
         """Block a pull claim on `queues` until a signal or a probe finds work in one of them, or `within` passes."""
         self._pull.update(queues)
+        self.waiting += 1
         self.interest_changed()
         try:
             await self._signals.wait(queues, within)
         finally:
+            self.waiting -= 1
             self._pull.subtract(queues)
             for q in queues:
                 if self._pull[q] <= 0:
@@ -147,11 +151,14 @@ class ClaimTicker:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                # Waiters keep waiting (their long-polls end empty); a claim made meanwhile meets the outage.
-                self._empty.clear()
                 if not self._failing:
                     log.warning("claim ticker: probing the store failed (%s); retrying every tick", e)
                 self._failing = True
+                # Blocked claims claim themselves, so their workers hear of the outage (503), as they would
+                # have from their own polls.
+                self._empty.clear()
+                for queue in sorted(self._pull):
+                    self._signals.notify(queue, TaskTarget.PULL)
 
     async def tick(self) -> None:
         """One probe of every waiter's queues, and the wake-ups it calls for."""

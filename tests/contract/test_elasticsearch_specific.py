@@ -255,6 +255,23 @@ async def test_a_claim_conflicting_with_an_update_skips_that_task(make_store: St
     assert (await store.get_task("q", "a")).state is TaskState.QUEUED
 
 
+# The leader lock between servers
+
+
+async def test_a_renewal_after_another_server_took_the_lease_over_is_refused(make_store: StoreFactory) -> None:
+    a, b = await make_store(), await make_store()
+    assert await a.acquire_lock("leader", "a", ts(0), ts(5))
+    assert await a.acquire_lock("leader", "a", ts(1), ts(6))  # a renewal: a conditional write, no read first
+    assert not await b.acquire_lock("leader", "b", ts(2), ts(7))
+    assert await b.acquire_lock("leader", "b", ts(7), ts(12))  # a's lease ran out
+    # a's renewal is conditional on the version a wrote last: it conflicts, a looks, and b's live lease wins.
+    assert not await a.acquire_lock("leader", "a", ts(8), ts(13))
+    assert not await b.acquire_lock("leader", "other", ts(8), ts(13))
+    assert await b.acquire_lock("leader", "b", ts(9), ts(14))
+    await b.release_lock("leader", "b")
+    assert await a.acquire_lock("leader", "a", ts(10), ts(15))
+
+
 # Read-your-writes and refresh coalescing
 
 

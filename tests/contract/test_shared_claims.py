@@ -62,12 +62,13 @@ class CountingStore:
 
 
 class Service:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tick: timedelta = timedelta(milliseconds=250)) -> None:
         self.store = CountingStore(store)
         signals = QueueSignals()
         clock = ManualClock(NOW)
         real = cast(Store, self.store)
-        self.tasks = TaskService(real, TaskSettings(), clock, signals, QueueService(real, clock, signals))
+        settings = TaskSettings(poll_interval=tick)
+        self.tasks = TaskService(real, settings, clock, signals, QueueService(real, clock, signals))
         self.unknown: list[tuple[str, datetime]] = []
         self.tasks.on_unknown_claim = lambda worker_id, at: self.unknown.append((worker_id, at))
 
@@ -181,6 +182,56 @@ async def test_claims_of_other_queues_or_targets_are_separate_store_calls(store:
     )
     assert [len(g) for g in got] == [2, 2, 0]
     assert sorted(svc.store.claims) == [5, 5, 5]
+
+
+# The claim ticker: blocked claims are polled with one probe per tick, and their wake-ups coalesce.
+
+
+async def _parked(svc: Service, claims: list[asyncio.Task[list[Task]]]) -> None:
+    """Until every one of `claims` waits on the ticker (their first claims made, none in flight)."""
+    while svc.tasks.ticker.waiting < len(claims) or not svc.tasks.shared_claims.idle:
+        assert not any(c.done() for c in claims), claims
+        await asyncio.sleep(0.01)
+
+
+async def test_blocked_claims_are_polled_by_one_probe_and_woken_together(store: Store) -> None:
+    svc = Service(store, tick=timedelta(milliseconds=50))
+    await svc.ready()
+    waiters = [asyncio.create_task(svc.tasks.claim(f"w{i}", ["q"], 2, timedelta(seconds=60))) for i in range(4)]
+    others = [asyncio.create_task(svc.tasks.claim(f"o{i}", [f"other{i}"], 1, timedelta(seconds=60))) for i in range(3)]
+    await _parked(svc, waiters + others)
+    first_claims = len(svc.store.claims)  # one per key (the 4 on "q" share), made before parking
+    assert first_claims <= 4
+    probes = svc.tasks.ticker.probes
+    while svc.tasks.ticker.probes < probes + 3:
+        assert not any(c.done() for c in waiters + others)
+        await asyncio.sleep(0.01)
+    assert len(svc.store.claims) == first_claims  # idle: probes only, no claims
+    # Written behind the service's back (as by another server): no signal; the next probe finds them.
+    await store.insert_tasks([make_task("q", f"t{i}", priority=9 - i) for i in range(8)])
+    got = await asyncio.gather(*waiters)
+    assert svc.store.claims[first_claims:] == [8]  # the four woken claims are one store claim
+    assert sorted(len(g) for g in got) == [2, 2, 2, 2]
+    assert len({t.id for g in got for t in g}) == 8
+    for claim in others:
+        claim.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    assert len(svc.store.claims) == first_claims + 1
+
+
+async def test_a_long_poll_restarted_on_a_queue_found_empty_waits_without_claiming(store: Store) -> None:
+    # A tick longer than the test: only claims mark queues empty here.
+    svc = Service(store, tick=timedelta(minutes=5))
+    await svc.ready()
+    assert await svc.tasks.claim("w", ["q"], 1, timedelta(milliseconds=50)) == []
+    assert svc.store.claims == [1]
+    assert await svc.tasks.claim("w", ["q"], 1, timedelta(milliseconds=50)) == []  # known empty: no claim
+    assert await svc.tasks.claim("w", ["q"], 1, timedelta(0)) == []  # a non-blocking claim asks the store
+    assert svc.store.claims == [1, 1]
+    await svc.tasks.create(TaskSpec(queue="q", kind="k", id="new"))  # the signal clears the mark
+    [new] = await svc.tasks.claim("w", ["q"], 1, timedelta(seconds=5))
+    assert new.id == "new"
+    assert svc.store.claims == [1, 1, 1]
 
 
 # Outages: a real one on each store, the claim's write refused or left in limbo.

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from tasques.api.keys import TASKS
 from tasques.domain.http_target import HttpRequest
-from tasques.domain.task import NewTask
+from tasques.domain.task import NewTask, Task
 from tasques.service.clock import ManualClock
+from tasques.store.base import Store
 from tests.api.conftest import Client, call, parse_ts
 from tests.dispatch.conftest import T0, Target, dispatcher, eventually, passes
 
@@ -304,3 +305,26 @@ async def test_a_queue_whose_pass_fails_does_not_stop_the_others(
     await _create(server, target, "good", queue="b-fine")
     await _reaches(server, "good", "done", queue="b-fine")
     assert [r.path for r in target.received] == ["/hook/good"]
+
+
+async def test_idle_queues_cost_one_probe_per_tick_and_no_claims(
+    server: Client, target: Target, tasques_store: Store
+) -> None:
+    for i in range(20):
+        await call(server, "PUT", f"/queues/idle{i}/settings", status=200, body={"max_concurrent_dispatches": 2})
+    tasks = server.app[TASKS]
+    await passes(server, 2)
+    claims, probes = tasks.shared_claims.store_calls, tasks.ticker.probes
+    await eventually(lambda: _probed(server, probes + 3))
+    assert tasks.shared_claims.store_calls == claims  # twenty idle queues: probes only, no claims
+    # A task written behind this server's back (as by another server), so no signal: the probe finds it.
+    request = HttpRequest(url=f"{target.url}/hook/behind")
+    new = NewTask(id="behind", queue="idle7", kind="k", run_at=T0, retry_times=3,
+                  processing_timeout=timedelta(hours=1), http_request=request)  # fmt: skip
+    await tasques_store.insert_task(Task.create(new, T0))
+    await _reaches(server, "behind", "done", queue="idle7")
+    assert [r.path for r in target.received] == ["/hook/behind"]
+
+
+async def _probed(server: Client, n: int) -> bool:
+    return server.app[TASKS].ticker.probes >= n

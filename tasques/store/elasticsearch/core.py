@@ -101,6 +101,8 @@ class StoreCore:
         self.unreadable = UnreadableRecords(log)
         # _ids of finished tasks the archive refused: later archive passes look past them.
         self._unarchivable: set[str] = set()
+        # lock name -> (holder, _seq_no, _primary_term) of our last write of it: renewals need no read first.
+        self._held_locks: dict[str, tuple[str, int, int]] = {}
 
     @classmethod
     def from_config(
