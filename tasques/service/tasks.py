@@ -26,6 +26,7 @@ from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.batching import Coalescer
 from tasques.service.clock import Clock
+from tasques.service.conflicts import CONFLICT_RETRIES
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.store.base import QueueCounts, Store, TaskChange, TaskFilter, TaskPage
@@ -56,7 +57,7 @@ class TaskSettings:
     # A blocked claim re-polls the store this often; in-process creates wake it at once regardless.
     poll_interval: timedelta = timedelta(milliseconds=250)
     # Read → change → conditional write is retried this many times on version conflicts.
-    conflict_retries: int = 100
+    conflict_retries: int = CONFLICT_RETRIES
     max_list_limit: int = 1000
     # TLS file paths in HTTP requests are accepted only inside this directory (refused when None).
     tls_files_dir: str | None = None
