@@ -1,7 +1,7 @@
 """Shared claims: concurrent claims for the same (queues, target) on one server are one store claim.
 
-Claims that arrive while one for their key is in flight wait for it and then go together (`Coalescer`): one
-`Store.claim_tasks` call (one search plus one conditional bulk on Elasticsearch, one SQLite transaction) for
+Claims that arrive while one for their key is in flight wait for it and then go together (`batching.Coalescer`,
+one flush at a time per key): one `Store.claim_tasks` call (one search plus one conditional bulk on Elasticsearch, one SQLite transaction) for
 the summed amount. The store applies our `change` to each task it takes, in claim order; the change hands
 each task to the next caller that still needs one (round robin, so the head of the queue is shared fairly),
 with that caller's worker id, claim time and a fresh claim id, and the results go back to the callers by
@@ -10,6 +10,10 @@ extra tasks go to a short caller of the same worker id or are handed back.
 
 Each caller's tasks carry its own (worker id, `claimed_at`) pair, which identifies one claim call to the
 claim resolver: callers sharing a worker id in one batch get claim times a microsecond apart.
+
+A caller cancelled before its batch runs is never claimed for; one cancelled while it runs has its share handed
+back (by the batch if it is cancelled before the store answers, else by itself), or those tasks would sit
+unrun until their processing timeout.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from tasques.domain.errors import StoreUnavailable
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
+from tasques.service.batching import Coalescer
 from tasques.service.clock import Clock
-from tasques.service.coalesce import Coalescer
 from tasques.store.base import Store
 
 # A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
 GIVE_UP_ROUNDS = 3
+# Claim calls per store claim at most (each asks for at most `max_claim_amount`).
+MAX_ASKS = 100
+# Keys remembered at most: idle ones are dropped past this.
+MAX_KEYS = 1000
 
 # (worker id, claimed_at, task, claim id) -> the claimed task, or one given up (dead); raises to skip it.
 Claimer = Callable[[str, datetime, Task, str], Task]
@@ -43,6 +52,8 @@ class _Ask:
     amount: int
     at: datetime = datetime.min  # the claim time of its tasks, set by the batch
     got: list[Task] = field(default_factory=list)
+    gone: bool = False  # the caller was cancelled
+    delivered: bool = False  # the store answered and `got` is final
 
     @property
     def need(self) -> int:
@@ -62,40 +73,38 @@ class SharedClaims:
     @property
     def idle(self) -> bool:
         """No claim waiting or in flight."""
-        return not self._batches
+        return all(batches.in_flight == 0 for batches in self._batches.values())
 
     async def claim(self, worker_id: str, queues: Sequence[str], amount: int, target: TaskTarget) -> list[Task]:
         """Up to `amount` claimable tasks of `queues`, claimed for `worker_id`, sharing the store call with
         concurrent claims of the same key. StoreUnavailable: reported as an unknown claim, and raised."""
-        key: Key = (tuple(queues), target)
+        ask = _Ask(worker_id, amount)
+        try:
+            return await self._batches_of((tuple(queues), target)).submit(ask)
+        except asyncio.CancelledError:
+            ask.gone = True
+            if ask.delivered and ask.got:
+                await self._hand_back(worker_id, ask.got)  # answered, but we were cancelled before we saw it
+            raise
+
+    def _batches_of(self, key: Key) -> Coalescer[_Ask, list[Task]]:
         batches = self._batches.get(key)
         if batches is None:
-            batches = self._batches[key] = Coalescer(lambda asks: self._flush(key, asks))
-        fut = batches.submit(_Ask(worker_id, amount))
-        try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            # The caller went away (e.g. the worker hung up). Not flushed yet: it never will be. In flight: hand
-            # back its share, or those tasks would sit unrun until their processing timeout.
-            if not batches.withdraw(fut):
-                try:
-                    claimed = await fut
-                except StoreUnavailable:
-                    claimed = []  # already reported by the batch
-                if claimed:
-                    await self._hand_back(worker_id, claimed)
-            raise
-        finally:
-            if batches.idle and self._batches.get(key) is batches:
-                del self._batches[key]
+            if len(self._batches) >= MAX_KEYS:
+                self._batches = {k: b for k, b in self._batches.items() if b.in_flight}
+            batches = self._batches[key] = Coalescer(partial(self._flush, key), max_batch=MAX_ASKS, flushes=1)
+        return batches
 
-    async def _flush(self, key: Key, asks: list[_Ask]) -> list[list[Task]]:
+    async def _flush(self, key: Key, all_asks: list[_Ask]) -> list[list[Task]]:
         queues, target = key
+        asks = [a for a in all_asks if not a.gone]  # cancelled while queued: never claimed for
         now = self._clock()
         _claim_times(asks, now)
         try:
             for _ in range(GIVE_UP_ROUNDS):
                 wanted = [a for a in asks if a.need > 0]
+                if not wanted:
+                    break
                 split = _Split(wanted, self._claimer)
                 self.store_calls += 1
                 got = await self._store.claim_tasks(
@@ -103,19 +112,24 @@ class SharedClaims:
                 )
                 extra = split.deliver(got)
                 if extra:
-                    await self._hand_back_extra(extra)
-                if all(a.need <= 0 for a in asks) or all(t.state is TaskState.CLAIMED for t in got):
+                    await self._hand_back_by_worker(extra)
+                if all(t.state is TaskState.CLAIMED for t in got):
                     break
         except StoreUnavailable:
             # The store may have claimed tasks (even later) for these calls that nobody will ever receive.
             for ask in asks:
                 self._unknown(ask.worker_id, ask.at)
             raise
-        return [ask.got for ask in asks]
+        for ask in asks:
+            ask.delivered = True
+        gone = [t for a in asks if a.gone for t in a.got]
+        if gone:
+            await self._hand_back_by_worker(gone)  # cancelled while the store was claiming
+        return [a.got if not a.gone else [] for a in all_asks]
 
-    async def _hand_back_extra(self, extra: list[Task]) -> None:
+    async def _hand_back_by_worker(self, tasks: list[Task]) -> None:
         by_worker: dict[str, list[Task]] = {}
-        for task in extra:
+        for task in tasks:
             claim = task.last_claimed
             by_worker.setdefault(claim.worker_id if claim is not None else "", []).append(task)
         for worker_id, tasks in by_worker.items():

@@ -97,8 +97,8 @@ class ClaimsMixin(StoreCore):
             await self.refresher.ensure_fresh()  # cheaper than a huge exclusion list
         else:
             await self.refresher.ensure_fresh(for_claims=True)
-        # After the refresh: a task we took out and then made claimable again (an unclaim) is searchable now.
-        skip = refused.union(self._stale_for_claims(), self._unreadable_tasks())
+        stale = self._stale_for_claims()  # after the refresh: what it covered is visible, no longer skipped
+        skip = refused.union(stale, self._unreadable_tasks())
         if skip:
             must_not.append({"ids": {"values": sorted(skip)}})
         if must_not:
@@ -162,6 +162,7 @@ class ClaimsMixin(StoreCore):
             item = mine.get(item["_id"], item)
             if item.get("found") or item["status"] in _OK:
                 stored = _versioned(changed, item["_seq_no"], item["_primary_term"])
+                self.recent.wrote(item["_id"], stored)
                 claimed.append((claim_order_key(task), len(claimed), stored))
             elif item["status"] == 409:
                 lost += 1  # another claim (or a stale search hit): someone else has it

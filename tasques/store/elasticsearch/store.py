@@ -24,6 +24,7 @@ from tasques.store.elasticsearch.core import (
 )
 from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_date
 from tasques.store.elasticsearch.faults import translate_faults
+from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.records import RecordsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
@@ -44,7 +45,7 @@ __all__ = [
 
 
 @translate_faults
-class ElasticsearchStore(TasksMixin, ClaimsMixin, ProbeMixin, ArchivingMixin, RecordsMixin, StoreCore):
+class ElasticsearchStore(TasksMixin, ModifyMixin, ClaimsMixin, ProbeMixin, ArchivingMixin, RecordsMixin, StoreCore):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""
 
     kind: str = "elasticsearch"
