@@ -150,7 +150,8 @@ class TasksConfig(_Section):
     max_claim_amount: int = Field(1000, ge=1, le=ES_MAX_PAGE, description="most tasks one claim may ask for")
     claim_poll_interval: PositiveDuration = Field(
         timedelta(milliseconds=250),
-        description="how often a blocked claim re-checks the store (tasks created on this server wake it at once)",
+        description="how often one store probe checks the queues of every blocked claim and the dispatcher's idle "
+        "queues (on Elasticsearch at most once per refresh_interval; tasks created on this server wake them at once)",
     )
     backoff: BackoffConfig = BackoffConfig()
 
@@ -207,7 +208,11 @@ class DispatchConfig(_Section):
     """The HTTP-target dispatcher every server runs. Its limits are per server, not per cluster."""
 
     enabled: bool = Field(True, description="run the dispatcher on this server")
-    poll_interval: PositiveDuration = Field(timedelta(milliseconds=250), description="how often queues are checked")
+    poll_interval: PositiveDuration = Field(
+        timedelta(milliseconds=250),
+        description="how often queues with work held back by their limits are checked (idle queues are found by "
+        "the claim probe, tasks.claim_poll_interval)",
+    )
     max_concurrent_dispatches: int = Field(
         10, ge=1, le=10_000, description="requests in flight per queue on this server, unless the queue sets its own"
     )
