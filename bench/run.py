@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def compare_peers(stores: Json, peer_results: Json) -> Json:
-    """Our end-to-end rate at each claim amount divided by each peer's rate (2.0: we are twice as fast)."""
+    """Our end-to-end rate at each claim amount divided by each peer's rate (2.0: we are twice as fast; 3 digits)."""
     out: Json = {}
     for name, peer in peer_results.items():
         if not peer.get("tasks_per_s"):
@@ -96,7 +96,8 @@ def compare_peers(stores: Json, peer_results: Json) -> Json:
             runs = store.get("e2e", {}).get("runs", [])
             if runs:
                 out.setdefault(name, {})[kind] = {
-                    f"claim_amount_{r['claim_amount']}": round(r["tasks_per_s"] / peer["tasks_per_s"], 2) for r in runs
+                    f"claim_amount_{r['claim_amount']}": float(f"{r['tasks_per_s'] / peer['tasks_per_s']:.3g}")
+                    for r in runs
                 }
     return out
 

@@ -23,10 +23,11 @@ class Peer(ABC):
     """One peer on a fresh backend. `start` provisions it (and fails loudly if it cannot), `stop` removes it."""
 
     module: ClassVar[str]
+    # Handler threads per worker process, where the peer runs handlers on threads; see README.md for each choice.
+    threads: ClassVar[int]
 
-    def __init__(self, workdir: Path, threads: int) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.threads = threads  # handler threads per worker process, where the peer uses threads
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -60,7 +61,7 @@ class Peer(ABC):
         """Versions, settings and concurrency, for the results."""
 
 
-def load(name: str, workdir: Path, threads: int) -> Peer:
+def load(name: str, workdir: Path) -> Peer:
     module = importlib.import_module(f"bench.peers.{MODULES[name]}")
-    peer: Peer = module.PEER(workdir, threads)
+    peer: Peer = module.PEER(workdir)
     return peer

@@ -85,6 +85,7 @@ def consumer(url: str, threads: int, record: Callable[[str], None]) -> _Consumer
 
 class PgQueuer(Peer):
     module = "pgqueuer_postgres"
+    threads = 1  # one event loop per process; its concurrency is the dequeue batch
 
     async def start(self) -> None:
         self.postgres = Postgres(self.workdir / "postgres.log")

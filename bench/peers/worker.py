@@ -97,7 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.peers.worker")
     p.add_argument("peer", help="module under bench.peers, e.g. dramatiq_redis")
     p.add_argument("--url", required=True, help="the peer's broker or database (for huey: the SQLite file)")
-    p.add_argument("--threads", type=int, default=4, help="handler threads (PgQueuer: jobs per dequeue batch)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="handler threads per process (PgQueuer: unused, its handlers run on its event loop)",
+    )
     return p.parse_args(argv)
 
 

@@ -1,7 +1,7 @@
 """Scenario 2b, the peers: the end-to-end workload on other Python task queues (bench/peers/README.md).
 
 The same number of no-op tasks as scenario 2, enqueued beforehand (in bulk where the peer can), then drained
-by `worker_processes` processes of the peer's own consumer with `workers_per_process` handler threads each.
+by `worker_processes` processes of the peer's own consumer (handler threads per process: each peer's `threads`).
 Timed from releasing the workers to the last handler returning; the backend is then polled until it has
 recorded every task as finished, which is reported as `drained_s`. Verified: every enqueued id ran exactly
 once (the handlers' records), nothing is left pending, failed or dead-lettered in the backend.
@@ -45,7 +45,7 @@ async def run_one(ctx: Context, name: str) -> Json:
     total = p.e2e_tasks
     workdir = ctx.workdir / f"peer-{name}"
     workdir.mkdir(exist_ok=True)
-    peer = load(name, workdir, p.workers_per_process)
+    peer = load(name, workdir)
     pool: ProcessPool | None = None
     try:
         await peer.start()
@@ -55,7 +55,7 @@ async def run_one(ctx: Context, name: str) -> Json:
         enqueue_s = time.perf_counter() - t0
         queued = await peer.pending()
         check(queued == total, f"{queued} tasks pending after enqueueing {total}")
-        command = ["-m", "bench.peers.worker", peer.module, "--url", peer.url, "--threads", str(p.workers_per_process)]
+        command = ["-m", "bench.peers.worker", peer.module, "--url", peer.url, "--threads", str(peer.threads)]
         pool = ProcessPool(command, processes=p.worker_processes, log_path=ctx.log_path(f"workers-{name}"))
         await pool.start()
         meter = CpuMeter({"workers": pool.pids, **peer.server_pids()}).start()
@@ -74,7 +74,7 @@ async def run_one(ctx: Context, name: str) -> Json:
             **peer.describe(),
             "tasks": total,
             "worker_processes": p.worker_processes,
-            "threads_per_process": p.workers_per_process,
+            "threads_per_process": peer.threads,
             "enqueue": {"how": how, "elapsed_s": round(enqueue_s, 3), "tasks_per_s": round(total / enqueue_s, 1)},
             "elapsed_s": round(elapsed, 3),
             "tasks_per_s": round(total / elapsed, 1),
