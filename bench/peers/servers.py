@@ -59,6 +59,14 @@ def ensure_installed() -> None:
         raise PeerUnavailable(f"installed {', '.join(missing)} but {', '.join(still)} is still not found")
 
 
+def _require(binary: str) -> Path:
+    ensure_installed()
+    found = find_binary(binary)
+    if found is None:
+        raise PeerUnavailable(f"{binary} not found (apt-get install {PACKAGES[binary]})")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,9 +140,7 @@ class Redis(_Server):
     name = "redis"
 
     def start(self) -> Redis:
-        binary = find_binary("redis-server")
-        if binary is None:
-            raise PeerUnavailable("redis-server not found (apt-get install redis-server)")
+        binary = _require("redis-server")
         self.version = _version(binary)
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no"]
@@ -183,9 +189,7 @@ class Postgres(_Server):
     SETTINGS = {"synchronous_commit": "off", "max_connections": "50"}
 
     def start(self) -> Postgres:
-        postgres = find_binary("postgres")
-        if postgres is None:
-            raise PeerUnavailable("postgres not found (apt-get install postgresql)")
+        postgres = _require("postgres")
         bindir = postgres.resolve().parent  # initdb and pg_isready sit beside the real binary
         initdb = bindir / "initdb"
         self.version = _version(postgres)
