@@ -76,7 +76,7 @@ def _peers(results: Json, kinds: list[str], names: list[str]) -> list[str]:
         row = [peer["label"], f"**{_num(peer['tasks_per_s'])}**", _cpu_ms(peer), _other_load(peer)]
         for kind in ours:
             by_amount = ratios.get(peer_name, {}).get(kind, {})
-            row.append(" / ".join(f"{v:g}x" for v in by_amount.values()) or "-")
+            row.append(" / ".join(f"{v:.2g}x" for v in by_amount.values()) or "-")
         rows.append(row)
     amounts = sorted({r["claim_amount"] for kind in ours for r in _get(results, kind, "e2e", "runs")})
     claims = "claim " + " / ".join(str(a) for a in amounts)
