@@ -193,14 +193,18 @@ async def test_two_servers_claim_every_task_exactly_once(make_store: StoreFactor
     assert all(isinstance(r, Task) for r in results)
     await a.refresher.ensure_fresh()  # visible to b's searches too
 
-    async def worker(store: ElasticsearchStore, name: str) -> list[Task]:
-        got: list[Task] = []
-        while batch := await store.claim_tasks(["q"], ts(10), 13, claim_as(name, ts(10))):
-            got.extend(batch)
-        return got
-
     names = [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
-    per_worker = await asyncio.gather(*(worker(a if n[0] == "a" else b, n) for n in names))
+    per_worker: list[list[Task]] = [[] for _ in names]
+    # In rounds, all eight claiming at once: both servers race for the same head of the queue every round
+    # (claiming freely, one server's loops could drain it all before the other's first search).
+    while True:
+        rounds = await asyncio.gather(
+            *((a if name[0] == "a" else b).claim_tasks(["q"], ts(10), 13, claim_as(name, ts(10))) for name in names)
+        )
+        for got, batch in zip(per_worker, rounds, strict=True):
+            got.extend(batch)
+        if not any(rounds):
+            break
     claimed = [t.id for got in per_worker for t in got]
     assert len(claimed) == total
     assert set(claimed) == {f"t{i:03d}" for i in range(total)}
