@@ -21,7 +21,6 @@ from tasques.worker.client import (
     JsonDict,
     ServerUnavailable,
     Task,
-    TasquesClient,
 )
 
 log = logging.getLogger("tasques.worker")
@@ -34,10 +33,28 @@ MAX_MESSAGE_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 16_000
 
 
+class TaskCalls(Protocol):
+    """The calls a job makes about its task: `TasquesClient`'s single calls, or the `Batcher` that batches them."""
+
+    async def report(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def done(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def fail(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def unclaim(self, queue: str, task_id: str, *, claim_id: str | None = None) -> Task: ...
+
+
 class TaskContext:
     """What a handler gets: the claimed `task`, and `report()` for progress."""
 
-    def __init__(self, task: Task, worker_id: str, client: TasquesClient) -> None:
+    def __init__(self, task: Task, worker_id: str, client: TaskCalls) -> None:
         self.task = task
         self.worker_id = worker_id
         self._client = client
@@ -127,7 +144,7 @@ class JobSettings(Protocol):
 class JobRunner:
     """Runs jobs for one worker: `run(job)` takes a job from the handler call to done, failed or unclaimed."""
 
-    def __init__(self, settings: JobSettings, client: TasquesClient) -> None:
+    def __init__(self, settings: JobSettings, client: TaskCalls) -> None:
         self._settings = settings
         self._client = client
 
@@ -325,6 +342,7 @@ __all__ = [
     "Job",
     "JobRunner",
     "JobSettings",
+    "TaskCalls",
     "TaskContext",
     "WorkerStats",
     "exception_failure",
