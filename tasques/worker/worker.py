@@ -140,6 +140,7 @@ class Worker:
             server_url, self.worker_id, basic_auth=basic_auth, request_timeout=_seconds(request_timeout)
         )
         self._jobs: set[Job] = set()
+        self._current: dict[tuple[str, str], Job] = {}  # the latest run of each task; earlier ones are superseded
         # Idle: every running job waits on the buffer, so nothing more is coming; send without waiting.
         self._batcher = Batcher(
             self._client, size=batch_size, age=_seconds(batch_age), idle=lambda waiting: waiting >= len(self._jobs)
@@ -281,17 +282,18 @@ class Worker:
             await wait_for_any(self._slot_freed, self._stopping, within=remaining)
 
     def _start(self, task: Task) -> None:
-        for other in self._jobs:
-            if other.key == (task.queue, task.id) and not other.superseded:
-                # This worker got the task again: its earlier claim timed out and was reaped. Whatever the
-                # earlier run does now must not touch the new claim (the server cannot tell them apart).
-                log.warning(
-                    "task %s was claimed again while an earlier run of it is still going (its claim timed out); "
-                    "the earlier run's result will be discarded",
-                    other.name,
-                )
-                other.supersede()
         job = Job(task)
+        other = self._current.get(job.key)
+        if other is not None:
+            # This worker got the task again: its earlier claim timed out and was reaped. Whatever the
+            # earlier run does now must not touch the new claim (the server cannot tell them apart).
+            log.warning(
+                "task %s was claimed again while an earlier run of it is still going (its claim timed out); "
+                "the earlier run's result will be discarded",
+                other.name,
+            )
+            other.supersede()
+        self._current[job.key] = job
         self._jobs.add(job)
         self.stats.running = len(self._jobs)
         self.stats.max_running = max(self.stats.max_running, self.stats.running)
@@ -300,6 +302,8 @@ class Worker:
 
     def _job_finished(self, job: Job) -> None:
         self._jobs.discard(job)
+        if self._current.get(job.key) is job:
+            del self._current[job.key]
         self.stats.running = len(self._jobs)
         self._slot_freed.set()
 
