@@ -41,6 +41,23 @@ STATUS_OF: dict[type[TasquesError], int] = {
 }
 
 
+def error_of(e: Exception) -> tuple[int, ErrorBody]:
+    """The status and body an error answers with: for one item of a batch, as for a whole request."""
+    if isinstance(e, InvalidInput):
+        return 400, ErrorBody(
+            message=str(e), details=[ErrorDetail(field=p.field, problem=p.problem) for p in e.problems]
+        )
+    if isinstance(e, StoreUnavailable):
+        text = str(e) or "no answer"
+        return 503, ErrorBody(
+            message=text if text.startswith(_UNAVAILABLE_PREFIX) else f"{_UNAVAILABLE_PREFIX}: {text}"
+        )
+    if isinstance(e, TasquesError):
+        return next((s for cls, s in STATUS_OF.items() if isinstance(e, cls)), 500), ErrorBody(message=str(e))
+    log.error("unexpected error in a batch item", exc_info=e)
+    return 500, ErrorBody(message="internal server error")
+
+
 def error_response(status: int, message: str, details: list[ErrorDetail] | None = None) -> web.Response:
     body = ErrorBody(message=message, details=details or [])
     return web.Response(status=status, body=body.model_dump_json(), content_type="application/json")
@@ -48,9 +65,8 @@ def error_response(status: int, message: str, details: list[ErrorDetail] | None 
 
 def unavailable_response(e: StoreUnavailable) -> web.Response:
     """503 `{"message": "store unavailable: ..."}` with `Retry-After`: the store, not the request, failed."""
-    text = str(e) or "no answer"
-    message = text if text.startswith(_UNAVAILABLE_PREFIX) else f"{_UNAVAILABLE_PREFIX}: {text}"
-    resp = error_response(503, message)
+    _, body = error_of(e)
+    resp = error_response(503, body.message)
     resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return resp
 
@@ -65,15 +81,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # Request bodies are validated in read_body (a 400 there); this one is a model the server built itself.
         log.exception("server-side validation error on %s %s", request.method, request.path)
         return error_response(500, "internal server error")
-    except InvalidInput as e:
-        details = [ErrorDetail(field=p.field, problem=p.problem) for p in e.problems]
-        return error_response(400, str(e), details)
     except StoreUnavailable as e:
         log.warning("%s %s: %s", request.method, request.path, e)
         return unavailable_response(e)
     except TasquesError as e:
-        status = next((s for cls, s in STATUS_OF.items() if isinstance(e, cls)), 500)
-        return error_response(status, str(e))
+        status, body = error_of(e)
+        return error_response(status, body.message, body.details)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -15,14 +15,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.http_target import REDACT_SECRETS
-from tasques.domain.limits import Identifier, Kind, QueueName, RecurringId
+from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN, Identifier, Kind, QueueName, RecurringId
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
 WORKER_ID_MAX_LENGTH = 256
 # Optional on report/done/failed/unclaim: `last_claimed.claim_id` of the claim the caller holds.
 CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
-CLAIM_ID_MAX_LENGTH = 128
-CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
 _CLAIM_ID = re.compile(CLAIM_ID_PATTERN)
 JSON_CONTENT_TYPE = "application/json"
 

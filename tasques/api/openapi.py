@@ -16,8 +16,6 @@ from tasques import __version__
 from tasques.api import schemas as s
 from tasques.api.http import (
     CLAIM_ID_HEADER,
-    CLAIM_ID_MAX_LENGTH,
-    CLAIM_ID_PATTERN,
     IDENTIFIER,
     KIND,
     QUEUE_NAME,
@@ -25,6 +23,7 @@ from tasques.api.http import (
     WORKER_ID_HEADER,
     WORKER_ID_MAX_LENGTH,
 )
+from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN
 
 REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
@@ -62,6 +61,10 @@ _CLAIMED_ERRORS = {
     409: "The task is not claimed, or the claim id given is not its current claim's",
 }
 
+_BATCH_ERRORS = {
+    400: "Invalid input or no worker header: nothing was applied; each problem names its item, e.g. tasks.3.id"
+}
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/tasques", "create-task", "Add a new Task", "tasks", 201, s.Task, body=s.NewTask,
               errors={400: "Invalid input", 409: "The id is already in use in that queue"}),
@@ -94,6 +97,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("put", f"/tasques/failed/{_TASK_PATH}", "mark-claimed-task-failed", "Mark a Task as failed",
               "tasks", response=s.Task, body=s.Failure, body_required=False, worker=True, claim=True,
               errors=_CLAIMED_ERRORS),
+    Operation("post", "/tasques/reports", "report-on-claimed-tasks", "Report on up to 1,000 Tasks in one request",
+              "tasks", response=s.UpdateResult, body=s.TaskUpdates, worker=True, errors=_BATCH_ERRORS),
+    Operation("post", "/tasques/done", "mark-claimed-tasks-done", "Mark up to 1,000 Tasks as done in one request",
+              "tasks", response=s.UpdateResult, body=s.TaskUpdates, worker=True, errors=_BATCH_ERRORS),
+    Operation("post", "/tasques/failed", "mark-claimed-tasks-failed",
+              "Mark up to 1,000 Tasks as failed in one request", "tasks", response=s.UpdateResult,
+              body=s.TaskUpdates, worker=True, errors=_BATCH_ERRORS),
+    Operation("post", "/tasques/unclaims", "unclaim-tasks", "Unclaim up to 1,000 Tasks in one request", "tasks",
+              response=s.UpdateResult, body=s.TaskUpdates, worker=True, errors=_BATCH_ERRORS),
     Operation("put", f"/tasques/cancel/{_TASK_PATH}", "cancel-task", "Cancel a Task: it never runs again",
               "tasks", response=s.Task,
               errors={404: "The task does not exist", 409: "The task is already done, dead or cancelled"}),

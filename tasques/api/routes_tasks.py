@@ -8,6 +8,7 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from tasques.api.errors import error_of
 from tasques.api.http import (
     KIND,
     QUEUE_NAME,
@@ -34,11 +35,14 @@ from tasques.api.schemas import (
     QueueSummary,
     Success,
     TaskList,
+    TaskUpdates,
     Timeline,
+    UpdateItem,
+    UpdateResult,
 )
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.task import Task, TaskState
-from tasques.service.tasks import TaskSpec
+from tasques.service.tasks import TaskSpec, WorkerUpdate
 from tasques.store.base import TaskFilter
 
 routes = web.RouteTableDef()
@@ -160,6 +164,50 @@ async def mark_failed(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Failure, optional=True)
     return json_model(await request.app[TASKS].fail(worker, *task_key(request), body.data, claim_id(request)))
+
+
+def _updates(body: TaskUpdates) -> list[WorkerUpdate]:
+    return [WorkerUpdate(queue=t.queue, id=t.id, claim_id=t.claim_id, data=t.data) for t in body.tasks]
+
+
+def _update_result(results: list[Task | Exception]) -> web.Response:
+    items = []
+    for r in results:
+        if isinstance(r, Task):
+            items.append(UpdateItem(status=200, task=r))
+        else:
+            status, error = error_of(r)
+            items.append(UpdateItem(status=status, error=error))
+    return json_model(UpdateResult(results=items))
+
+
+# Batches of the four calls above: one store write for the lot, a result per item.
+@routes.post("/tasques/reports")
+async def report_on_tasks(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, TaskUpdates)
+    return _update_result(await request.app[TASKS].report_many(worker, _updates(body)))
+
+
+@routes.post("/tasques/done")
+async def mark_many_done(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, TaskUpdates)
+    return _update_result(await request.app[TASKS].done_many(worker, _updates(body)))
+
+
+@routes.post("/tasques/failed")
+async def mark_many_failed(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, TaskUpdates)
+    return _update_result(await request.app[TASKS].fail_many(worker, _updates(body)))
+
+
+@routes.post("/tasques/unclaims")
+async def unclaim_tasks(request: web.Request) -> web.Response:
+    worker = worker_id(request)
+    body = await read_body(request, TaskUpdates)
+    return _update_result(await request.app[TASKS].unclaim_many(worker, _updates(body)))
 
 
 @routes.put("/tasques/cancel/{queue}/{id}")

@@ -25,6 +25,7 @@ from pydantic import (
 from tasques.domain.duration import coerce_duration, format_duration
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.limits import (
+    MAX_BATCH_ITEMS,
     MAX_CONCURRENT_DISPATCHES,
     MAX_DISPATCHES_PER_SECOND,
     MAX_EXECUTION_DELAY_MS,
@@ -34,6 +35,7 @@ from tasques.domain.limits import (
     MIN_PRIORITY,
     RUN_AT_MAX,
     RUN_AT_MIN,
+    ClaimId,
     Identifier,
     Kind,
     ProcessingTimeout,
@@ -137,7 +139,7 @@ class NewTask(_Request):
 
 class NewTasks(_Request):
     tasks: list[NewTask] = Field(
-        min_length=1, max_length=1000, description="1 to 1,000 tasks; if any is invalid, none is created"
+        min_length=1, max_length=MAX_BATCH_ITEMS, description="1 to 1,000 tasks; if any is invalid, none is created"
     )
 
 
@@ -176,6 +178,37 @@ class Success(_Request):
 
 class Failure(_Request):
     data: JsonObject | None = Field(None, description="optional failure data")
+
+
+class TaskUpdate(_Request):
+    queue: QueueName = Field(description="the task's queue")
+    id: Identifier = Field(description="the task's id")
+    claim_id: ClaimId | None = Field(
+        None, description="the claim's `last_claimed.claim_id`; absent: only the worker is checked"
+    )
+    data: JsonObject | None = Field(None, description="report, result or failure data (ignored by unclaims)")
+
+
+class TaskUpdates(_Request):
+    tasks: list[TaskUpdate] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description=f"1 to {MAX_BATCH_ITEMS:,} tasks, applied in order (a task named twice: one after the other)",
+    )
+
+
+class UpdateItem(BaseModel):
+    status: int = Field(
+        description="200 if applied; else what the single call would answer: 403 claimed by another worker, "
+        "404 no such task, 409 not claimed or another claim, 503 the store refused it",
+        examples=[200],
+    )
+    task: Task | None = Field(None, description="the task as stored now")
+    error: ErrorBody | None = Field(None, description="why this one was not applied")
+
+
+class UpdateResult(BaseModel):
+    results: list[UpdateItem] = Field(description="one result per requested task, in request order")
 
 
 class NewRecurringTask(_Request):
@@ -254,6 +287,7 @@ class Health(BaseModel):
 
 
 BulkItem.model_rebuild()
+UpdateItem.model_rebuild()
 
 __all__ = [
     "BulkItem",
@@ -276,5 +310,9 @@ __all__ = [
     "Success",
     "Task",
     "TaskList",
+    "TaskUpdate",
+    "TaskUpdates",
     "Timeline",
+    "UpdateItem",
+    "UpdateResult",
 ]

@@ -36,6 +36,12 @@ RecurringId = Annotated[
     Field(min_length=1, max_length=MAX_RECURRING_ID_LENGTH, pattern=ID_PATTERN, examples=["repeat-every-minute"]),
 ]
 Kind = Annotated[str, Field(min_length=1, max_length=MAX_KIND_LENGTH, pattern=KIND_PATTERN, examples=["sayHello"])]
+# A claim's `last_claimed.claim_id`, as a worker sends it back (header or batch item).
+CLAIM_ID_MAX_LENGTH = 128
+CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
+ClaimId = Annotated[str, Field(pattern=CLAIM_ID_PATTERN, max_length=CLAIM_ID_MAX_LENGTH)]
+# The most items in one batch request (bulk create, batched done/failed/reports/unclaims).
+MAX_BATCH_ITEMS = 1000
 
 # Integers: Elasticsearch maps priority, retry_times, attempted and repeated as 32-bit `integer`.
 MIN_PRIORITY = -(2**31)

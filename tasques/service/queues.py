@@ -10,13 +10,13 @@ from typing import Any
 from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
 from tasques.domain.queue import QueueSettings
 from tasques.service.clock import Clock
+from tasques.service.conflicts import retry_conflicts
 from tasques.service.signals import QueueSignals
 from tasques.store.base import Store
 
 # Claims consult the paused set through this cache; writes through this service clear it at once, and other
 # servers' writes are seen within this many (monotonic) seconds.
 SETTINGS_CACHE_SECONDS = 1.0
-_CONFLICT_RETRIES = 50
 
 
 class QueueService:
@@ -76,21 +76,20 @@ class QueueService:
         self._cached = None
 
     async def _change(self, queue: str, change: Callable[[QueueSettings], QueueSettings]) -> QueueSettings:
+        async def attempt() -> QueueSettings:
+            try:
+                current = await self._store.get_queue_settings(queue)
+            except NotFound:
+                try:
+                    return await self._store.insert_queue_settings(change(QueueSettings.default(queue, self._clock())))
+                except AlreadyExists as e:
+                    raise VersionConflict(str(e)) from e  # created meanwhile: read it again
+            try:
+                return await self._store.update_queue_settings(change(current))
+            except NotFound as e:
+                raise VersionConflict(str(e)) from e  # deleted meanwhile: create it again
+
         try:
-            for _ in range(_CONFLICT_RETRIES):
-                try:
-                    current = await self._store.get_queue_settings(queue)
-                except NotFound:
-                    try:
-                        return await self._store.insert_queue_settings(
-                            change(QueueSettings.default(queue, self._clock()))
-                        )
-                    except AlreadyExists:
-                        continue
-                try:
-                    return await self._store.update_queue_settings(change(current))
-                except (VersionConflict, NotFound):
-                    continue
-            raise VersionConflict(f"settings of queue {queue} kept changing; gave up after retries")
+            return await retry_conflicts(f"settings of queue {queue}", attempt)
         finally:
             self._cached = None

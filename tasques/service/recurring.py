@@ -11,6 +11,7 @@ from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.schedule import ScheduleError, parse_schedule
 from tasques.domain.task import Metadata
 from tasques.service.clock import Clock
+from tasques.service.conflicts import retry_conflicts
 from tasques.service.tasks import TaskService, describe_error
 from tasques.store.base import Store
 
@@ -96,7 +97,8 @@ class RecurringService:
             _check_schedule(schedule_expression)
         if task_definition is not None:
             self._check_request(task_definition)
-        for _ in range(self._tasks.settings.conflict_retries):
+
+        async def attempt() -> RecurringTask:
             current = await self._store.get_recurring(task_id)
             now = self._clock()
             changes: dict[str, object] = {"metadata": current.metadata.model_copy(update={"modified_at": now})}
@@ -106,11 +108,9 @@ class RecurringService:
                 changes["task_definition"] = task_definition
             if skip_if_outstanding_tasks_exist is not None:
                 changes["skip_if_outstanding_tasks_exist"] = skip_if_outstanding_tasks_exist
-            try:
-                return self.effective(await self._store.update_recurring(current.model_copy(update=changes)))
-            except VersionConflict:
-                continue
-        raise VersionConflict(f"recurring task {task_id} kept changing; gave up after retries")
+            return self.effective(await self._store.update_recurring(current.model_copy(update=changes)))
+
+        return await retry_conflicts(f"recurring task {task_id}", attempt, self._tasks.settings.conflict_retries)
 
     async def delete(self, task_id: str) -> RecurringTask:
         return self.effective(await self._store.delete_recurring(task_id))

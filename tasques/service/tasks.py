@@ -24,10 +24,12 @@ from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
+from tasques.service.batching import Coalescer
 from tasques.service.clock import Clock
+from tasques.service.conflicts import CONFLICT_RETRIES
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
-from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
+from tasques.store.base import QueueCounts, Store, TaskChange, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 MAX_REASON = 1000
 # A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
 GIVE_UP_ROUNDS = 3
+
+# Group commit of single-task changes: the most per store write, and how many such writes may be in flight.
+WRITE_BATCH = 1000
+WRITE_FLUSHES = 2
 
 # An HTTP task's default processing timeout is its request timeout plus this.
 HTTP_CLAIM_GRACE = timedelta(seconds=5)
@@ -51,7 +57,7 @@ class TaskSettings:
     # A blocked claim re-polls the store this often; in-process creates wake it at once regardless.
     poll_interval: timedelta = timedelta(milliseconds=250)
     # Read → change → conditional write is retried this many times on version conflicts.
-    conflict_retries: int = 100
+    conflict_retries: int = CONFLICT_RETRIES
     max_list_limit: int = 1000
     # TLS file paths in HTTP requests are accepted only inside this directory (refused when None).
     tls_files_dir: str | None = None
@@ -87,6 +93,10 @@ class TaskService:
         self._queues = queues
         # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
+        # Single-task changes in flight are written together (group commit).
+        self._writes: Coalescer[Modification, Task] = Coalescer(
+            self.modify_many, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
+        )
 
     @property
     def queues(self) -> QueueService:
@@ -276,6 +286,30 @@ class TaskService:
         """A failed attempt that is never retried (the task becomes dead), e.g. a refused destination."""
         return await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now, claim_id))
 
+    # Batches of a worker's writes: one store trip per batch (more only for lost races), a result per item.
+    async def report_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+        return await self._for_worker(updates, lambda u: lambda t, now: t.reported(worker_id, u.data, now, u.claim_id))
+
+    async def done_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+        return await self._for_worker(updates, lambda u: lambda t, now: t.done(worker_id, u.data, now, u.claim_id))
+
+    async def fail_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+        backoff = self._settings.backoff
+        return await self._for_worker(
+            updates, lambda u: lambda t, now: t.failed(worker_id, u.data, now, backoff, u.claim_id)
+        )
+
+    async def unclaim_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+        results = await self._for_worker(updates, lambda u: lambda t, now: t.unclaimed(worker_id, now, u.claim_id))
+        for queue in {r.queue for r in results if isinstance(r, Task)}:
+            self._signals.notify(queue)
+        return results
+
+    async def _for_worker(
+        self, updates: Sequence[WorkerUpdate], change_for: Callable[[WorkerUpdate], Change]
+    ) -> list[Task | Exception]:
+        return await self.modify_many([Modification(u.queue, u.id, change_for(u)) for u in updates])
+
     async def cancel(self, queue: str, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
         return await self._change(queue, task_id, lambda t, now: t.cancelled(now))
@@ -378,16 +412,71 @@ class TaskService:
             if moved < batch:
                 return total
 
-    async def _change(self, queue: str, task_id: str, change: Callable[[Task, datetime], Task]) -> Task:
-        """Read, apply a pure change, write conditionally; re-read and retry on a version conflict."""
-        for _ in range(self._settings.conflict_retries):
-            task = await self._store.get_task(queue, task_id)
-            updated = change(task, self._clock())
-            try:
-                return await self._store.update_task(updated)
-            except VersionConflict:
-                continue
-        raise VersionConflict(f"task {task_id} in queue {queue} kept changing; gave up after retries")
+    async def _change(self, queue: str, task_id: str, change: Change) -> Task:
+        """One task's read-modify-write, group-committed with the other single calls in flight."""
+        return await self._writes.submit(Modification(queue, task_id, change))
+
+    async def modify_many(self, items: Sequence[Modification]) -> list[Task | Exception]:
+        """The read-modify-write loop: each item's pure change applied to the task as stored, written
+        conditionally, many per store trip; an item that lost a race is read and changed again, up to
+        `conflict_retries` times. Items for the same task are applied one after the other, in order.
+        Each slot is the stored task or that item's error."""
+        results: list[Task | Exception | None] = [None] * len(items)
+        attempts = [0] * len(items)
+        pending = list(range(len(items)))
+        while pending:
+            # A wave holds each task once: the store needs distinct keys, and a task's later items wait.
+            wave: list[int] = []
+            waiting: list[int] = []
+            keys: set[tuple[str, str]] = set()
+            for i in pending:
+                key = (items[i].queue, items[i].id)
+                (waiting if key in keys else wave).append(i)
+                keys.add(key)
+            now = self._clock()
+            got = await self._store.modify_tasks(
+                [TaskChange(items[i].queue, items[i].id, partial(_at, items[i].change, now)) for i in wave]
+            )
+            retry: list[int] = []
+            for i, result in zip(wave, got, strict=True):
+                attempts[i] += 1
+                if not isinstance(result, VersionConflict):
+                    results[i] = result
+                elif attempts[i] < self._settings.conflict_retries:
+                    retry.append(i)
+                else:
+                    item = items[i]
+                    results[i] = VersionConflict(
+                        f"task {item.id} in queue {item.queue} kept changing; gave up after retries"
+                    )
+            pending = sorted(retry + waiting)
+        return [r if r is not None else VersionConflict("not written") for r in results]
+
+
+Change = Callable[[Task, datetime], Task]
+
+
+@dataclass(frozen=True)
+class WorkerUpdate:
+    """One item of a worker's batch: which task, the claim it holds (None: any of this worker's), the data."""
+
+    queue: str
+    id: str
+    claim_id: str | None = None
+    data: JsonObj | None = None
+
+
+@dataclass(frozen=True)
+class Modification:
+    """A pure change to one task, given the task as stored and the time."""
+
+    queue: str
+    id: str
+    change: Change
+
+
+def _at(change: Change, now: datetime, task: Task) -> Task:
+    return change(task, now)
 
 
 def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:

@@ -52,6 +52,15 @@ class TaskPage:
 
 
 @dataclass(frozen=True)
+class TaskChange:
+    """One read-modify-write: `change` is applied to the task (queue, id) as the store holds it now."""
+
+    queue: str
+    id: str
+    change: Callable[[Task], Task]
+
+
+@dataclass(frozen=True)
 class QueueCounts:
     queue: str
     counts: dict[TaskState, int] = field(default_factory=dict)
@@ -88,6 +97,15 @@ class Store(Protocol):
 
     async def update_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict]:
         """Conditional replace of many tasks in one round trip; each slot is the stored task or the conflict."""
+
+    async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
+        """Read each task, apply its pure `change`, write the result conditionally on the version read: many
+        tasks in one store trip, each slot independent of the others.
+
+        A slot is the stored task; `NotFound` (no such live task; an archived one is passed to `change` so that
+        its refusal is the answer, and is `NotFound` if `change` accepts it); the exception `change` raised; or
+        `VersionConflict` if another writer got in between (the caller reads again by calling again). The keys
+        must be distinct (`ValueError` otherwise)."""
 
     async def claim_tasks(
         self,

@@ -159,6 +159,7 @@ class ClaimsMixin(StoreCore):
             item = mine.get(item["_id"], item)
             if item.get("found") or item["status"] in _OK:
                 stored = _versioned(changed, item["_seq_no"], item["_primary_term"])
+                self.recent.wrote(item["_id"], stored)
                 claimed.append((claim_order_key(task), len(claimed), stored))
             elif item["status"] == 409:
                 lost += 1  # another claim (or a stale search hit): someone else has it

@@ -38,6 +38,7 @@ from tasques.store.elasticsearch.mappings import (
     timeline_mappings,
     timeline_template_body,
 )
+from tasques.store.elasticsearch.recent import RecentTasks
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 from tasques.store.unreadable import UnreadableRecords
 
@@ -101,6 +102,8 @@ class StoreCore:
         self.unreadable = UnreadableRecords(log)
         # _ids of finished tasks the archive refused: later archive passes look past them.
         self._unarchivable: set[str] = set()
+        # The tasks this instance wrote last: where a read-modify-write starts (see recent.py).
+        self.recent = RecentTasks()
 
     @classmethod
     def from_config(

@@ -22,6 +22,7 @@ from tasques.store.elasticsearch.core import (
 )
 from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_date
 from tasques.store.elasticsearch.faults import translate_faults
+from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.records import RecordsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.unreadable import MAX_UNREADABLE
@@ -41,7 +42,7 @@ __all__ = [
 
 
 @translate_faults
-class ElasticsearchStore(TasksMixin, ClaimsMixin, ArchivingMixin, RecordsMixin, StoreCore):
+class ElasticsearchStore(TasksMixin, ModifyMixin, ClaimsMixin, ArchivingMixin, RecordsMixin, StoreCore):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""
 
     kind: str = "elasticsearch"

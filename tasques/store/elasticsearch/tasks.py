@@ -149,7 +149,9 @@ class TasksMixin(StoreCore):
         generation = self.refresher.wrote(claimable=task.claimable)
         if not task.claimable:
             self._took_out([doc_id], generation)
-        return _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
+        stored = _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
+        self.recent.wrote(doc_id, stored)
+        return stored
 
     async def update_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict]:
         if not tasks:
@@ -163,7 +165,9 @@ class TasksMixin(StoreCore):
         for task, item in zip(tasks, items, strict=True):
             item = mine.get(item["_id"], item)
             if item.get("found") or item["status"] in _OK:
-                results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
+                stored = _versioned(task, item["_seq_no"], item["_primary_term"])
+                self.recent.wrote(item["_id"], stored)
+                results.append(stored)
             elif item["status"] == 409:
                 # Changed or gone (the protocol's slot has no NotFound; a re-read by the caller will tell).
                 results.append(VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read"))

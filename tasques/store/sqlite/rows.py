@@ -110,7 +110,7 @@ def _update_task(conn: sqlite3.Connection, task: Task) -> Task | VersionConflict
 
 def _check_identity(before: Task, after: Task) -> None:
     if (before.queue, before.id) != (after.queue, after.id):
-        raise ValueError(f"a claim change must not move task {before.queue}/{before.id}")
+        raise ValueError(f"a change must not move task {before.queue}/{before.id}")
 
 
 # Listing

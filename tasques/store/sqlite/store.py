@@ -25,7 +25,7 @@ from tasques.domain.errors import (
 )
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.base import QueueCounts, TaskChange, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.records import SqliteRecords
@@ -100,6 +100,17 @@ class SqliteStore(SqliteRecords):
                     stored = VersionConflict(str(stored))
                 results.append(stored)
             return results
+
+        return await self._write(run)
+
+    async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
+        if not changes:
+            return []
+        _check_distinct(changes)
+
+        # Read and write in the one write transaction: nothing can get in between, so no slot ever conflicts.
+        def run(conn: sqlite3.Connection) -> list[Task | Exception]:
+            return [_modify_one(conn, c) for c in changes]
 
         return await self._write(run)
 
@@ -228,3 +239,27 @@ class SqliteStore(SqliteRecords):
             return len(rowids)
 
         return await self._write(run)
+
+
+def _check_distinct(changes: Sequence[TaskChange]) -> None:
+    if len({(c.queue, c.id) for c in changes}) != len(changes):
+        raise ValueError("modify_tasks needs distinct (queue, id) keys")
+
+
+def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
+    key = (item.queue, item.id)
+    rows = conn.execute("SELECT body FROM tasks WHERE queue = ? AND id = ?", key).fetchall()
+    archived = not rows
+    if archived:
+        rows = conn.execute("SELECT body FROM archived_tasks WHERE queue = ? AND id = ?", key).fetchall()
+        if not rows:
+            return NotFound(f"no task {item.id} in queue {item.queue}")
+    try:
+        task = Task.model_validate_json(rows[0][0])
+        changed = item.change(task)
+        _check_identity(task, changed)
+    except Exception as e:  # this slot's answer; the others go on
+        return e
+    if archived:
+        return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
+    return _update_task(conn, changed)
