@@ -16,6 +16,7 @@ Errors are split by what a caller can do about them:
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections import Counter
@@ -37,6 +38,7 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+@functools.lru_cache(maxsize=256)  # every task answer carries one, nearly always the same few
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration such as `"30m"`, `"1h30m"`, `"1.5s"` or `"500ms"` (as the server writes them)."""
     s = text.strip()
