@@ -93,7 +93,10 @@ class TaskService:
         self._queues = queues
         # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
-        # Single-task changes in flight are written together (group commit).
+        # Single creates and single-task changes in flight are written together (group commit).
+        self._inserts: Coalescer[Task, Task] = Coalescer(
+            self._store.insert_tasks, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
+        )
         self._writes: Coalescer[Modification, Task] = Coalescer(
             self.modify_many, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
         )
@@ -168,7 +171,7 @@ class TaskService:
     async def insert(self, new: NewTask, now: datetime) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
         await self._register_http_queues([new])
-        stored = await self._store.insert_task(Task.create(new, now))
+        stored = await self._inserts.submit(Task.create(new, now))
         self._signals.notify(stored.queue)
         return stored
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasques.domain.errors import ClaimMismatch, NotClaimed, NotFound, NotOwnedByWorker, VersionConflict
+from tasques.domain.errors import AlreadyExists, ClaimMismatch, NotClaimed, NotFound, NotOwnedByWorker, VersionConflict
 from tasques.domain.task import Task, TaskState
 from tasques.service.clock import ManualClock
 from tasques.service.queues import QueueService
@@ -29,9 +29,14 @@ class CountingStore:
     def __init__(self, inner: Store) -> None:
         self._inner = inner
         self.modify_calls: list[int] = []
+        self.insert_calls: list[int] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+        self.insert_calls.append(len(tasks))
+        return await self._inner.insert_tasks(tasks)
 
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         self.modify_calls.append(len(changes))
@@ -279,3 +284,17 @@ async def test_concurrent_single_calls_share_store_writes(store: Store) -> None:
     # Two flushes may be in flight; everything that arrived meanwhile went in the next one.
     assert len(counting.modify_calls) <= 3
     assert {(await store.get_task("q", t.id)).state for t in tasks} == {TaskState.DONE}
+
+
+async def test_concurrent_single_creates_share_store_writes(store: Store) -> None:
+    counting = CountingStore(store)
+    service = _service(counting, ManualClock(T0))
+    await service.create(TaskSpec(queue="q", kind="k", id="taken"))
+    counting.insert_calls.clear()
+    specs = [TaskSpec(queue="q", kind="k", id=f"n{i}") for i in range(30)] + [TaskSpec(queue="q", kind="k", id="taken")]
+    results = await asyncio.gather(*(service.create(spec) for spec in specs), return_exceptions=True)
+    assert [r.id for r in results if isinstance(r, Task)] == [f"n{i}" for i in range(30)]
+    assert isinstance(results[-1], AlreadyExists)
+    assert sum(counting.insert_calls) == 31
+    assert len(counting.insert_calls) <= 3
+    assert len(await service.claim("w", ["q"], 100, timedelta(0))) == 31

@@ -89,12 +89,11 @@ class ClaimsMixin(StoreCore):
             query["bool"]["filter"].append(target_is_http)
         else:
             must_not.append(target_is_http)
-        stale = self._stale_for_claims()
-        if len(stale) > MAX_STALE_EXCLUDED:
+        if len(self._stale_for_claims()) > MAX_STALE_EXCLUDED:
             await self.refresher.ensure_fresh()  # cheaper than a huge exclusion list
-            stale = self._stale_for_claims()
         else:
             await self.refresher.ensure_fresh(for_claims=True)
+        stale = self._stale_for_claims()  # after the refresh: what it covered is visible, no longer skipped
         skip = refused.union(stale, self._unreadable_tasks())
         if skip:
             must_not.append({"ids": {"values": sorted(skip)}})

@@ -162,9 +162,18 @@ class StoreCore:
             if live:
                 generation = self.refresher.wrote(claimable=claimable)
         items = [next(iter(item.values())) for item in resp.body["items"]]
-        if live and not claimable:
-            self._took_out((item["_id"] for item in items if item["status"] in _OK), generation)
+        if live:
+            written = (item["_id"] for item in items if item["status"] in _OK)
+            if claimable:
+                self._put_back(written)
+            else:
+                self._took_out(written, generation)
         return items
+
+    def _put_back(self, doc_ids: Iterable[str]) -> None:
+        """Tasks written claimable again (unclaimed, retried): claims must no longer skip them by id."""
+        for doc_id in doc_ids:
+            self._unrefreshed.pop(doc_id, None)
 
     def _took_out(self, doc_ids: Iterable[str], generation: int) -> None:
         """Remember tasks this instance made unclaimable, until a refresh shows it to searches."""

@@ -147,7 +147,9 @@ class TasksMixin(StoreCore):
             self.refresher.wrote(claimable=task.claimable)
             raise
         generation = self.refresher.wrote(claimable=task.claimable)
-        if not task.claimable:
+        if task.claimable:
+            self._put_back([doc_id])
+        else:
             self._took_out([doc_id], generation)
         stored = _versioned(task, resp.body["_seq_no"], resp.body["_primary_term"])
         self.recent.wrote(doc_id, stored)
