@@ -33,6 +33,7 @@ class PoolResult:
     received: list[tuple[str, float]]  # (task id, claim-receive time) per handler run, duplicates included
     claim_sizes: list[int]
     stats: list[Json]
+    done_batch_sizes: list[int] = field(default_factory=list)  # items per done batch request
 
     def claim_summary(self) -> Json:
         sizes = self.claim_sizes
@@ -40,6 +41,7 @@ class PoolResult:
             "claims_with_tasks": len(sizes),
             "mean_claim_size": round(sum(sizes) / len(sizes), 2) if sizes else 0.0,
             "max_claim_size": max(sizes, default=0),
+            "mean_done_batch": round(sum(batches) / len(batches), 2) if (batches := self.done_batch_sizes) else 0.0,
         }
 
     def verify(self, expected: int | None = None) -> None:
@@ -195,4 +197,5 @@ class WorkerPool(ProcessPool):
             received=[(str(i), float(t)) for r in results for i, t in r["received"]],
             claim_sizes=[int(n) for r in results for n in r["claim_sizes"]],
             stats=[s for r in results for s in r["stats"]],
+            done_batch_sizes=[int(n) for r in results for n in r.get("done_batch_sizes", [])],
         )
