@@ -133,6 +133,14 @@ def markdown(results: Json) -> str:
             r = runs[0]
             row.append(f"**{_num(r['tasks_per_s'])}** (claim {r['mean_claim_size']}; {_other_load(r)})")
         rows.append(row)
+    singles = [_get(results, kind, "e2e", "single_calls") for kind in kinds]
+    if any(singles):
+        row = ["claim amount 1, one HTTP call per done (as the Go worker); server CPU ms per task"]
+        for r in singles:
+            row.append(
+                f"**{_num(r['tasks_per_s'])}** ({r['server_cpu_ms_per_task']} ms; {_other_load(r)})" if r else "-"
+            )
+        rows.append(row)
     out += _table(["workers: 8 claim loops", *names], rows)
 
     out += _peers(results, kinds, names)

@@ -60,6 +60,7 @@ async def main(args: argparse.Namespace) -> None:
             block_for=args.block_for,
             batch_size=args.batch_size,
             batch_age=args.batch_age,
+            batching=not args.single_calls,
             shutdown_grace=10.0,
         )
         for i in range(args.workers)
@@ -125,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=10, help="handler slots of each Worker")
     p.add_argument("--block-for", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=100, help="most done calls per batch request")
+    p.add_argument("--single-calls", action="store_true", help="one HTTP call per done (as the Go worker does)")
     p.add_argument("--batch-age", type=float, default=0.005, help="longest a done call waits for its batch (s)")
     return p.parse_args(argv)
 

@@ -183,9 +183,12 @@ class WorkerPool(ProcessPool):
         concurrency: int,
         block_for: float,
         log_path: Path,
+        single_calls: bool = False,
     ) -> None:
         args = ["--server", server_url, "--queue", queue, "--workers", str(workers_per_process)]
         args += ["--claim-amount", str(claim_amount), "--concurrency", str(concurrency), "--block-for", str(block_for)]
+        if single_calls:
+            args.append("--single-calls")
         super().__init__(["-m", "bench.worker_proc", *args], processes=processes, log_path=log_path)
 
     async def stop(self, within: float = 60.0) -> PoolResult:

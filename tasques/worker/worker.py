@@ -77,6 +77,7 @@ class Worker:
     * `batch_size`/`batch_age`: done, failed, report and unclaim calls are sent in batches of at most
       `batch_size` (1 to 1,000), each at most `batch_age` after its first call (sooner when every running
       handler has finished and waits on it).
+    * `batching=False`: no buffer; one HTTP call per done/failed/report/unclaim, as the Go worker makes them.
     * `block_for`: how long a claim long-polls on the server when nothing is ready.
     * `heartbeat_every`: None (default) reports every third of each task's `processing_timeout`; a value is
       capped at half of it. `heartbeats=False` turns heartbeats off.
@@ -99,6 +100,7 @@ class Worker:
         refill_wait: Seconds = 0.005,
         batch_size: int = 100,
         batch_age: Seconds = 0.005,
+        batching: bool = True,
         block_for: Seconds = 5.0,
         heartbeat_every: Seconds | None = None,
         heartbeats: bool = True,
@@ -145,7 +147,8 @@ class Worker:
         self._batcher = Batcher(
             self._client, size=batch_size, age=_seconds(batch_age), idle=lambda waiting: waiting >= len(self._jobs)
         )
-        self._job_runner = JobRunner(self, self._batcher)
+        # batching=False: one HTTP call per done/failed/report/unclaim, as the Go worker makes them.
+        self._job_runner = JobRunner(self, self._batcher if batching else self._client)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
