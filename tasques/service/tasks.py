@@ -27,7 +27,7 @@ from tasques.domain.timeline import Attempt
 from tasques.service.clock import Clock
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
-from tasques.store.base import QueueCounts, Store, TaskFilter, TaskPage
+from tasques.store.base import GeneratedKeys, QueueCounts, Store, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,12 @@ class TaskService:
 
     async def create(self, spec: TaskSpec) -> Task:
         [task] = await self._resolve_all([spec])
-        return await self.insert(task, self._clock())
+        return await self.insert(task, self._clock(), generated=_generated_keys([spec], [task]))
 
     async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
         """Create many tasks in one store round trip; a taken id fails only its own slot."""
         news = await self._resolve_all(specs)
-        return await self.insert_many(news, self._clock())
+        return await self.insert_many(news, self._clock(), generated=_generated_keys(specs, news))
 
     async def _resolve_all(self, specs: Sequence[TaskSpec]) -> list[NewTask]:
         settings = await self._queues.all()
@@ -155,16 +155,19 @@ class TaskService:
             news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
         return news
 
-    async def insert(self, new: NewTask, now: datetime) -> Task:
-        """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
+    async def insert(self, new: NewTask, now: datetime, *, generated: GeneratedKeys = frozenset()) -> Task:
+        """Persist a task whose defaults are already resolved, and wake claims waiting on its queue.
+        `generated`: the keys whose id `resolve` generated (see `Store.insert_task`)."""
         await self._register_http_queues([new])
-        stored = await self._store.insert_task(Task.create(new, now))
+        stored = await self._store.insert_task(Task.create(new, now), generated=generated)
         self._signals.notify(stored.queue)
         return stored
 
-    async def insert_many(self, news: Sequence[NewTask], now: datetime) -> list[Task | AlreadyExists]:
+    async def insert_many(
+        self, news: Sequence[NewTask], now: datetime, *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
         await self._register_http_queues(news)
-        results = await self._store.insert_tasks([Task.create(n, now) for n in news])
+        results = await self._store.insert_tasks([Task.create(n, now) for n in news], generated=generated)
         for queue in {r.queue for r in results if isinstance(r, Task)}:
             self._signals.notify(queue)
         return results
@@ -388,6 +391,11 @@ class TaskService:
             except VersionConflict:
                 continue
         raise VersionConflict(f"task {task_id} in queue {queue} kept changing; gave up after retries")
+
+
+def _generated_keys(specs: Sequence[TaskSpec], news: Sequence[NewTask]) -> GeneratedKeys:
+    """The (queue, id) of each resolved task whose id `resolve` generated (a random UUID4)."""
+    return frozenset((new.queue, new.id) for spec, new in zip(specs, news, strict=True) if not spec.id)
 
 
 def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:
