@@ -113,6 +113,16 @@ async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, ra
     assert [m["mappings"] for m in archive.values()] == [archive_mappings()]
 
 
+async def test_user_json_round_trips_through_the_store(make_store: StoreFactory) -> None:
+    # Exactly: integers past 64 bits stay integers (a JSON library that reads them as floats would lose them).
+    store = await make_store()
+    args = {"big": 10**30, "neg": -(2**63), "f": 0.1, "text": "é ✓ 𝄞 \u2028", "deep": {"l": [[{}]]}}
+    inserted = await store.insert_task(make_task("q", "a", args=args))
+    assert (await store.get_task("q", "a")).args == args == inserted.args
+    claimed = await store.claim_tasks(["q"], ts(1), 1, claim_as("w", ts(1)))
+    assert [t.args for t in claimed] == [args]
+
+
 async def test_version_is_seq_no_and_primary_term_not_source(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     inserted = await store.insert_task(make_task("q", "a"))
