@@ -237,7 +237,7 @@ def dynamic_settings(settings: JsonDict) -> JsonDict:
 
 
 def small_index_settings(settings: ElasticsearchConfig) -> JsonDict:
-    """Recurring tasks and locks: few documents; their writes refresh explicitly."""
+    """Recurring tasks, locks, queue settings and the timeline: one shard each (few documents, or few reads)."""
     return {"number_of_shards": 1, "number_of_replicas": settings.replicas}
 
 
