@@ -15,11 +15,11 @@ help: ## list the documented targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## create .venv and install Tasques with its dev tools
+install: $(STAMP) ## create .venv and install Tasques with its dev and benchmark tools (incl. the peer task queues)
 
 .PHONY: run
 run: $(STAMP) ## serve on http://127.0.0.1:8080 with the embedded SQLite store (./tasques.db)
@@ -35,14 +35,8 @@ lint: $(STAMP) ## ruff and mypy --strict
 test: $(STAMP) ## lint, then the whole suite against SQLite and a real Elasticsearch
 	scripts/run-tests $(PYTEST_ARGS)
 
-BENCH_STAMP := $(VENV)/.bench-installed-stamp
-
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,bench]'
-	@touch $(BENCH_STAMP)
-
 .PHONY: bench
-bench: $(BENCH_STAMP) ## benchmarks on SQLite and a real Elasticsearch, to bench/results/ (BENCH_ARGS=--quick: ~10x smaller)
+bench: $(STAMP) ## benchmarks on SQLite and a real Elasticsearch, to bench/results/ (BENCH_ARGS=--quick: ~10x smaller)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: example

@@ -17,6 +17,7 @@ from bench.env import Json
 from bench.report import STORE_NAMES
 
 COLORS = {"sqlite": "#3b7dd8", "elasticsearch": "#f0a030"}
+PEER_COLOR = "#6aa84f"
 
 
 def _get(results: Json, kind: str, *path: str) -> Any:
@@ -95,6 +96,11 @@ def render(results: Json, path: Path) -> None:
                 names.append(name.replace("raw_es_", "raw ES ").replace("raw_sqlite", "raw SQLite"))
                 values.append(float(limit["tasks_per_s"]))
                 colors.append("#999999")
+    for peer in (results.get("peers") or {}).values():
+        if isinstance(peer, dict) and "tasks_per_s" in peer:
+            names.append(str(peer["label"]).replace(" + ", "\n+ "))
+            values.append(float(peer["tasks_per_s"]))
+            colors.append(PEER_COLOR)
     if any(v > 0 for v in values):
         bars = ax.bar(range(len(names)), values, color=colors)
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=7, padding=2)
@@ -103,7 +109,7 @@ def render(results: Json, path: Path) -> None:
         ax.margins(y=0.15)
     else:
         _not_run(ax)
-    ax.set_title("End to end vs the storage limits (tasks/s, log scale)")
+    ax.set_title("End to end vs the storage limits and the peers (tasks/s, log scale)")
 
     ax = axes[1][0]
     pcts = ["p50_ms", "p95_ms", "p99_ms"]

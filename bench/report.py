@@ -41,6 +41,50 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _cpu_ms(entry: Json) -> str:
+    """CPU ms per task of everything but the driver, total and by group (server, workers, broker or database)."""
+    cpu_s = (entry.get("cpu") or {}).get("cpu_s") or {}
+    tasks = entry.get("tasks") or 0
+    groups = {k: v * 1000 / tasks for k, v in cpu_s.items() if k != "driver"} if tasks else {}
+    if not groups:
+        return "-"
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in groups.items())
+    return f"{sum(groups.values()):.2f} ({parts})"
+
+
+def _peers(results: Json, kinds: list[str], names: list[str]) -> list[str]:
+    peers = {n: p for n, p in (results.get("peers") or {}).items() if isinstance(p, dict)}
+    if not peers:
+        return []
+    ours = {k: n for k, n in zip(kinds, names, strict=True) if _get(results, k, "e2e", "runs")}
+    out = [
+        "",
+        "**Peers**: the end-to-end workload on other task queues, 2 worker processes each; tasks/s until the last "
+        "handler returned; CPU ms per task (by group); other load; our end-to-end rate ÷ theirs by claim amount",
+        "",
+    ]
+    rows = []
+    for kind, name in ours.items():
+        for r in _get(results, kind, "e2e", "runs"):
+            row = [f"Tasques + {name}, claim amount {r['claim_amount']}", f"**{_num(r['tasks_per_s'])}**", _cpu_ms(r)]
+            rows.append([*row, _other_load(r), *("" for _ in ours)])
+    ratios = (results.get("comparison") or {}).get("peers") or {}
+    for peer_name, peer in peers.items():
+        if "tasks_per_s" not in peer:
+            rows.append([peer_name, "FAILED", "-", "-", *("-" for _ in ours)])
+            continue
+        row = [peer["label"], f"**{_num(peer['tasks_per_s'])}**", _cpu_ms(peer), _other_load(peer)]
+        for kind in ours:
+            by_amount = ratios.get(peer_name, {}).get(kind, {})
+            row.append(" / ".join(f"{v:.2g}x" for v in by_amount.values()) or "-")
+        rows.append(row)
+    amounts = sorted({r["claim_amount"] for kind in ours for r in _get(results, kind, "e2e", "runs")})
+    claims = "claim " + " / ".join(str(a) for a in amounts)
+    return out + _table(
+        ["queue", "tasks/s", "CPU ms per task", "other load", *(f"{n} ÷ it ({claims})" for n in ours.values())], rows
+    )
+
+
 def markdown(results: Json) -> str:
     kinds = [k for k in ("sqlite", "elasticsearch") if k in results.get("stores", {})]
     names = [STORE_NAMES[k] for k in kinds]
@@ -89,7 +133,17 @@ def markdown(results: Json) -> str:
             r = runs[0]
             row.append(f"**{_num(r['tasks_per_s'])}** (claim {r['mean_claim_size']}; {_other_load(r)})")
         rows.append(row)
+    singles = [_get(results, kind, "e2e", "single_calls") for kind in kinds]
+    if any(singles):
+        row = ["claim amount 1, one HTTP call per done (as the Go worker); server CPU ms per task"]
+        for r in singles:
+            row.append(
+                f"**{_num(r['tasks_per_s'])}** ({r['server_cpu_ms_per_task']} ms; {_other_load(r)})" if r else "-"
+            )
+        rows.append(row)
     out += _table(["workers: 8 claim loops", *names], rows)
+
+    out += _peers(results, kinds, names)
 
     out += ["", "**Limits** (tasks/s, no server) and our end-to-end rate as a share of each", ""]
     rows = []

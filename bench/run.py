@@ -25,8 +25,9 @@ from bench import raw_limits
 from bench.context import Context
 from bench.env import REPO, Json, machine_info, provision_elasticsearch, stop_elasticsearch
 from bench.params import FULL, QUICK
+from bench.peers import PEERS
 from bench.report import markdown
-from bench.scenarios import backlog, end_to_end, enqueue, idle, latency
+from bench.scenarios import backlog, end_to_end, enqueue, idle, latency, peers
 from bench.server import STORES
 
 Runner = Callable[[Context, str], Awaitable[Json]]
@@ -38,6 +39,8 @@ SCENARIOS: dict[str, Runner] = {
     "backlog": backlog.run,
     "idle": idle.run,
 }
+# "peers" runs once, not per store: the end-to-end workload on other task queues (bench/peers/README.md)
+SCENARIO_NAMES = ("limits", "enqueue", "e2e", "peers", "latency", "backlog", "idle")
 RESULTS = REPO / "bench" / "results"
 
 
@@ -63,9 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stores", type=_csv(STORES), default=list(STORES), help="comma-separated: sqlite,elasticsearch")
     p.add_argument(
         "--scenarios",
-        type=_csv(tuple(SCENARIOS)),
-        default=list(SCENARIOS),
-        help=f"comma-separated: {','.join(SCENARIOS)}",
+        type=_csv(SCENARIO_NAMES),
+        default=list(SCENARIO_NAMES),
+        help=f"comma-separated: {','.join(SCENARIO_NAMES)}",
+    )
+    p.add_argument(
+        "--peers",
+        type=_csv(PEERS),
+        default=list(PEERS),
+        help=f"which peer task queues the peers scenario runs, comma-separated: {','.join(PEERS)}",
     )
     p.add_argument(
         "--es-url",
@@ -78,9 +87,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def compare(stores: Json) -> Json:
-    """Our end-to-end rates as a percentage of each raw limit of the same store."""
+def compare_peers(stores: Json, peer_results: Json) -> Json:
+    """Our end-to-end rate at each claim amount divided by each peer's rate (2.0: we are twice as fast; 3 digits)."""
     out: Json = {}
+    for name, peer in peer_results.items():
+        if not peer.get("tasks_per_s"):
+            continue
+        for kind, store in stores.items():
+            runs = store.get("e2e", {}).get("runs", [])
+            if runs:
+                out.setdefault(name, {})[kind] = {
+                    f"claim_amount_{r['claim_amount']}": float(f"{r['tasks_per_s'] / peer['tasks_per_s']:.3g}")
+                    for r in runs
+                }
+    return out
+
+
+def compare(stores: Json, peer_results: Json | None = None) -> Json:
+    """Our end-to-end rates as a percentage of each raw limit of the same store, and as a ratio to each peer."""
+    out: Json = {}
+    if peer_results:
+        out["peers"] = compare_peers(stores, peer_results)
     limits = {
         "sqlite": {"raw_sqlite": stores.get("sqlite", {}).get("limits", {}).get("raw_sqlite")},
         "elasticsearch": {
@@ -99,13 +126,26 @@ def compare(stores: Json) -> Json:
     return out
 
 
+async def _attempt(results: Json, into: Json, key: str, what: str, workdir: Path, run: Awaitable[Json]) -> None:
+    """`into[key]` = what `run` measured; a failure is recorded there and in the failures, and the run goes on."""
+    try:
+        into[key] = await run
+    except Exception as e:
+        message = f"{what}: {type(e).__name__}: {e}"
+        into[key] = {"error": message}
+        results["failures"].append(message)
+        print(f"!! FAILED {message}", flush=True)
+        with (workdir / "failures.log").open("a") as log:
+            log.write(traceback.format_exc() + "\n")
+
+
 async def main(args: argparse.Namespace) -> int:
     params = QUICK if args.quick else FULL
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     es = None
-    if "elasticsearch" in args.stores:
+    if "elasticsearch" in args.stores and any(s in SCENARIOS for s in args.scenarios):
         print("== provisioning Elasticsearch", flush=True)
         es = await asyncio.to_thread(provision_elasticsearch, args.es_url)
         print(f"   Elasticsearch {es.version} at {es.url}", flush=True)
@@ -121,25 +161,27 @@ async def main(args: argparse.Namespace) -> int:
         "machine": machine_info(es.version if es is not None else None),
         "params": params.to_json(),
         "stores": {kind: {} for kind in args.stores},
+        "peers": {},
         "failures": [],
     }
     t0 = time.monotonic()
     try:
         for scenario in args.scenarios:
+            if scenario == "peers":
+                for name in args.peers:
+                    print(f"== peer {name}", flush=True)
+                    await _attempt(results, results["peers"], name, f"peer {name}", workdir, peers.run_one(ctx, name))
+                continue
             for kind in args.stores:
                 print(f"== {scenario} on {kind}", flush=True)
-                try:
-                    results["stores"][kind][scenario] = await SCENARIOS[scenario](ctx, kind)
-                except Exception as e:
-                    message = f"{scenario} on {kind}: {type(e).__name__}: {e}"
-                    results["stores"][kind][scenario] = {"error": message}
-                    results["failures"].append(message)
-                    print(f"!! FAILED {message}", flush=True)
-                    (workdir / "failures.log").open("a").write(traceback.format_exc() + "\n")
+                into = results["stores"][kind]
+                await _attempt(
+                    results, into, scenario, f"{scenario} on {kind}", workdir, SCENARIOS[scenario](ctx, kind)
+                )
     finally:
         if es is not None:
             await asyncio.to_thread(stop_elasticsearch, es)
-    results["comparison"] = compare(results["stores"])
+    results["comparison"] = compare(results["stores"], results["peers"])
     results["finished_at"] = datetime.now(UTC).isoformat()
     results["duration_s"] = round(time.monotonic() - t0, 1)
 

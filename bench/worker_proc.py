@@ -8,7 +8,8 @@ Driven over stdin/stdout by `bench.workers.WorkerPool`:
 
 The handler records, per task, the wall-clock time it started (the SDK starts a claimed task at once, so
 this is the claim-receive time, within a fraction of a millisecond) and the claim it came from (tasks of
-one claim share `last_claimed.claimed_at`), which gives the real claim sizes.
+one claim share `last_claimed.claimed_at`), which gives the real claim sizes; the SDK's own counter of batch
+requests gives the real sizes of the done batches.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def main(args: argparse.Namespace) -> None:
             claim_amount=args.claim_amount,
             concurrency=args.concurrency,
             block_for=args.block_for,
+            batch_size=args.batch_size,
+            batch_age=args.batch_age,
+            batching=not args.single_calls,
             shutdown_grace=10.0,
         )
         for i in range(args.workers)
@@ -100,6 +104,13 @@ async def main(args: argparse.Namespace) -> None:
                 "errors": errors,
                 "received": received,
                 "claim_sizes": sorted(claims.values()),
+                "done_batch_sizes": sorted(
+                    size
+                    for w in workers
+                    for (kind, size), n in w.batch_sizes.items()
+                    if kind == "done"
+                    for _ in range(n)
+                ),
             }
         )
     )
@@ -114,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--claim-amount", type=int, default=10)
     p.add_argument("--concurrency", type=int, default=10, help="handler slots of each Worker")
     p.add_argument("--block-for", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=100, help="most done calls per batch request")
+    p.add_argument("--single-calls", action="store_true", help="one HTTP call per done (as the Go worker does)")
+    p.add_argument("--batch-age", type=float, default=0.005, help="longest a done call waits for its batch (s)")
     return p.parse_args(argv)
 
 

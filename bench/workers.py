@@ -33,6 +33,7 @@ class PoolResult:
     received: list[tuple[str, float]]  # (task id, claim-receive time) per handler run, duplicates included
     claim_sizes: list[int]
     stats: list[Json]
+    done_batch_sizes: list[int] = field(default_factory=list)  # items per done batch request
 
     def claim_summary(self) -> Json:
         sizes = self.claim_sizes
@@ -40,6 +41,7 @@ class PoolResult:
             "claims_with_tasks": len(sizes),
             "mean_claim_size": round(sum(sizes) / len(sizes), 2) if sizes else 0.0,
             "max_claim_size": max(sizes, default=0),
+            "mean_done_batch": round(sum(batches) / len(batches), 2) if (batches := self.done_batch_sizes) else 0.0,
         }
 
     def verify(self, expected: int | None = None) -> None:
@@ -60,35 +62,14 @@ class PoolResult:
             check(len(ids) == expected, f"the workers ran {len(ids)} tasks, expected {expected}")
 
 
-class WorkerPool:
-    """`processes` x `workers_per_process` SDK `Worker`s, each with `concurrency` slots, claiming `claim_amount`."""
+class ProcessPool:
+    """Worker processes that speak the line protocol of `bench.worker_proc` (ready, go, progress, stop, result).
 
-    def __init__(
-        self,
-        server_url: str,
-        queue: str,
-        *,
-        processes: int,
-        workers_per_process: int,
-        claim_amount: int,
-        concurrency: int,
-        block_for: float,
-        log_path: Path,
-    ) -> None:
-        self.args = [
-            "--server",
-            server_url,
-            "--queue",
-            queue,
-            "--workers",
-            str(workers_per_process),
-            "--claim-amount",
-            str(claim_amount),
-            "--concurrency",
-            str(concurrency),
-            "--block-for",
-            str(block_for),
-        ]
+    `command` is the argv after the Python executable; the SDK pool below and the peers (`bench.peers`) share this.
+    """
+
+    def __init__(self, command: list[str], *, processes: int, log_path: Path) -> None:
+        self.command = command
         self.processes = processes
         self._log_path = log_path
         self._log: IO[bytes] | None = None
@@ -104,9 +85,7 @@ class WorkerPool:
         for _ in range(self.processes):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bench.worker_proc",
-                *self.args,
+                *self.command,
                 cwd=REPO,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -163,8 +142,8 @@ class WorkerPool:
                     "(lost tasks, or a stuck server)"
                 ) from None
 
-    async def stop(self, within: float = 60.0) -> PoolResult:
-        """Stop every worker gracefully and collect what each process did."""
+    async def stop_processes(self, within: float = 60.0) -> list[Json]:
+        """Stop every process gracefully; the result each one printed."""
         for p in self._procs:
             if p.proc.stdin is not None and p.proc.returncode is None:
                 p.proc.stdin.write(b"stop\n")
@@ -179,13 +158,7 @@ class WorkerPool:
         results = [p.result for p in self._procs if p.result is not None]
         errors = [e for r in results for e in r["errors"]]
         check(not errors, f"workers raised: {errors[:3]}")
-        return PoolResult(
-            done=sum(int(r["done"]) for r in results),
-            last_done_at=max(float(r["last_done_at"]) for r in results),
-            received=[(str(i), float(t)) for r in results for i, t in r["received"]],
-            claim_sizes=[int(n) for r in results for n in r["claim_sizes"]],
-            stats=[s for r in results for s in r["stats"]],
-        )
+        return results
 
     def kill(self) -> None:
         for p in self._procs:
@@ -194,3 +167,38 @@ class WorkerPool:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class WorkerPool(ProcessPool):
+    """`processes` x `workers_per_process` SDK `Worker`s, each with `concurrency` slots, claiming `claim_amount`."""
+
+    def __init__(
+        self,
+        server_url: str,
+        queue: str,
+        *,
+        processes: int,
+        workers_per_process: int,
+        claim_amount: int,
+        concurrency: int,
+        block_for: float,
+        log_path: Path,
+        single_calls: bool = False,
+    ) -> None:
+        args = ["--server", server_url, "--queue", queue, "--workers", str(workers_per_process)]
+        args += ["--claim-amount", str(claim_amount), "--concurrency", str(concurrency), "--block-for", str(block_for)]
+        if single_calls:
+            args.append("--single-calls")
+        super().__init__(["-m", "bench.worker_proc", *args], processes=processes, log_path=log_path)
+
+    async def stop(self, within: float = 60.0) -> PoolResult:
+        """Stop every worker gracefully and collect what each process did."""
+        results = await self.stop_processes(within)
+        return PoolResult(
+            done=sum(int(r["done"]) for r in results),
+            last_done_at=max(float(r["last_done_at"]) for r in results),
+            received=[(str(i), float(t)) for r in results for i, t in r["received"]],
+            claim_sizes=[int(n) for r in results for n in r["claim_sizes"]],
+            stats=[s for r in results for s in r["stats"]],
+            done_batch_sizes=[int(n) for r in results for n in r.get("done_batch_sizes", [])],
+        )

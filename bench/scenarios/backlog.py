@@ -5,7 +5,9 @@ database file while no server runs, `ElasticsearchStore.insert_tasks` (`_bulk`) 
 One store grows from size to size: after each measurement it is topped up to the next size, so the tasks
 done earlier stay in it (a few thousand beside the backlog). At every size the same number of tasks is
 claimed and done. Elasticsearch grows only while the loading fits in `es_backlog_budget_s`, judged from the
-loading rate so far; the result says which sizes ran and why any did not.
+loading rate so far; the result says which sizes ran and why any did not. On Elasticsearch each step also
+reports what the node's searches of the tasks index cost (index stats): whether claims visit only the head of
+the queue shows there first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
 
 from bench.api import expect_counts, expect_done_once, session
 from bench.context import Context, per_task
@@ -91,6 +96,24 @@ async def _fill_es(store: Store, start: int, count: int) -> None:
         await db.close()
 
 
+async def _search_stats(store: Store) -> tuple[int, int]:
+    """(searches, milliseconds spent in them) the node has counted on the tasks index's primaries so far."""
+    assert store.es is not None
+    url = f"{store.es.url}/{store.es_tasks_index}/_stats/search"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        body: Any = await resp.json()
+    search = body["_all"]["primaries"]["search"]
+    return int(search["query_total"]), int(search["query_time_in_millis"]) + int(search["fetch_time_in_millis"])
+
+
+def _search_cost(before: tuple[int, int], after: tuple[int, int], tasks: int) -> Json:
+    searches, ms = after[0] - before[0], after[1] - before[1]
+    return {
+        "es_searches_per_task": round(searches / tasks, 3),
+        "es_search_ms_per_search": round(ms / searches, 3) if searches else None,
+    }
+
+
 async def _measure(ctx: Context, store: Store, size: int, done_before: set[str]) -> tuple[Json, set[str]]:
     p = ctx.params
     kind = store.kind
@@ -110,10 +133,12 @@ async def _measure(ctx: Context, store: Store, size: int, done_before: set[str])
                 log_path=ctx.log_path(f"workers-{kind}-backlog-{size}"),
             )
             await pool.start()
+            searches_before = await _search_stats(store) if kind == "elasticsearch" else None
             meter = ctx.meter(kind, server, pool.pids).start()
             started = pool.go()
             await pool.wait_for_done(p.backlog_measured, p.stall_timeout_s, overall_timeout=1800.0)
             cpu = meter.stop()
+            searches_after = await _search_stats(store) if kind == "elasticsearch" else None
             result = await pool.stop()
             pool = None
             result.verify()
@@ -140,6 +165,8 @@ async def _measure(ctx: Context, store: Store, size: int, done_before: set[str])
         **per_task(cpu, done),
         "verified": True,
     }
+    if searches_before is not None and searches_after is not None:
+        out.update(_search_cost(searches_before, searches_after, done))
     ctx.log(f"backlog {size:,}: {out['tasks_per_s']:.0f} claim+done/s")
     return out, done_now
 
@@ -192,4 +219,7 @@ async def run(ctx: Context, kind: str) -> Json:
             es_key = "elasticsearch_cpu_ms_per_task"
             if first.get(es_key) and last.get(es_key):
                 out["es_cpu_ratio_largest_vs_smallest"] = round(last[es_key] / first[es_key], 2)
+            search_key = "es_search_ms_per_search"
+            if first.get(search_key) and last.get(search_key):
+                out["es_search_ms_ratio_largest_vs_smallest"] = round(last[search_key] / first[search_key], 2)
     return out

@@ -16,11 +16,13 @@ from bench.workers import WorkerPool
 QUEUE = "e2e"
 
 
-async def run_one(ctx: Context, kind: str, amount: int) -> Json:
+async def run_one(ctx: Context, kind: str, amount: int, *, single_calls: bool = False) -> Json:
+    """`single_calls`: one HTTP call per done, as the Go worker makes them (no SDK batching)."""
     p = ctx.params
     total = p.e2e_tasks
-    store = ctx.store(kind, f"e2e{amount}")
-    server = await ctx.start_server(store, f"{kind}-e2e-{amount}")
+    label = f"{amount}-single" if single_calls else f"{amount}"
+    store = ctx.store(kind, f"e2e{label.replace('-', '')}")
+    server = await ctx.start_server(store, f"{kind}-e2e-{label}")
     pool: WorkerPool | None = None
     try:
         async with session() as http:
@@ -35,12 +37,13 @@ async def run_one(ctx: Context, kind: str, amount: int) -> Json:
                 claim_amount=amount,
                 concurrency=amount,
                 block_for=1.0,
-                log_path=ctx.log_path(f"workers-{kind}-e2e-{amount}"),
+                log_path=ctx.log_path(f"workers-{kind}-e2e-{label}"),
+                single_calls=single_calls,
             )
             await pool.start()
             spy = None
             if ctx.profile_dir is not None:
-                spy = PySpy(server.pid, ctx.profile_dir / f"{ctx.stamp}-{kind}-e2e-{amount}.txt")
+                spy = PySpy(server.pid, ctx.profile_dir / f"{ctx.stamp}-{kind}-e2e-{label}.txt")
                 await spy.start()
             meter = ctx.meter(kind, server, pool.pids).start()
             started = pool.go()
@@ -56,6 +59,7 @@ async def run_one(ctx: Context, kind: str, amount: int) -> Json:
         elapsed = result.last_done_at - started
         out = {
             "claim_amount": amount,
+            "single_calls": single_calls,
             "claim_loops": p.worker_processes * p.workers_per_process,
             "concurrency_per_worker": amount,
             "tasks": total,
@@ -69,7 +73,7 @@ async def run_one(ctx: Context, kind: str, amount: int) -> Json:
         if profile is not None:
             out["server_profile"] = profile
         ctx.log(
-            f"end to end, claim amount {amount}: {out['tasks_per_s']:.0f} tasks/s (mean claim {out['mean_claim_size']})"
+            f"end to end, claim amount {label}: {out['tasks_per_s']:.0f} tasks/s (mean claim {out['mean_claim_size']})"
         )
         return out
     finally:
@@ -80,4 +84,6 @@ async def run_one(ctx: Context, kind: str, amount: int) -> Json:
 
 
 async def run(ctx: Context, kind: str) -> Json:
-    return {"runs": [await run_one(ctx, kind, amount) for amount in ctx.params.e2e_claim_amounts]}
+    runs = [await run_one(ctx, kind, amount) for amount in ctx.params.e2e_claim_amounts]
+    # The unmodified Go worker's way: claim 1, one done per HTTP call; the server's group commit is all it gets.
+    return {"runs": runs, "single_calls": await run_one(ctx, kind, 1, single_calls=True)}

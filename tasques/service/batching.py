@@ -34,6 +34,7 @@ class Coalescer(Generic[I, R]):
         self._flushes = flushes
         self._queue: deque[tuple[I, asyncio.Future[R]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
+        self._starting = False  # a flush is started but has not taken its batch yet
         self.batches = 0  # flushes made, and items they carried: for tests and metrics
         self.items = 0
 
@@ -48,8 +49,9 @@ class Coalescer(Generic[I, R]):
         return await future
 
     def _start(self) -> None:
-        while self._queue and len(self._running) < self._flushes:
-            # Started, not run: the batch is taken when the task first runs, after this turn of the loop.
+        # One flush waiting to run is enough: it takes everything queued by the time it runs (after this turn).
+        if self._queue and not self._starting and len(self._running) < self._flushes:
+            self._starting = True
             task = asyncio.create_task(self._run())
             self._running.add(task)
             task.add_done_callback(self._finished)
@@ -59,11 +61,13 @@ class Coalescer(Generic[I, R]):
         self._start()
 
     async def _run(self) -> None:
+        self._starting = False
         batch: list[tuple[I, asyncio.Future[R]]] = []
         while self._queue and len(batch) < self._max_batch:
             batch.append(self._queue.popleft())
         if not batch:
             return
+        self._start()  # more may queue while this one is in flight: the next flush can wait for them
         self.batches += 1
         self.items += len(batch)
         try:

@@ -31,7 +31,7 @@ from tasques.service.conflicts import CONFLICT_RETRIES
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.service.ticker import ClaimTicker, HttpWork
-from tasques.store.base import QueueCounts, Store, TaskChange, TaskFilter, TaskPage
+from tasques.store.base import GeneratedKeys, QueueCounts, Store, TaskChange, TaskFilter, TaskPage
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class TaskService:
         # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
         # Single creates and single-task changes in flight are written together (group commit).
-        self._inserts: Coalescer[Task, Task] = Coalescer(
-            self._store.insert_tasks, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
+        self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
+            self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
         )
         self._writes: Coalescer[Modification, Task] = Coalescer(
             self.modify_many, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
@@ -175,12 +175,12 @@ class TaskService:
 
     async def create(self, spec: TaskSpec) -> Task:
         [task] = await self._resolve_all([spec])
-        return await self.insert(task, self._clock())
+        return await self.insert(task, self._clock(), generated=_generated_keys([spec], [task]))
 
     async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
         """Create many tasks in one store round trip; a taken id fails only its own slot."""
         news = await self._resolve_all(specs)
-        return await self.insert_many(news, self._clock())
+        return await self.insert_many(news, self._clock(), generated=_generated_keys(specs, news))
 
     async def _resolve_all(self, specs: Sequence[TaskSpec]) -> list[NewTask]:
         settings = await self._queues.all()
@@ -191,19 +191,27 @@ class TaskService:
             news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
         return news
 
-    async def insert(self, new: NewTask, now: datetime) -> Task:
-        """Persist a task whose defaults are already resolved, and wake claims waiting on its queue."""
+    async def insert(self, new: NewTask, now: datetime, *, generated: GeneratedKeys = frozenset()) -> Task:
+        """Persist a task whose defaults are already resolved, and wake claims waiting on its queue.
+        `generated`: the keys whose id `resolve` generated (see `Store.insert_task`)."""
         await self._register_http_queues([new])
-        stored = await self._inserts.submit(Task.create(new, now))
+        stored = await self._inserts.submit((Task.create(new, now), (new.queue, new.id) in generated))
         self._signals.notify(stored.queue, stored.target)
         return stored
 
-    async def insert_many(self, news: Sequence[NewTask], now: datetime) -> list[Task | AlreadyExists]:
+    async def insert_many(
+        self, news: Sequence[NewTask], now: datetime, *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
         await self._register_http_queues(news)
-        results = await self._store.insert_tasks([Task.create(n, now) for n in news])
+        results = await self._store.insert_tasks([Task.create(n, now) for n in news], generated=generated)
         for queue, target in {(r.queue, r.target) for r in results if isinstance(r, Task)}:
             self._signals.notify(queue, target)
         return results
+
+    async def _insert_batch(self, items: Sequence[tuple[Task, bool]]) -> list[Task | AlreadyExists]:
+        """A flush of single creates: (task, whether its id was generated)."""
+        generated = frozenset((task.queue, task.id) for task, is_generated in items if is_generated)
+        return await self._store.insert_tasks([task for task, _ in items], generated=generated)
 
     async def _register_http_queues(self, news: Sequence[NewTask]) -> None:
         # HTTP tasks register their queue, so the dispatcher (which claims per queue) looks at it.
@@ -476,6 +484,11 @@ class Modification:
 
 def _at(change: Change, now: datetime, task: Task) -> Task:
     return change(task, now)
+
+
+def _generated_keys(specs: Sequence[TaskSpec], news: Sequence[NewTask]) -> GeneratedKeys:
+    """The (queue, id) of each resolved task whose id `resolve` generated (a random UUID4)."""
+    return frozenset((new.queue, new.id) for spec, new in zip(specs, news, strict=True) if not spec.id)
 
 
 def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:

@@ -36,6 +36,10 @@ from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
 
+# (queue, id) keys of tasks whose id the server generated (a random UUID4): no archived task can have one, so
+# a store whose "archived ids stay taken" check costs a round trip may skip it for these.
+GeneratedKeys = frozenset[tuple[str, str]]
+
 
 @dataclass(frozen=True)
 class TaskFilter:
@@ -95,11 +99,17 @@ class Store(Protocol):
         """Return once the store answers a cheap request `within` that long; else raise `StoreUnavailable`."""
 
     # Tasks
-    async def insert_task(self, task: Task) -> Task:
-        """Persist a new task. Raises `AlreadyExists` if (queue, id) is taken, live or archived."""
+    async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
+        """Persist a new task. Raises `AlreadyExists` if (queue, id) is taken, live or archived.
 
-    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
-        """Persist many new tasks in one round trip; each slot is the stored task or why it was refused."""
+        `generated` names the keys whose id the server generated; for those an archived duplicate cannot
+        exist, and the store need not look for one (a live duplicate is still refused)."""
+
+    async def insert_tasks(
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
+        """Persist many new tasks in one round trip; each slot is the stored task or why it was refused.
+        `generated` as for `insert_task`."""
 
     async def get_task(self, queue: str, task_id: str) -> Task:
         """Raises `NotFound`."""

@@ -108,6 +108,19 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         help="most tasks per claim, never more than free slots (default: %(default)s)",
     )
     parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=100,
+        help="most done/failed/report/unclaim calls sent in one batch request, up to 1000 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-age",
+        type=_duration,
+        default=0.005,
+        metavar="DURATION",
+        help="longest a done/failed/report/unclaim call waits for its batch to fill (default: 5ms)",
+    )
+    parser.add_argument(
         "--block-for", type=_duration, default=5.0, metavar="DURATION", help="claim long-poll wait (default: 5s)"
     )
     parser.add_argument(
@@ -152,6 +165,8 @@ def run_worker_cli(args: argparse.Namespace) -> int:
             claim_amount=args.claim_amount,
             concurrency=args.concurrency,
             block_for=args.block_for,
+            batch_size=args.batch_size,
+            batch_age=args.batch_age,
             heartbeat_every=args.heartbeat_every or None,
             shutdown_grace=args.shutdown_grace,
             basic_auth=args.basic_auth,

@@ -16,8 +16,12 @@ Errors are split by what a caller can do about them:
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Annotated, Any
@@ -34,6 +38,7 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+@functools.lru_cache(maxsize=256)  # every task answer carries one, nearly always the same few
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration such as `"30m"`, `"1h30m"`, `"1.5s"` or `"500ms"` (as the server writes them)."""
     s = text.strip()
@@ -144,9 +149,26 @@ class ClaimLost(ApiError):
 _TRANSIENT_STATUSES = frozenset({408, 429})
 _CLAIM_LOST_STATUSES = frozenset({403, 404, 409})
 
+MAX_BATCH = 1000  # the server's limit of items per batch request
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One task of a batch call: the claim it was claimed with, and the data (none for unclaims)."""
+
+    queue: str
+    id: str
+    claim_id: str | None = None
+    data: JsonDict | None = None
+
+
+# Per item: the task as the server answered it, or the error a single call would have raised.
+BatchResult = Task | TasquesError
+
 
 class TasquesClient:
-    """Async client for claim, report, done, failed, unclaim and get; use it as an async context manager.
+    """Async client for claim, report, done, failed, unclaim and get, and the batch calls `done_many`,
+    `fail_many`, `report_many` and `unclaim_many`; use it as an async context manager.
 
     `request_timeout` bounds every call; a claim is allowed `block_for` on top of it.
     """
@@ -171,6 +193,8 @@ class TasquesClient:
             self._headers["Authorization"] = basic_auth_header(*basic_auth)
         self._timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
+        # (endpoint, items) -> batch requests answered, e.g. ("done", 100): how well completions batch.
+        self.batch_sizes: Counter[tuple[str, int]] = Counter()
 
     @property
     def base_url(self) -> str:
@@ -226,6 +250,22 @@ class TasquesClient:
         """Hand a claimed task back (state `queued`, the attempt not counted)."""
         return await self._task_call("DELETE", ("tasques", "claims", queue, task_id), None, claim_id)
 
+    # Batch calls: one request for up to MAX_BATCH tasks, one result per item in request order. A problem
+    # with the whole request (unreachable, 5xx, malformed answer; a 4xx for the request) is raised as the
+    # single calls raise it; an item's own 403/404/409 comes back as its `ClaimLost`.
+
+    async def done_many(self, items: Sequence[BatchItem]) -> list[BatchResult]:
+        return await self._batch("done", items)
+
+    async def fail_many(self, items: Sequence[BatchItem]) -> list[BatchResult]:
+        return await self._batch("failed", items)
+
+    async def report_many(self, items: Sequence[BatchItem]) -> list[BatchResult]:
+        return await self._batch("reports", items)
+
+    async def unclaim_many(self, items: Sequence[BatchItem]) -> list[BatchResult]:
+        return await self._batch("unclaims", items, with_data=False)
+
     async def get_task(self, queue: str, task_id: str) -> Task:
         return Task.model_validate(await self._call("GET", ("tasques", queue, task_id), None))
 
@@ -237,6 +277,22 @@ class TasquesClient:
             if e.status in _CLAIM_LOST_STATUSES and not isinstance(e, ClaimLost):
                 raise ClaimLost(e.status, e.message, e.details) from None
             raise
+
+    async def _batch(self, endpoint: str, items: Sequence[BatchItem], *, with_data: bool = True) -> list[BatchResult]:
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} items, not {len(items)}")
+        wire: list[JsonDict] = [
+            {"queue": i.queue, "id": i.id, "claim_id": i.claim_id, **({"data": i.data} if with_data else {})}
+            for i in items
+        ]
+        raw = await self._call("POST", ("tasques", endpoint), {"tasks": wire})
+        answers = raw.get("results") if isinstance(raw, dict) else None
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise ServerUnavailable(f"POST /tasques/{endpoint}: the answer is not a batch result: {str(raw)[:200]}")
+        if len(answers) != len(items):
+            raise ServerUnavailable(f"POST /tasques/{endpoint}: {len(answers)} results for {len(items)} items")
+        self.batch_sizes[(endpoint, len(items))] += 1
+        return [_batch_result(a) for a in answers]
 
     async def _call(
         self,
@@ -279,12 +335,32 @@ def _api_error(status: int, text: str) -> ApiError:
     return ApiError(status, message, details if isinstance(details, list) else None)
 
 
+def _batch_result(answer: JsonDict) -> BatchResult:
+    status = answer.get("status")
+    if status == 200 and isinstance(answer.get("task"), dict):
+        try:
+            return Task.model_validate(answer["task"])
+        except ValidationError as e:
+            return ServerUnavailable(f"a batch result's task is malformed: {e}")
+    if not isinstance(status, int) or status < 400 or status >= 500 or status in _TRANSIENT_STATUSES:
+        return ServerUnavailable(f"a batch result with status {status}: {str(answer)[:200]}")
+    error = answer.get("error")
+    error = error if isinstance(error, dict) else {}
+    message = str(error.get("message") or f"HTTP {status}")
+    details = error.get("details")
+    cls = ClaimLost if status in _CLAIM_LOST_STATUSES else ApiError
+    return cls(status, message, details if isinstance(details, list) else None)
+
+
 _ERROR_BODY = TypeAdapter(dict[str, Any])
 
 __all__ = [
     "CLAIM_ID_HEADER",
+    "MAX_BATCH",
     "WORKER_ID_HEADER",
     "ApiError",
+    "BatchItem",
+    "BatchResult",
     "ClaimLost",
     "LastClaimed",
     "Report",

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from tasques.worker.client import (
     ApiError,
@@ -21,7 +21,6 @@ from tasques.worker.client import (
     JsonDict,
     ServerUnavailable,
     Task,
-    TasquesClient,
 )
 
 log = logging.getLogger("tasques.worker")
@@ -34,10 +33,28 @@ MAX_MESSAGE_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 16_000
 
 
+class TaskCalls(Protocol):
+    """The calls a job makes about its task: `TasquesClient`'s single calls, or the `Batcher` that batches them."""
+
+    async def report(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def done(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def fail(
+        self, queue: str, task_id: str, data: JsonDict | None = None, *, claim_id: str | None = None
+    ) -> Task: ...
+
+    async def unclaim(self, queue: str, task_id: str, *, claim_id: str | None = None) -> Task: ...
+
+
 class TaskContext:
     """What a handler gets: the claimed `task`, and `report()` for progress."""
 
-    def __init__(self, task: Task, worker_id: str, client: TasquesClient) -> None:
+    def __init__(self, task: Task, worker_id: str, client: TaskCalls) -> None:
         self.task = task
         self.worker_id = worker_id
         self._client = client
@@ -127,7 +144,7 @@ class JobSettings(Protocol):
 class JobRunner:
     """Runs jobs for one worker: `run(job)` takes a job from the handler call to done, failed or unclaimed."""
 
-    def __init__(self, settings: JobSettings, client: TasquesClient) -> None:
+    def __init__(self, settings: JobSettings, client: TaskCalls) -> None:
         self._settings = settings
         self._client = client
 
@@ -143,7 +160,7 @@ class JobRunner:
             ctx = TaskContext(task, s.worker_id, self._client)
             job.ctx = ctx
             job.handler_task = asyncio.create_task(_call_handler(handler, ctx), name=f"tasques-handler-{job.name}")
-            beat = asyncio.create_task(self._heartbeat(job, ctx)) if s.heartbeats else None
+            beat = _Beat(self._heartbeat, job, ctx, self._interval(job)) if s.heartbeats else None
             outcome: Outcome
             data: JsonDict | None
             try:
@@ -165,9 +182,7 @@ class JobRunner:
                 )
             finally:
                 if beat is not None:
-                    beat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await beat
+                    await beat.stop()
             if job.cancelled_by_worker and outcome == "fail":
                 # The handler turned the shutdown's cancellation into an error of its own: hand the task back.
                 await self._unclaim_job(job)
@@ -176,14 +191,18 @@ class JobRunner:
         except Exception:
             log.exception("task %s: unexpected error in the worker", job.name)
 
-    async def _heartbeat(self, job: Job, ctx: TaskContext) -> None:
+    def _interval(self, job: Job) -> float:
         s = self._settings
         timeout = job.task.processing_timeout.total_seconds()
-        interval = timeout / 3 if s.heartbeat_every is None else min(s.heartbeat_every, timeout / 2)
-        delay = interval
+        return timeout / 3 if s.heartbeat_every is None else min(s.heartbeat_every, timeout / 2)
+
+    async def _heartbeat(self, job: Job, ctx: TaskContext, interval: float) -> None:
+        """Started `interval` after the handler (see `_Beat`): beats whenever `interval` passes without a report."""
+        s = self._settings
+        delay = interval if ctx._reported.is_set() else 0.0  # a report since the start was a heartbeat
         while not ctx._lost:
             ctx._reported.clear()
-            if await wait_for_any(ctx._reported, within=delay):
+            if delay > 0 and await wait_for_any(ctx._reported, within=delay):
                 delay = interval  # the handler reported: that was a heartbeat
                 continue
             if job.superseded:
@@ -278,6 +297,31 @@ class JobRunner:
             return
 
 
+class _Beat:
+    """A job's heartbeat task, created only once the first beat is due: most tasks end sooner and never need one."""
+
+    def __init__(
+        self,
+        beat: Callable[[Job, TaskContext, float], Coroutine[Any, Any, None]],
+        job: Job,
+        ctx: TaskContext,
+        interval: float,
+    ) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+        def start() -> None:
+            self._task = asyncio.create_task(beat(job, ctx, interval), name=f"tasques-heartbeat-{job.name}")
+
+        self._timer = asyncio.get_running_loop().call_later(interval, start)
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 async def wait_for_any(*events: asyncio.Event, within: float | None = None) -> bool:
     """Wait until any of `events` is set, for at most `within` seconds; True if an event was set."""
     if any(e.is_set() for e in events):
@@ -325,6 +369,7 @@ __all__ = [
     "Job",
     "JobRunner",
     "JobSettings",
+    "TaskCalls",
     "TaskContext",
     "WorkerStats",
     "exception_failure",

@@ -6,15 +6,21 @@ task (steps 2 and 3 below, and `TaskContext`) is `job.py`.
 Lifecycle of one claimed task (a *job*):
 
 1. The claim loop asks for at most as many tasks as there are free concurrency slots, long-polling with
-   `block_for`; every task it gets starts running at once, so a claimed task never waits for a slot.
+   `block_for`; every task it gets starts running at once, so a claimed task never waits for a slot. It
+   claims once `refill_at` slots are free (or `refill_wait` after the first one freed), so that claims come
+   in few large requests rather than one per freed slot; with no task running it claims at once.
 2. While the handler runs, a heartbeat re-sends the last report every `heartbeat_every` (default: a third of
    the task's `processing_timeout`), which pushes the claim's `times_out_at` out.
 3. The handler's return value is sent as `done` data; an exception is sent as `failed` data
    `{"error_type", "message", "traceback"}`; a kind without a handler is failed with error type `NoHandler`.
-   A `done`/`failed` call that cannot reach the server is retried with backoff a few times.
+   A `done`/`failed` call that cannot reach the server is retried with backoff a few times. Done, failed,
+   reports and unclaims go through the completion buffer (`batching.py`): one batch request per endpoint for
+   up to `batch_size` tasks, sent at most `batch_age` after its first item, or at once when every running
+   job is waiting on it.
 4. On `stop()` (SIGTERM/SIGINT with `handle_signals=True`) nothing new is claimed; tasks returned by a claim
    already in flight are unclaimed; running handlers get `shutdown_grace` to finish, then are cancelled and
-   their tasks unclaimed. A second `stop()` (a second signal) skips the rest of the grace period.
+   their tasks unclaimed. A second `stop()` (a second signal) skips the rest of the grace period. From the
+   stop on the buffer sends at once, and `run()` returns only after every buffered call has been answered.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import random
 import signal
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
+from tasques.worker.batching import Batcher
 from tasques.worker.client import ApiError, ServerUnavailable, Task, TasquesClient
 from tasques.worker.job import (
     Handler,
@@ -64,6 +72,12 @@ class Worker:
 
     * `worker_id`: sent as `X-TASQUES-WORKER-ID`; None picks `host-pid-random`.
     * `claim_amount`: the most tasks per claim; a claim never asks for more than the free slots.
+    * `refill_at`: claim again once this many slots are free (default: half of the smaller of `claim_amount`
+      and `concurrency`, at least 1), or `refill_wait` after the first slot freed, whichever comes first.
+    * `batch_size`/`batch_age`: done, failed, report and unclaim calls are sent in batches of at most
+      `batch_size` (1 to 1,000), each at most `batch_age` after its first call (sooner when every running
+      handler has finished and waits on it).
+    * `batching=False`: no buffer; one HTTP call per done/failed/report/unclaim, as the Go worker makes them.
     * `block_for`: how long a claim long-polls on the server when nothing is ready.
     * `heartbeat_every`: None (default) reports every third of each task's `processing_timeout`; a value is
       capped at half of it. `heartbeats=False` turns heartbeats off.
@@ -82,6 +96,11 @@ class Worker:
         *,
         claim_amount: int = 10,
         concurrency: int = 10,
+        refill_at: int | None = None,
+        refill_wait: Seconds = 0.005,
+        batch_size: int = 100,
+        batch_age: Seconds = 0.005,
+        batching: bool = True,
         block_for: Seconds = 5.0,
         heartbeat_every: Seconds | None = None,
         heartbeats: bool = True,
@@ -104,6 +123,11 @@ class Worker:
         self.handlers = dict(handlers)
         self.claim_amount = claim_amount
         self.concurrency = concurrency
+        most = min(claim_amount, concurrency)
+        if refill_at is not None and refill_at < 1:
+            raise ValueError("refill_at must be at least 1")
+        self.refill_at = min(refill_at, most) if refill_at is not None else max(1, most // 2)
+        self.refill_wait = _seconds(refill_wait)
         self.block_for = _seconds(block_for)
         self.heartbeat_every = None if heartbeat_every is None else _seconds(heartbeat_every)
         if self.heartbeat_every is not None and self.heartbeat_every <= 0:
@@ -118,7 +142,13 @@ class Worker:
             server_url, self.worker_id, basic_auth=basic_auth, request_timeout=_seconds(request_timeout)
         )
         self._jobs: set[Job] = set()
-        self._job_runner = JobRunner(self, self._client)
+        self._current: dict[tuple[str, str], Job] = {}  # the latest run of each task; earlier ones are superseded
+        # Idle: every running job waits on the buffer, so nothing more is coming; send without waiting.
+        self._batcher = Batcher(
+            self._client, size=batch_size, age=_seconds(batch_age), idle=lambda waiting: waiting >= len(self._jobs)
+        )
+        # batching=False: one HTTP call per done/failed/report/unclaim, as the Go worker makes them.
+        self._job_runner = JobRunner(self, self._batcher if batching else self._client)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -128,6 +158,11 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def batch_sizes(self) -> Counter[tuple[str, int]]:
+        """Batch requests answered so far, by (endpoint, items): e.g. `{("done", 100): 3, ("done", 7): 1}`."""
+        return self._client.batch_sizes
 
     def stop(self, *, immediate: bool = False) -> None:
         """Begin a graceful shutdown; called again (or with `immediate`), skip what is left of the grace period."""
@@ -184,12 +219,15 @@ class Worker:
             for job in list(self._jobs):
                 if job.runner is not None:
                     job.runner.cancel()
+            self._batcher.cancel()
             raise
         finally:
             stop_wait.cancel()
         self._stopping.set()
+        self._batcher.hurry()
         # The claim loop ends after its in-flight claim (unclaiming what that returns) while handlers drain.
         await asyncio.gather(self._drain(), claim_loop, return_exceptions=True)
+        await self._batcher.aclose()
         if not claim_loop.cancelled() and (exc := claim_loop.exception()) is not None:
             raise exc
 
@@ -203,6 +241,11 @@ class Worker:
             if free <= 0:
                 await wait_for_any(self._slot_freed, self._stopping)
                 continue
+            if free < self.refill_at:
+                await self._more_free_slots()
+                free = self.concurrency - len(self._jobs)
+                if self._stopping.is_set():
+                    break
             self._claim_in_flight = True
             try:
                 tasks = await self._client.claim(self.queues, min(self.claim_amount, free), self.block_for)
@@ -230,18 +273,30 @@ class Worker:
             for task in tasks:
                 self._start(task)
 
+    async def _more_free_slots(self) -> None:
+        """Wait, at most `refill_wait`, until `refill_at` slots are free: fewer, larger claims."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.refill_wait
+        while self.concurrency - len(self._jobs) < self.refill_at and not self._stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._slot_freed.clear()
+            await wait_for_any(self._slot_freed, self._stopping, within=remaining)
+
     def _start(self, task: Task) -> None:
-        for other in self._jobs:
-            if other.key == (task.queue, task.id) and not other.superseded:
-                # This worker got the task again: its earlier claim timed out and was reaped. Whatever the
-                # earlier run does now must not touch the new claim (the server cannot tell them apart).
-                log.warning(
-                    "task %s was claimed again while an earlier run of it is still going (its claim timed out); "
-                    "the earlier run's result will be discarded",
-                    other.name,
-                )
-                other.supersede()
         job = Job(task)
+        other = self._current.get(job.key)
+        if other is not None:
+            # This worker got the task again: its earlier claim timed out and was reaped. Whatever the
+            # earlier run does now must not touch the new claim (the server cannot tell them apart).
+            log.warning(
+                "task %s was claimed again while an earlier run of it is still going (its claim timed out); "
+                "the earlier run's result will be discarded",
+                other.name,
+            )
+            other.supersede()
+        self._current[job.key] = job
         self._jobs.add(job)
         self.stats.running = len(self._jobs)
         self.stats.max_running = max(self.stats.max_running, self.stats.running)
@@ -250,6 +305,8 @@ class Worker:
 
     def _job_finished(self, job: Job) -> None:
         self._jobs.discard(job)
+        if self._current.get(job.key) is job:
+            del self._current[job.key]
         self.stats.running = len(self._jobs)
         self._slot_freed.set()
 

@@ -2,8 +2,9 @@
 
 `scripts/gen-clients` generates and builds each client (Python: openapi-python-client; Go: oapi-codegen;
 TypeScript: openapi-typescript + openapi-fetch) at most once per session, into a cache dir keyed by the hash of
-openapi.yaml and clients/. Each client's smoke program does create -> claim -> report -> done; the test then
-reads the task back over plain HTTP. A generator warning about the document fails the test, and so does a
+openapi.yaml and clients/. Each client's smoke program does create -> claim -> report -> done of one task, then
+of two more through the batch endpoints (claimed together, one `POST /tasques/reports`, one `POST /tasques/done`
+that also names a missing task, checking each item's status); the test then reads the tasks back over plain HTTP. A generator warning about the document fails the test, and so does a
 missing Go or Node toolchain: these tests are never skipped for want of one.
 """
 
@@ -27,6 +28,11 @@ GEN_CLIENTS = REPO / "scripts" / "gen-clients"
 LANGUAGES = ("python", "go", "typescript")
 ARGS = {"greeting": "hello", "n": 1}  # what every smoke client creates its task with
 PROGRESS = {"progress": 50}  # and reports
+
+
+def batch_result(item: int, result: Any) -> dict[str, Any]:
+    """What a smoke client finishes its batch task `item` (0, 1) with, given the result it was passed."""
+    return {"item": item, "result": result}
 
 
 class GeneratedClients:
@@ -112,6 +118,18 @@ def test_generated_client_create_claim_report_done(
     assert task["last_claimed"]["last_report"]["data"] == PROGRESS
     assert task["last_claimed"]["result"]["success"] == result
     assert task["last_claimed"]["result"].get("failure") is None
+
+    assert len(printed["batch_ids"]) == 2
+    assert len({printed["id"], *printed["batch_ids"]}) == 3
+    for item, task_id in enumerate(printed["batch_ids"]):
+        task = _get_json(f"{server.url}/tasques/{queue}/{task_id}")
+        assert task["state"] == "done"
+        assert task["kind"] == f"{language}Smoke"
+        assert task["args"] == ARGS
+        assert task["last_claimed"]["worker_id"] == worker
+        assert task["last_claimed"]["last_report"]["data"] == PROGRESS
+        assert task["last_claimed"]["result"]["success"] == batch_result(item, result)
+        assert task["last_claimed"]["result"].get("failure") is None
 
 
 def _unsupported_request_type(doc: dict[str, Any]) -> None:

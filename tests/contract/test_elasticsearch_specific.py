@@ -15,6 +15,11 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from tasques.config import ElasticsearchConfig
 from tasques.domain.errors import AlreadyExists, NotFound
 from tasques.domain.task import Task, TaskState
+from tasques.domain.timeline import Attempt
+from tasques.service.clock import ManualClock
+from tasques.service.queues import QueueService
+from tasques.service.signals import QueueSignals
+from tasques.service.tasks import TaskService, TaskSettings, TaskSpec
 from tasques.store.base import TaskFilter
 from tasques.store.elasticsearch.archive import (
     ArchiveIndex,
@@ -24,7 +29,10 @@ from tasques.store.elasticsearch.archive import (
     rollover_conditions,
 )
 from tasques.store.elasticsearch.cluster import has_ilm
+from tasques.store.elasticsearch.documents import _source_of
 from tasques.store.elasticsearch.mappings import (
+    CLAIM_SORT,
+    TASKS_INDEX_SORT,
     TEMPLATE_VERSION,
     IndexNames,
     archive_mappings,
@@ -105,6 +113,16 @@ async def test_user_json_is_stored_but_never_mapped(make_store: StoreFactory, ra
     assert [m["mappings"] for m in archive.values()] == [archive_mappings()]
 
 
+async def test_user_json_round_trips_through_the_store(make_store: StoreFactory) -> None:
+    # Exactly: integers past 64 bits stay integers (a JSON library that reads them as floats would lose them).
+    store = await make_store()
+    args = {"big": 10**30, "neg": -(2**63), "f": 0.1, "text": "é ✓ 𝄞 \u2028", "deep": {"l": [[{}]]}}
+    inserted = await store.insert_task(make_task("q", "a", args=args))
+    assert (await store.get_task("q", "a")).args == args == inserted.args
+    claimed = await store.claim_tasks(["q"], ts(1), 1, claim_as("w", ts(1)))
+    assert [t.args for t in claimed] == [args]
+
+
 async def test_version_is_seq_no_and_primary_term_not_source(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
     store = await make_store()
     inserted = await store.insert_task(make_task("q", "a"))
@@ -126,6 +144,84 @@ async def test_index_settings_come_from_the_config(make_store: StoreFactory, raw
     await store.insert_tasks([make_task("q", f"t{i}", priority=i) for i in range(20)])
     claimed = await store.claim_tasks(["q"], ts(1), 5, claim_as("w", ts(1)))
     assert [t.id for t in claimed] == ["t19", "t18", "t17", "t16", "t15"]
+
+
+async def _index_sort(raw: AsyncElasticsearch, index: str) -> dict[str, Any]:
+    resp = await raw.indices.get_settings(index=index, name="index.sort.*", flat_settings=True)
+    return dict(resp.body.get(index, {}).get("settings", {}))  # nothing at all without an index sort
+
+
+async def test_the_tasks_index_is_sorted_in_claim_order(
+    make_store: StoreFactory, raw: AsyncElasticsearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await make_store()
+    wanted = {"index.sort.field": ["priority", "run_at"], "index.sort.order": ["desc", "asc"]}
+    assert await _index_sort(raw, store.names.tasks) == wanted
+    with caplog.at_level(logging.WARNING, logger="tasques.store.elasticsearch"):
+        await make_store()  # opens the existing, sorted index: nothing to report
+    assert not [r for r in caplog.records if "not sorted" in r.getMessage()]
+    # The template carries it, so an index recreated behind Tasques' back is sorted too.
+    await raw.indices.delete(index=store.names.tasks)
+    await raw.index(index=store.names.tasks, id="q/x", document=_source_of(make_task("q", "x")))
+    assert await _index_sort(raw, store.names.tasks) == wanted
+    # The claim sort is the index sort, so each segment's search can stop at its first hits.
+    assert [next(iter(s.items())) for s in CLAIM_SORT] == list(
+        zip(TASKS_INDEX_SORT["sort.field"], TASKS_INDEX_SORT["sort.order"], strict=True)
+    )
+
+
+async def test_an_unsorted_tasks_index_keeps_working_and_is_reported_once_at_open(
+    make_store: StoreFactory, raw: AsyncElasticsearch, es_index_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    names = IndexNames(es_index_prefix)
+    # As an older Tasques created it: no index sort (which cannot be added to an existing index).
+    await raw.indices.create(
+        index=names.tasks, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=task_mappings()
+    )
+    with caplog.at_level(logging.WARNING, logger="tasques.store.elasticsearch"):
+        store = await make_store()
+        await store.open()  # already open: no second warning
+    unsorted = [r for r in caplog.records if "not sorted in claim order" in r.getMessage()]
+    assert len(unsorted) == 1
+    assert await _index_sort(raw, names.tasks) == {}
+    await store.insert_tasks([make_task("q", f"t{i}", priority=i % 3, run_at=ts(i)) for i in range(6)])
+    claimed = await store.claim_tasks(["q"], ts(10), 4, claim_as("w", ts(10)))
+    assert [t.id for t in claimed] == ["t2", "t5", "t1", "t4"]
+
+
+async def _external_refreshes(raw: AsyncElasticsearch, index: str) -> int:
+    """Refreshes asked for from outside the shard (`refresh=true`, the refresh API); realtime GETs not included."""
+    stats = await raw.indices.stats(index=index, metric="refresh")
+    return int(stats.body["_all"]["primaries"]["refresh"]["external_total"])
+
+
+async def test_per_task_writes_never_force_a_refresh(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
+    store = await make_store(refresh_interval=timedelta(hours=1))
+    await raw.indices.put_settings(index=store.names.timeline, settings={"refresh_interval": "-1"})
+    tasks, timeline = store.names.tasks, store.names.timeline
+    before = (await _external_refreshes(raw, tasks), await _external_refreshes(raw, timeline))
+    [a, b] = await store.insert_tasks([make_task("q", "a"), make_task("q", "b")])
+    assert isinstance(a, Task)
+    assert isinstance(b, Task)
+    await store.insert_task(make_task("q", "g"), generated=frozenset({("q", "g")}))
+    a = await store.update_task(a.claimed("w", ts(1), "c1"))
+    await store.update_tasks([a.done("w", None, ts(2)), b.claimed("w", ts(2), "c2")])
+    await store.insert_attempt(
+        Attempt(
+            queue="q", task_id="a", attempt=1, worker_id="d", started_at=ts(1), ended_at=ts(2), duration_ms=1.0,
+            success=True,
+        )
+    )  # fmt: skip
+    assert (await _external_refreshes(raw, tasks), await _external_refreshes(raw, timeline)) == before
+    # Reads pay for what they need to see: one coalesced refresh each.
+    assert [x.attempt for x in await store.list_attempts("q", "a")] == [1]
+    assert await _external_refreshes(raw, timeline) == before[1] + 1
+    assert len((await store.list_tasks(TaskFilter(), 10, None)).tasks) == 3
+    assert await store.list_attempts("q", "a") != []
+    assert (await _external_refreshes(raw, tasks), await _external_refreshes(raw, timeline)) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
 
 
 async def test_open_is_idempotent_and_tolerates_servers_starting_together(
@@ -193,14 +289,18 @@ async def test_two_servers_claim_every_task_exactly_once(make_store: StoreFactor
     assert all(isinstance(r, Task) for r in results)
     await a.refresher.ensure_fresh()  # visible to b's searches too
 
-    async def worker(store: ElasticsearchStore, name: str) -> list[Task]:
-        got: list[Task] = []
-        while batch := await store.claim_tasks(["q"], ts(10), 13, claim_as(name, ts(10))):
-            got.extend(batch)
-        return got
-
     names = [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
-    per_worker = await asyncio.gather(*(worker(a if n[0] == "a" else b, n) for n in names))
+    per_worker: list[list[Task]] = [[] for _ in names]
+    # In rounds, all eight claiming at once: both servers race for the same head of the queue every round
+    # (claiming freely, one server's loops could drain it all before the other's first search).
+    while True:
+        rounds = await asyncio.gather(
+            *((a if name[0] == "a" else b).claim_tasks(["q"], ts(10), 13, claim_as(name, ts(10))) for name in names)
+        )
+        for got, batch in zip(per_worker, rounds, strict=True):
+            got.extend(batch)
+        if not any(rounds):
+            break
     claimed = [t.id for got in per_worker for t in got]
     assert len(claimed) == total
     assert set(claimed) == {f"t{i:03d}" for i in range(total)}
@@ -377,6 +477,38 @@ async def test_archived_tasks_are_found_and_their_ids_stay_taken_across_servers(
     assert len(hits) == 1
     assert hits[0]["_index"] == a.names.first_archive_index
     assert "archived_at" in hits[0]["_source"]
+
+
+async def _archive_searches(raw: AsyncElasticsearch, store: ElasticsearchStore) -> int:
+    """Query phases the archive indices have run (one per search: each archive index has one shard)."""
+    stats = await raw.indices.stats(index=store.names.archive_alias, metric="search")
+    return int(stats.body["_all"]["primaries"]["search"]["query_total"])
+
+
+async def test_only_client_chosen_ids_cost_an_archive_search(make_store: StoreFactory, raw: AsyncElasticsearch) -> None:
+    store = await make_store()
+    await store.insert_task(finished(make_task("q", "a"), ts(1)))
+    assert await store.archive_finished(ts(10), 10) == 1
+    searches = await _archive_searches(raw, store)
+    with pytest.raises(AlreadyExists):
+        await store.insert_task(make_task("q", "a", at=ts(20)))
+    assert await _archive_searches(raw, store) == searches + 1
+    generated = frozenset({("q", "g1"), ("q", "g2")})
+    results = await store.insert_tasks([make_task("q", "g1"), make_task("q", "g2")], generated=generated)
+    assert all(isinstance(r, Task) for r in results)
+    await store.insert_task(make_task("q", "g3"), generated=frozenset({("q", "g3")}))
+    assert await _archive_searches(raw, store) == searches + 1
+    # Through the service: an id it generates costs no search, a client's archived id is still refused.
+    clock = ManualClock(ts(30))
+    signals = QueueSignals()
+    service = TaskService(store, TaskSettings(), clock, signals, QueueService(store, clock, signals))
+    created = await service.create_many([TaskSpec(queue="q", kind="k"), TaskSpec(queue="q", kind="k")])
+    created.append(await service.create(TaskSpec(queue="q", kind="k")))
+    assert all(isinstance(t, Task) for t in created)
+    assert await _archive_searches(raw, store) == searches + 1
+    [refused] = await service.create_many([TaskSpec(queue="q", kind="k", id="a")])
+    assert isinstance(refused, AlreadyExists)
+    assert await _archive_searches(raw, store) == searches + 2
 
 
 async def test_a_task_that_changes_while_being_archived_stays_live(

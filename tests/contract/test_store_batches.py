@@ -17,7 +17,7 @@ from tasques.service.clock import ManualClock
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings, TaskSpec, WorkerUpdate
-from tasques.store.base import Store, TaskChange
+from tasques.store.base import GeneratedKeys, Store, TaskChange
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
 from tests.contract import T0, claim_as, finished, make_task, ts
@@ -34,9 +34,11 @@ class CountingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+    async def insert_tasks(
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
         self.insert_calls.append(len(tasks))
-        return await self._inner.insert_tasks(tasks)
+        return await self._inner.insert_tasks(tasks, generated=generated)
 
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         self.modify_calls.append(len(changes))
@@ -288,13 +290,17 @@ async def test_concurrent_single_calls_share_store_writes(store: Store) -> None:
 
 async def test_concurrent_single_creates_share_store_writes(store: Store) -> None:
     counting = CountingStore(store)
-    service = _service(counting, ManualClock(T0))
+    clock = ManualClock(T0)
+    service = _service(counting, clock)
     await service.create(TaskSpec(queue="q", kind="k", id="taken"))
     counting.insert_calls.clear()
     specs = [TaskSpec(queue="q", kind="k", id=f"n{i}") for i in range(30)] + [TaskSpec(queue="q", kind="k", id="taken")]
-    results = await asyncio.gather(*(service.create(spec) for spec in specs), return_exceptions=True)
+    now = clock()
+    results = await asyncio.gather(
+        *(service.insert(service.resolve(s, now), now) for s in specs), return_exceptions=True
+    )
     assert [r.id for r in results if isinstance(r, Task)] == [f"n{i}" for i in range(30)]
     assert isinstance(results[-1], AlreadyExists)
-    assert sum(counting.insert_calls) == 31
-    assert len(counting.insert_calls) <= 3
+    # All arrived in one turn of the event loop: one write carries them all.
+    assert counting.insert_calls == [31]
     assert len(await service.claim("w", ["q"], 100, timedelta(0))) == 31

@@ -45,6 +45,21 @@ async def test_insert_duplicate_of_an_archived_task_is_refused(store: Store) -> 
     assert isinstance(results[0], AlreadyExists)
 
 
+async def test_generated_keys_still_refuse_live_duplicates_and_leave_other_ids_checked(store: Store) -> None:
+    await store.insert_task(finished(make_task("q", "archived"), ts(1)))
+    assert await store.archive_finished(ts(10), 10) == 1
+    await store.insert_task(make_task("q", "live"))
+    generated = frozenset({("q", "live"), ("q", "new")})
+    results = await store.insert_tasks(
+        [make_task("q", "live"), make_task("q", "new"), make_task("q", "archived", at=ts(20))], generated=generated
+    )
+    assert [type(r) for r in results] == [AlreadyExists, Task, AlreadyExists]
+    with pytest.raises(AlreadyExists):
+        await store.insert_task(make_task("q", "live"), generated=frozenset({("q", "live")}))
+    assert (await store.get_task("q", "archived")).state is TaskState.DONE
+    assert await store.get_task("q", "new") == results[1]
+
+
 async def test_get_missing_raises_not_found(store: Store) -> None:
     await store.insert_task(make_task("q", "a"))
     with pytest.raises(NotFound):

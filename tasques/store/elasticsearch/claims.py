@@ -16,7 +16,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState, claim_order_key
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
 from tasques.store.elasticsearch.documents import _CLAIMABLE, _OK, _task_from, _versioned, es_date
-from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.elasticsearch.mappings import CLAIM_SORT, JsonDict
 
 # A claim re-searches at most this many times when it lost races and is still short of its limit.
 CLAIM_ROUNDS = 5
@@ -53,7 +53,7 @@ class ClaimsMixin(StoreCore):
             resp = await self._client.search(
                 index=self.names.tasks,
                 query=query,
-                sort=[{"priority": "desc"}, {"run_at": "asc"}],
+                sort=CLAIM_SORT,  # the index sort: each segment's search stops after its first `size` hits
                 size=size,
                 seq_no_primary_term=True,
                 track_total_hits=False,

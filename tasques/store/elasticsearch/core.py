@@ -22,8 +22,10 @@ from tasques.store.elasticsearch.archive import ArchiveLifecycle, error_type
 from tasques.store.elasticsearch.documents import _OK, _source_of
 from tasques.store.elasticsearch.faults import own_writes
 from tasques.store.elasticsearch.mappings import (
+    TASKS_INDEX_SORT,
     IndexNames,
     JsonDict,
+    dynamic_settings,
     lock_mappings,
     locks_template_body,
     queue_settings_mappings,
@@ -93,6 +95,8 @@ class StoreCore:
         self.names = IndexNames(settings.index_prefix)
         self.archive = ArchiveLifecycle(client, self.names, settings)
         self.refresher = CoalescedRefresher(self._refresh_tasks)
+        # The attempt timeline's own: one attempt per dispatch is a per-task write, so it never refreshes itself.
+        self.timeline_refresher = CoalescedRefresher(self._refresh_timeline)
         self._opened = False
         self._next_maintenance = 0.0
         # _ids this instance's claims are writing right now: its other claims skip them rather than lose the race.
@@ -126,14 +130,16 @@ class StoreCore:
         await self._client.indices.put_index_template(name=n.template("queues"), body=queues_template_body(n, s))
         await self._client.indices.put_index_template(name=n.template("timeline"), body=timeline_template_body(n, s))
         await self.archive.setup()
-        await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s))
+        if not await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s)):
+            await self._warn_if_unsorted()
         await self._ensure_index(n.recurring, recurring_mappings(), small_index_settings(s))
         await self._ensure_index(n.locks, lock_mappings(), small_index_settings(s))
         await self._ensure_index(n.queues, queue_settings_mappings(), small_index_settings(s))
         await self._ensure_index(n.timeline, timeline_mappings(), small_index_settings(s))
         self._opened = True
 
-    async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> None:
+    async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> bool:
+        """Create `index` if missing; returns whether it was created here."""
         try:
             await self._client.indices.create(index=index)  # settings and mappings come from the template
         except ApiError as e:
@@ -142,17 +148,38 @@ class StoreCore:
             if error_type(e) != "resource_already_exists_exception":
                 raise
             await self._client.indices.put_mapping(index=index, body=mappings)
-            dynamic = {k: v for k, v in settings.items() if k != "number_of_shards"}
-            await self._client.indices.put_settings(index=index, settings=dynamic)
+            await self._client.indices.put_settings(index=index, settings=dynamic_settings(settings))
+            return False
+        return True
+
+    async def _warn_if_unsorted(self) -> None:
+        """A tasks index created before index sorting (or by hand) cannot be sorted now: it works, but each
+        claim search visits every claimable task. Say so once, at open."""
+        index = self.names.tasks
+        resp = await self._client.indices.get_settings(index=index, name="index.sort.*", flat_settings=True)
+        got = {k: v for body in resp.body.values() for k, v in body["settings"].items()}
+        wanted = {f"index.{k}": v for k, v in TASKS_INDEX_SORT.items()}
+        if got != wanted:
+            log.warning(
+                "the tasks index %s is not sorted in claim order (%s; wanted %s): claims still work, but cost "
+                "more the longer the queue; see the Elasticsearch store README, 'Index sorting'",
+                index,
+                got or "no index sort",
+                wanted,
+            )
 
     async def close(self) -> None:
         await self.refresher.close()
+        await self.timeline_refresher.close()
         self._opened = False
         if self._owns_client:
             await self._client.close()
 
     async def _refresh_tasks(self) -> None:
         await self._client.indices.refresh(index=self.names.tasks)
+
+    async def _refresh_timeline(self) -> None:
+        await self._client.indices.refresh(index=self.names.timeline)
 
     async def _bulk(self, operations: list[JsonDict], *, live: bool = True, claimable: bool = True) -> list[JsonDict]:
         """One `_bulk`; returns its items. Writes to the live index count as writes for read-your-writes;

@@ -17,7 +17,7 @@ JsonDict = dict[str, Any]
 # templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 _META: JsonDict = {"managed_by": "tasques"}
 
 
@@ -213,16 +213,31 @@ def lock_mappings() -> JsonDict:
 # Settings
 
 
+# The claim order. Each segment of the tasks index keeps its documents in it, so a claim search (sorted the
+# same way, without total hit counts) stops after the first hits of each segment instead of sorting every
+# claimable task. Index sorting is static: only an index created with it is sorted.
+CLAIM_SORT: list[JsonDict] = [{"priority": "desc"}, {"run_at": "asc"}]
+TASKS_INDEX_SORT: JsonDict = {"sort.field": ["priority", "run_at"], "sort.order": ["desc", "asc"]}
+# Settings an existing index cannot take (`put_settings` refuses them): applied only when an index is created.
+_STATIC_SETTINGS = frozenset({"number_of_shards", *TASKS_INDEX_SORT})
+
+
 def tasks_settings(settings: ElasticsearchConfig) -> JsonDict:
     return {
         "number_of_shards": settings.shards,
         "number_of_replicas": settings.replicas,
         "refresh_interval": es_time(settings.refresh_interval),
+        **TASKS_INDEX_SORT,
     }
 
 
+def dynamic_settings(settings: JsonDict) -> JsonDict:
+    """The part of an index's settings that `put_settings` can bring an existing index up to."""
+    return {k: v for k, v in settings.items() if k not in _STATIC_SETTINGS}
+
+
 def small_index_settings(settings: ElasticsearchConfig) -> JsonDict:
-    """Recurring tasks and locks: few documents; their writes refresh explicitly."""
+    """Recurring tasks, locks, queue settings and the timeline: one shard each (few documents, or few reads)."""
     return {"number_of_shards": 1, "number_of_replicas": settings.replicas}
 
 

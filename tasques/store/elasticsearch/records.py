@@ -1,9 +1,11 @@
 """Records of the Elasticsearch store besides tasks: recurring tasks, queue settings, the attempt timeline
 and the leader lock.
 
-All rarely written, each in its own small index. Recurring tasks and queue settings are written with
+Each in its own small index. Recurring tasks and queue settings (rare writes) are written with
 `refresh=true` (conditional creates and replaces in `_create_small`/`_replace_small`), so every server lists
-them at once; attempts too, so a task's timeline shows them at once; the lock is only read by realtime GET.
+them at once. Attempts (one per dispatch) are not: like tasks, they rely on a coalesced refresher, so this
+server's timeline reads see them and other servers' within the refresh interval. The lock is only read by
+realtime GET.
 See README.md, "Leader lock".
 """
 
@@ -132,14 +134,18 @@ class RecordsMixin(StoreCore):
         parsed = (self._parse(_queue_settings_from, "queues", hit) for hit in hits)
         return [q for q in parsed if q is not None]
 
-    # Attempt timeline: written with refresh=true, so a task's timeline shows its attempts at once.
+    # Attempt timeline: one write per dispatch, so no refresh per write; reads wait for the coalesced one.
 
     async def insert_attempt(self, attempt: Attempt) -> None:
-        await self._client.index(
-            index=self.names.timeline, id=attempt.key, document=attempt.model_dump(mode="json"), refresh=True
-        )
+        try:
+            await self._client.index(
+                index=self.names.timeline, id=attempt.key, document=attempt.model_dump(mode="json")
+            )
+        finally:
+            self.timeline_refresher.wrote()
 
     async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+        await self.timeline_refresher.ensure_fresh()
         hits = await self._search_all(
             self.names.timeline,
             {"bool": {"filter": [{"term": {"queue": queue}}, {"term": {"task_id": task_id}}]}},
@@ -150,6 +156,7 @@ class RecordsMixin(StoreCore):
     async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
         deleted = 0
         # A page at a time; deleted attempts are gone after the refresh, so each search starts again.
+        await self.timeline_refresher.ensure_fresh()
         while deleted < limit:
             size = min(self._settings.page_size, limit - deleted)
             resp = await self._client.search(

@@ -1,8 +1,8 @@
 """Task reads and writes of the Elasticsearch store, claims and archiving aside.
 
-Inserts (one `_bulk` of `op_type=create`, then the check that refuses archived ids), the realtime `get_task`
-with its archive fallback, conditional updates, `list_tasks` (keyset paging), `queue_counts`,
-`count_outstanding` and `ping`. See README.md, "Writes" and "Listing and counts".
+Inserts (one `_bulk` of `op_type=create`, then the check that refuses archived ids, skipped for ids the
+server generated), the realtime `get_task` with its archive fallback, conditional updates, `list_tasks`
+(keyset paging), `queue_counts`, `count_outstanding` and `ping`. See README.md, "Writes" and "Listing and counts".
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from elasticsearch import ApiError, ConflictError, NotFoundError
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, StoreUnavailable, VersionConflict
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import QueueCounts, TaskFilter, TaskPage
+from tasques.store.base import GeneratedKeys, QueueCounts, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
 from tasques.store.elasticsearch.documents import _FINISHED, _OK, _item_error, _source_of, _task_from, _versioned
@@ -25,13 +25,15 @@ from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
 class TasksMixin(StoreCore):
     """Inserts, gets, updates, listing and counts of tasks."""
 
-    async def insert_task(self, task: Task) -> Task:
-        [stored] = await self.insert_tasks([task])
+    async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
+        [stored] = await self.insert_tasks([task], generated=generated)
         if isinstance(stored, AlreadyExists):
             raise stored
         return stored
 
-    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+    async def insert_tasks(
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
         if not tasks:
             return []
         index = self.names.tasks
@@ -47,7 +49,8 @@ class TasksMixin(StoreCore):
         for task, item in zip(tasks, items, strict=True):
             status = item["status"]
             if status in _OK:
-                created[item["_id"]] = (len(results), item)
+                if (task.queue, task.id) not in generated:  # a generated id cannot be archived: no search
+                    created[item["_id"]] = (len(results), item)
                 results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
             elif status == 409:
                 results.append(AlreadyExists(f"task {task.id} already exists in queue {task.queue}"))

@@ -25,7 +25,7 @@ from tasques.domain.errors import (
 )
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage
+from tasques.store.base import GeneratedKeys, QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.records import SqliteRecords
@@ -67,13 +67,16 @@ class SqliteStore(SqliteRecords):
 
     # Tasks
 
-    async def insert_task(self, task: Task) -> Task:
+    # `generated` is ignored: the archived-id check is a primary-key lookup in the same transaction, next to free.
+    async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
         stored = await self._write(lambda conn: _insert_task(conn, task))
         if isinstance(stored, AlreadyExists):
             raise stored
         return stored
 
-    async def insert_tasks(self, tasks: Sequence[Task]) -> list[Task | AlreadyExists]:
+    async def insert_tasks(
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+    ) -> list[Task | AlreadyExists]:
         if not tasks:
             return []
         return await self._write(lambda conn: [_insert_task(conn, t) for t in tasks])
