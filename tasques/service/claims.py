@@ -11,9 +11,8 @@ extra tasks go to a short caller of the same worker id or are handed back.
 Each caller's tasks carry its own (worker id, `claimed_at`) pair, which identifies one claim call to the
 claim resolver: callers sharing a worker id in one batch get claim times a microsecond apart.
 
-A caller cancelled before its batch runs is never claimed for; one cancelled while it runs has its share handed
-back (by the batch if it is cancelled before the store answers, else by itself), or those tasks would sit
-unrun until their processing timeout.
+A caller cancelled before its batch runs is never claimed for; one cancelled while it runs waits for the store's
+answer and hands its share back before it ends, or those tasks would sit unrun until their processing timeout.
 """
 
 from __future__ import annotations
@@ -53,7 +52,8 @@ class _Ask:
     at: datetime = datetime.min  # the claim time of its tasks, set by the batch
     got: list[Task] = field(default_factory=list)
     gone: bool = False  # the caller was cancelled
-    delivered: bool = False  # the store answered and `got` is final
+    taken: bool = False  # a batch has it
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # its batch is over, `got` is final
 
     @property
     def need(self) -> int:
@@ -82,9 +82,11 @@ class SharedClaims:
         try:
             return await self._batches_of((tuple(queues), target)).submit(ask)
         except asyncio.CancelledError:
-            ask.gone = True
-            if ask.delivered and ask.got:
-                await self._hand_back(worker_id, ask.got)  # answered, but we were cancelled before we saw it
+            ask.gone = True  # not taken yet: it never will be
+            if ask.taken:
+                await ask.ended.wait()
+                if ask.got:
+                    await self._hand_back(worker_id, ask.got)
             raise
 
     def _batches_of(self, key: Key) -> Coalescer[_Ask, list[Task]]:
@@ -98,6 +100,8 @@ class SharedClaims:
     async def _flush(self, key: Key, all_asks: list[_Ask]) -> list[list[Task]]:
         queues, target = key
         asks = [a for a in all_asks if not a.gone]  # cancelled while queued: never claimed for
+        for ask in asks:
+            ask.taken = True
         now = self._clock()
         _claim_times(asks, now)
         try:
@@ -119,13 +123,16 @@ class SharedClaims:
             # The store may have claimed tasks (even later) for these calls that nobody will ever receive.
             for ask in asks:
                 self._unknown(ask.worker_id, ask.at)
+                ask.got = []
             raise
-        for ask in asks:
-            ask.delivered = True
-        gone = [t for a in asks if a.gone for t in a.got]
-        if gone:
-            await self._hand_back_by_worker(gone)  # cancelled while the store was claiming
-        return [a.got if not a.gone else [] for a in all_asks]
+        except BaseException:
+            for ask in asks:
+                ask.got = []  # a bug or a shutdown: nothing to hand back that we know of
+            raise
+        finally:
+            for ask in asks:
+                ask.ended.set()
+        return [a.got for a in all_asks]
 
     async def _hand_back_by_worker(self, tasks: list[Task]) -> None:
         by_worker: dict[str, list[Task]] = {}

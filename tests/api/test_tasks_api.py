@@ -269,7 +269,9 @@ async def test_claim_cancelled_while_the_store_claims_hands_the_tasks_back(make_
     await create_task(client, "q", "k", id="c1")
     service = client.app[TASKS]
     pending = asyncio.create_task(service.claim(WORKER, ["q"], 1, timedelta(0)))
-    await asyncio.sleep(0)  # the claim is now inside the store's transaction on its thread
+    while service.shared_claims.store_calls == 0:  # until the (shared) claim is inside the store's transaction
+        assert not pending.done()
+        await asyncio.sleep(0)
     pending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await pending
