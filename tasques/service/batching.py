@@ -35,8 +35,6 @@ class Coalescer(Generic[I, R]):
         self._queue: deque[tuple[I, asyncio.Future[R]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._starting = False  # a flush is started but has not taken its batch yet
-        self.batches = 0  # flushes made, and items they carried: for tests and metrics
-        self.items = 0
 
     @property
     def in_flight(self) -> int:
@@ -68,8 +66,6 @@ class Coalescer(Generic[I, R]):
         if not batch:
             return
         self._start()  # more may queue while this one is in flight: the next flush can wait for them
-        self.batches += 1
-        self.items += len(batch)
         try:
             results = await self._flush([item for item, _ in batch])
             if len(results) != len(batch):
@@ -89,8 +85,3 @@ class Coalescer(Generic[I, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
-
-    async def close(self) -> None:
-        """Wait for the flushes in flight (items queued after this are still flushed by their callers' tasks)."""
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)

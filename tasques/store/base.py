@@ -73,6 +73,12 @@ class TaskChange:
     change: Callable[[Task], Task]
 
 
+def check_distinct(changes: Sequence[TaskChange]) -> None:
+    """`modify_tasks` takes each (queue, id) once: ValueError otherwise (every store checks it the same way)."""
+    if len({(c.queue, c.id) for c in changes}) != len(changes):
+        raise ValueError("modify_tasks needs distinct (queue, id) keys")
+
+
 @dataclass(frozen=True)
 class QueueCounts:
     queue: str

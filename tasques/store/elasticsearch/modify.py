@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.task import Task
-from tasques.store.base import TaskChange
+from tasques.store.base import TaskChange, check_distinct
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore
 from tasques.store.elasticsearch.documents import _OK, _item_error, _task_from, _versioned
 from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
@@ -28,19 +28,18 @@ class ModifyMixin(StoreCore):
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         if not changes:
             return []
+        check_distinct(changes)
         ids = [task_doc_id(c.queue, c.id) for c in changes]
-        if len(set(ids)) != len(ids):
-            raise ValueError("modify_tasks needs distinct (queue, id) keys")
         results: list[Task | Exception | None] = [None] * len(changes)
         writes: dict[int, tuple[Task, Task]] = {}
-        unread = [i for i, doc_id in enumerate(ids) if self.recent.get(doc_id) is None]
+        unread: list[int] = []  # no copy, or the copy was refused: ask the index
         for i, doc_id in enumerate(ids):
             copy = self.recent.get(doc_id)
-            if copy is not None and not self._apply(changes[i], copy, _COPY, i, results, writes):
-                unread.append(i)  # the copy was refused: ask the index
+            if copy is None or not self._apply(changes[i], copy, _COPY, i, results, writes):
+                unread.append(i)
         if unread:
-            reads = await self._read_tasks([ids[i] for i in sorted(unread)])
-            for i in sorted(unread):
+            reads = await self._read_tasks([ids[i] for i in unread])
+            for i in unread:
                 found = reads.get(ids[i])
                 if found is None:
                     results[i] = NotFound(f"no task {changes[i].id} in queue {changes[i].queue}")

@@ -25,7 +25,7 @@ from tasques.domain.errors import (
 )
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import GeneratedKeys, QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage
+from tasques.store.base import GeneratedKeys, QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.records import SqliteRecords
@@ -119,7 +119,7 @@ class SqliteStore(SqliteRecords):
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         if not changes:
             return []
-        _check_distinct(changes)
+        check_distinct(changes)
 
         # Read and write in the one write transaction: nothing can get in between, so no slot ever conflicts.
         def run(conn: sqlite3.Connection) -> list[Task | Exception]:
@@ -281,11 +281,6 @@ class SqliteStore(SqliteRecords):
             return len(rowids)
 
         return await self._write(run)
-
-
-def _check_distinct(changes: Sequence[TaskChange]) -> None:
-    if len({(c.queue, c.id) for c in changes}) != len(changes):
-        raise ValueError("modify_tasks needs distinct (queue, id) keys")
 
 
 def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
