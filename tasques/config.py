@@ -255,6 +255,51 @@ class DispatchConfig(_Section):
         return path
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics at GET /metrics (each server exports its own; see README "Monitoring")."""
+
+    enabled: bool = Field(True, description="serve GET /metrics and record the metrics")
+    gauge_cache: PositiveDuration = Field(
+        timedelta(seconds=10),
+        le=timedelta(hours=1),
+        description="the gauges read from the store (tasks by queue and state, oldest queued age) are recomputed "
+        "at most this often, so scrapes never add store load",
+    )
+    max_queues: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="distinct queue label values per metric; tasks of further queues are counted under "
+        'queue="_other", so a flood of queue names cannot blow up the series count',
+    )
+
+
+class ApmConfig(_Section):
+    """Elastic APM tracing with the official agent; its own ELASTIC_APM_* variables apply too (and win)."""
+
+    enabled: bool = Field(False, description="send transactions and spans to an APM server")
+    server_url: str = Field("http://127.0.0.1:8200", description="the APM server (intake) URL")
+    secret_token: str | None = Field(None, description="the APM server's secret token")
+    api_key: str | None = Field(None, description="an APM API key (instead of the secret token)")
+    service_name: str = Field("tasques", description="the service name shown in APM")
+    environment: str | None = Field(None, description="the environment shown in APM, e.g. production")
+    transaction_sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of transactions recorded with their spans (0.0 to 1.0)"
+    )
+    verify_server_cert: bool = Field(True, description="verify the APM server's TLS certificate")
+
+
+class LoggingConfig(_Section):
+    """Server logs, on standard error."""
+
+    format: Literal["text", "json"] = Field(
+        "text", description="text lines, or JSON lines with Elastic Common Schema field names"
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description='the least severe level logged (see README "Logging" for what each level holds)'
+    )
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -262,6 +307,9 @@ class Config(_Section):
     leader: LeaderConfig = LeaderConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    apm: ApmConfig = ApmConfig()
+    logging: LoggingConfig = LoggingConfig()
 
 
 class ConfigError(ValueError):

@@ -27,6 +27,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "store": ("tasques.api", "tasques.service", "tasques.leader", "tasques.server"),
     "leader": ("tasques.api", "tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.server"),
     "dispatch": ("tasques.api", "tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.server"),
+    "observe": (
+        "tasques.api",
+        "tasques.store.sqlite",
+        "tasques.store.elasticsearch",
+        "tasques.server",
+        "tasques.leader",
+    ),
     "api": ("tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.leader", "tasques.server"),
 }
 
