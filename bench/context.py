@@ -33,8 +33,9 @@ class Context:
     def store(self, kind: str, name: str) -> Store:
         return Store(kind, self.workdir, name, self.es)
 
-    async def start_server(self, store: Store, name: str) -> Server:
-        server = Server(store, self.log_path(f"server-{name}"))
+    async def start_server(self, store: Store, name: str, extra: dict[str, str] | None = None) -> Server:
+        """`extra`: more `TASQUES_*` settings for this server."""
+        server = Server(store, self.log_path(f"server-{name}"), extra)
         await asyncio.to_thread(server.start)
         return server
 

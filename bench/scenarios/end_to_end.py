@@ -16,13 +16,22 @@ from bench.workers import WorkerPool
 QUEUE = "e2e"
 
 
-async def run_one(ctx: Context, kind: str, amount: int, *, single_calls: bool = False) -> Json:
-    """`single_calls`: one HTTP call per done, as the Go worker makes them (no SDK batching)."""
+async def run_one(
+    ctx: Context,
+    kind: str,
+    amount: int,
+    *,
+    single_calls: bool = False,
+    settings: dict[str, str] | None = None,
+    tag: str = "",
+) -> Json:
+    """`single_calls`: one HTTP call per done, as the Go worker makes them (no SDK batching).
+    `settings`: more `TASQUES_*` settings for the server; `tag` tells such runs apart in names and logs."""
     p = ctx.params
     total = p.e2e_tasks
-    label = f"{amount}-single" if single_calls else f"{amount}"
+    label = (f"{amount}-single" if single_calls else f"{amount}") + (f"-{tag}" if tag else "")
     store = ctx.store(kind, f"e2e{label.replace('-', '')}")
-    server = await ctx.start_server(store, f"{kind}-e2e-{label}")
+    server = await ctx.start_server(store, f"{kind}-e2e-{label}", settings)
     pool: WorkerPool | None = None
     try:
         async with session() as http:
