@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tasques.api.openapi import build_document, render_yaml
 from tasques.config import Config, ConfigError, load_config, render_defaults, split_host_port
+from tasques.kibana.cli import add_kibana_parser, run_kibana_cli
 from tasques.server import ELECTOR, STOP_DEADLINE, bounded, build_server, open_store
 from tasques.worker.cli import add_worker_parser, run_worker_cli
 
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hook.add_argument("--min-delay-ms", type=float, default=100.0, help="shortest answer delay")
     hook.add_argument("--max-delay-ms", type=float, default=500.0, help="longest answer delay")
     add_worker_parser(sub)
+    add_kibana_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "openapi":
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         return run_worker_cli(args)
+    if args.command == "kibana":
+        return run_kibana_cli(args)
     try:
         config = load_config(args.config)
         asyncio.run(serve(config))

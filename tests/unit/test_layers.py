@@ -35,6 +35,16 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "tasques.leader",
     ),
     "api": ("tasques.store.sqlite", "tasques.store.elasticsearch", "tasques.leader", "tasques.server"),
+    # Talks to Kibana over HTTP; knows nothing of the server it describes.
+    "kibana": (
+        "tasques.api",
+        "tasques.service",
+        "tasques.store",
+        "tasques.leader",
+        "tasques.server",
+        "tasques.dispatch",
+        "elasticsearch",
+    ),
 }
 
 
