@@ -9,10 +9,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from tasques.api.app import build_app
 from tasques.config import Config, ConfigError, TasksConfig
@@ -21,6 +23,7 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.observe.store import StoreHook, observed
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
 from tasques.service.health import Readiness
@@ -28,11 +31,16 @@ from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
+from tasques.service.tracing import NO_TRACING, Tracer
 from tasques.store.base import Store
+
+if TYPE_CHECKING:
+    from tasques.observe.apm_agent import Agent
 
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 RESOLVER = web.AppKey("claim_resolver", ClaimResolver)
+APM_AGENT: web.AppKey[Agent] = web.AppKey("apm_agent")  # set only with apm.enabled
 
 
 class StopDeadline:
@@ -97,6 +105,19 @@ def server_id() -> str:
 
 def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
     """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
+    holder = holder or server_id()
+    store_hooks: list[StoreHook] = []
+    observers: list[Middleware] = []
+    tracer: Tracer = NO_TRACING
+    apm_agent = None
+    if config.apm.enabled:
+        from tasques.observe.apm import load_agent  # the agent is imported only when APM is on
+
+        apm_agent = load_agent(config.apm, holder)
+        store_hooks.append(apm_agent.store_span)
+        observers.append(apm_agent.middleware())
+        tracer = apm_agent.tracer
+    store = observed(store, store_hooks)
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
     d = config.dispatch
@@ -112,15 +133,14 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
     ]
-    holder = holder or server_id()
-    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)
+    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, tracer=tracer)
     policy = OutboundPolicy.from_config(d.allowed_networks, d.allowed_hosts)
     dispatch_settings = DispatchSettings(
         d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
     )
-    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings)
+    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, tracer)
     readiness = Readiness(store, config.store.ping_timeout)
-    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness)
+    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness, observers=observers)
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver
@@ -144,10 +164,22 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         await tasks.close()
         await bounded("closing the store", store.close(), deadline.left())
 
+    if apm_agent is not None:
+        app[APM_AGENT] = apm_agent
+        # Before lifecycle: the agent runs before the store opens and flushes after it closes.
+        app.cleanup_ctx.append(partial(_run_agent, apm_agent.start, apm_agent.close))
     app.cleanup_ctx.append(lifecycle)
     # After lifecycle, so it starts once the store is open and stops before the store closes.
     app.cleanup_ctx.append(partial(_run_resolver, resolver))
     return app
+
+
+async def _run_agent(
+    start: Callable[[], None], close: Callable[[], Awaitable[None]], _: web.Application
+) -> AsyncIterator[None]:
+    start()
+    yield
+    await close()
 
 
 async def _run_resolver(resolver: ClaimResolver, _: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -37,10 +39,13 @@ def build_app(
     basic_auth: list[BasicAuthUser] | None = None,
     *,
     readiness: Readiness,
+    observers: Sequence[Middleware] = (),
 ) -> web.Application:
+    """`observers`: middlewares that see every request first and its final response last (tracing, metrics)."""
     middlewares: list[Middleware] = [error_middleware]
     if basic_auth:
         middlewares.insert(0, basic_auth_middleware(basic_auth))
+    middlewares[:0] = observers
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     app[TASKS] = tasks
     app[RECURRING] = recurring

@@ -35,6 +35,7 @@ from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
 from tasques.service.tasks import TaskService
+from tasques.service.tracing import NO_TRACING, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ class TokenBucket:
 
 
 class Dispatcher:
-    def __init__(self, tasks: TaskService, worker_id: str, settings: DispatchSettings) -> None:
+    def __init__(
+        self, tasks: TaskService, worker_id: str, settings: DispatchSettings, tracer: Tracer = NO_TRACING
+    ) -> None:
         self._tasks = tasks
+        self._tracer = tracer
         self.worker_id = worker_id
         self._settings = settings
         self._in_flight: dict[str, int] = {}
@@ -119,20 +123,22 @@ class Dispatcher:
         work = self._tasks.http_work
         due = work.take() | self._busy
         if due:
-            known = await self._tasks.queues.all()
-            for queue in sorted(due):
-                settings = known.get(queue)
-                if settings is None:
-                    self._busy.discard(queue)  # only registered queues are dispatched
-                    continue
-                try:
-                    wait = min(wait, await self._serve(queue, settings, loop.time()))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # One queue's bad settings record or store error must not keep the others from being served.
-                    self._busy.discard(queue)  # the probe reports it again while it has work
-                    log.exception("dispatch pass of queue %s failed; skipped", queue)
+            # Traced only when there is work: an idle server's passes send nothing.
+            with self._tracer.background("dispatcher pass", "background", {"queues": len(due)}):
+                known = await self._tasks.queues.all()
+                for queue in sorted(due):
+                    settings = known.get(queue)
+                    if settings is None:
+                        self._busy.discard(queue)  # only registered queues are dispatched
+                        continue
+                    try:
+                        wait = min(wait, await self._serve(queue, settings, loop.time()))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # One queue's bad settings record or store error must not keep the others from being served.
+                        self._busy.discard(queue)  # the probe reports it again while it has work
+                        log.exception("dispatch pass of queue %s failed; skipped", queue)
         work.busy = frozenset(self._busy)
         self.passes += 1
         return wait
@@ -182,6 +188,10 @@ class Dispatcher:
         running.add_done_callback(self._running.discard)
 
     async def _dispatch(self, task: Task) -> None:
+        with self._tracer.background("dispatch", "background", {"task_id": task.id, "queue": task.queue}):
+            await self._dispatch_traced(task)
+
+    async def _dispatch_traced(self, task: Task) -> None:
         try:
             started_at = self._tasks.now()
             sent = await self._send(task)
@@ -210,7 +220,11 @@ class Dispatcher:
         try:
             if task.http_request is None or self._sender is None:
                 raise RuntimeError("the task has no HTTP request, or the dispatcher is not running")
-            return await self._sender.send(task.http_request)
+            request = task.http_request
+            with self._tracer.http_call(request.method, request.url, {"task_id": task.id, "queue": task.queue}) as call:
+                sent = await self._sender.send(request)
+                call.http_status(sent.outcome.get("status_code"))
+            return sent
         except Exception as e:
             log.exception("dispatching task %s in queue %s failed", task.id, task.queue)
             return Sent(False, {"error": f"dispatch error: {type(e).__name__}: {e}"[:1000], "duration_ms": 0.0})

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from tasques.leader.jobs import LeaderJob
 from tasques.service.clock import Clock
+from tasques.service.tracing import NO_TRACING, Tracer
 from tasques.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class LeaderElector:
         lease: timedelta,
         renew_every: timedelta,
         lock_name: str = LOCK_NAME,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         if lease <= timedelta(0) or renew_every <= timedelta(0):
             raise ValueError("leader.lease and leader.renew_every must be positive")
@@ -38,6 +40,7 @@ class LeaderElector:
         self._lease = lease
         self._renew_every = renew_every
         self._lock_name = lock_name
+        self._tracer = tracer
         self._job_tasks: list[asyncio.Task[None]] = []
         self._retired: set[asyncio.Task[None]] = set()  # cancelled jobs that have not finished yet
         self._leader_until = 0.0  # monotonic (loop time) deadline of our current lease
@@ -198,7 +201,9 @@ class LeaderElector:
         # Leadership is checked before every pass: none starts after the deadline or once replaced.
         while self._may_lead() and me in self._job_tasks:
             try:
-                changed = await job.run_once()
+                with self._tracer.background(f"leader {job.name}", "leader") as traced:
+                    changed = await job.run_once()
+                    traced.label(changed=changed)
                 if changed:
                     log.debug("%s changed %d records", job.name, changed)
             except asyncio.CancelledError:
