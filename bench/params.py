@@ -32,6 +32,9 @@ class Params:
     idle_claims: int = 100  # long-polling claims, each on its own empty queue
     idle_http_queues: int = 100  # registered HTTP queues, all empty
     idle_seconds: float = 20.0  # measured per phase
+    # 7. observability cost: off/on pairs of end-to-end runs
+    observability_claim_amount: int = 100
+    observability_pairs: int = 3
     # 5. limits
     raw_sqlite_tasks: int = 100_000
     raw_es_bulk_tasks: int = 50_000

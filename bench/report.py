@@ -236,6 +236,19 @@ def markdown(results: Json) -> str:
             )  # fmt: skip
     out += _table(["store", "load", "server CPU", "ES requests/s"], rows)
 
+    rows = []
+    for kind, name in zip(kinds, names, strict=True):
+        obs = _get(results, kind, "observability")
+        if not obs or "loss_pct" not in obs:
+            continue
+        rows.append(
+            [name, f"{_num(obs['median_off'])}", f"{_num(obs['median_on'])}",
+             f"**{obs['loss_pct']}%** ({'met' if obs['met'] else 'missed'}; target {obs['target_loss_pct']}%)"]
+        )  # fmt: skip
+    if rows:
+        out += ["", "**Cost of metrics and APM** (end to end, claim amount 100, medians of alternating runs)", ""]
+        out += _table(["store", "both off (tasks/s)", "metrics + APM on (tasks/s)", "throughput lost"], rows)
+
     failures = results.get("failures") or []
     if failures:
         out += ["", "**FAILED**:", *[f"- {f}" for f in failures]]
