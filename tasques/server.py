@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from tasques.api.app import build_app
 from tasques.config import Config, ConfigError, TasksConfig
@@ -21,14 +22,18 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.observe.http import http_metrics_middleware
+from tasques.observe.metrics import Metrics
+from tasques.observe.store import StoreHook, observed
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
 from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
-from tasques.store.base import Store
+from tasques.store.base import ReportsClaimConflicts, Store
 
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
@@ -95,17 +100,53 @@ def server_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
-    """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
+@dataclasses.dataclass
+class Observers:
+    """What watches one server: store hooks (outermost first), task event observers, HTTP middlewares."""
+
+    store_hooks: list[StoreHook] = dataclasses.field(default_factory=list)
+    events: list[TaskEvents] = dataclasses.field(default_factory=list)
+    middlewares: list[Middleware] = dataclasses.field(default_factory=list)
+    metrics: Metrics | None = None
+
+
+def observers_for(config: Config, backend: str, clock: Clock) -> Observers:
+    """Every observer the config turns on. Each kind (metrics, traces, logs) adds its parts here."""
+    seen = Observers()
+    if config.metrics.enabled:
+        metrics = seen.metrics = Metrics(config.metrics, backend, clock)
+        seen.store_hooks.append(metrics.store_hook)
+        seen.events.append(metrics)
+        seen.middlewares.append(http_metrics_middleware(metrics))
+    return seen
+
+
+def build_server(
+    config: Config,
+    store: Store,
+    clock: Clock = utc_now,
+    holder: str | None = None,
+    *,
+    observers: Observers | None = None,
+) -> web.Application:
+    """The whole server as an aiohttp app: the store opens and the leader loop starts with the app.
+    `observers`: defaults to what `config` turns on (`observers_for`)."""
+    seen = observers if observers is not None else observers_for(config, store.kind, clock)
+    events = all_of(seen.events)
+    if isinstance(store, ReportsClaimConflicts):
+        store.on_claim_conflicts = events.conflicts
+    store = observed(store, seen.store_hooks)
+    if seen.metrics is not None:
+        seen.metrics.read_gauges_from(store)
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
     d = config.dispatch
     settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
-    tasks = TaskService(store, settings, clock, signals, queues)
+    tasks = TaskService(store, settings, clock, signals, queues, events)
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
-    recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))
+    recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max), events)
     jobs: list[LeaderJob] = [
         Reaper(tasks, hk.reap_every, hk.batch_size),
         RecurringEnqueuer(recurring, hk.recurring_every),
@@ -113,14 +154,22 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
     ]
     holder = holder or server_id()
-    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every)
+    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events)
     policy = OutboundPolicy.from_config(d.allowed_networks, d.allowed_hosts)
     dispatch_settings = DispatchSettings(
         d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
     )
-    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings)
+    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, events)
     readiness = Readiness(store, config.store.ping_timeout)
-    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness)
+    app = build_app(
+        tasks,
+        recurring,
+        store.kind,
+        config.server.basic_auth,
+        readiness=readiness,
+        metrics_page=seen.metrics,
+        observers=seen.middlewares,
+    )
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver

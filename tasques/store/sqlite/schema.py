@@ -43,6 +43,9 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (created_at, queue, id)",
     "CREATE INDEX IF NOT EXISTS tasks_queue_listing ON tasks (queue, created_at, id)",
     "CREATE INDEX IF NOT EXISTS tasks_counts ON tasks (queue, state)",
+    # A queue's earliest claimable run_at in one index seek (queue_counts). A new index needs no schema version:
+    # every open creates what is missing, and older servers ignore it.
+    f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (queue, run_at) WHERE {CLAIMABLE}",
     f"CREATE TABLE IF NOT EXISTS archived_tasks ({_TASK_COLUMN_DEFS},\n"
     "    archived_at INTEGER NOT NULL,\n    PRIMARY KEY (queue, id))",
     "CREATE TABLE IF NOT EXISTS recurring_tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
