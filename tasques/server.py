@@ -23,16 +23,19 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.observe.http import http_metrics_middleware
+from tasques.observe.metrics import Metrics
 from tasques.observe.store import StoreHook, observed
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
 from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
 from tasques.service.tracing import NO_TRACING, Tracer
-from tasques.store.base import Store
+from tasques.store.base import ReportsClaimConflicts, Store
 
 if TYPE_CHECKING:
     from tasques.observe.apm_agent import Agent
@@ -103,44 +106,88 @@ def server_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: str | None = None) -> web.Application:
-    """The whole server as an aiohttp app: the store opens and the leader loop starts with the app."""
-    holder = holder or server_id()
-    store_hooks: list[StoreHook] = []
-    observers: list[Middleware] = []
+@dataclasses.dataclass
+class Observers:
+    """What watches one server: store hooks (outermost first), task event observers, HTTP middlewares
+    (outermost first), the tracer of the background loops."""
+
+    store_hooks: list[StoreHook] = dataclasses.field(default_factory=list)
+    events: list[TaskEvents] = dataclasses.field(default_factory=list)
+    middlewares: list[Middleware] = dataclasses.field(default_factory=list)
     tracer: Tracer = NO_TRACING
-    apm_agent = None
+    metrics: Metrics | None = None
+    apm: Agent | None = None
+
+
+def observers_for(config: Config, backend: str, clock: Clock, holder: str) -> Observers:
+    """Every observer the config turns on. Each kind (metrics, traces) adds its parts here."""
+    seen = Observers()
     if config.apm.enabled:
         from tasques.observe.apm import load_agent  # the agent is imported only when APM is on
 
-        apm_agent = load_agent(config.apm, holder)
-        store_hooks.append(apm_agent.store_span)
-        observers.append(apm_agent.middleware())
-        tracer = apm_agent.tracer
-    store = observed(store, store_hooks)
+        agent = seen.apm = load_agent(config.apm, holder)
+        seen.store_hooks.append(agent.store_span)
+        seen.middlewares.append(agent.middleware())
+        seen.tracer = agent.tracer
+    if config.metrics.enabled:
+        metrics = seen.metrics = Metrics(config.metrics, backend, clock)
+        seen.store_hooks.append(metrics.store_hook)
+        seen.events.append(metrics)
+        seen.middlewares.append(http_metrics_middleware(metrics))
+    return seen
+
+
+def build_server(
+    config: Config,
+    store: Store,
+    clock: Clock = utc_now,
+    holder: str | None = None,
+    *,
+    observers: Observers | None = None,
+) -> web.Application:
+    """The whole server as an aiohttp app: the store opens and the leader loop starts with the app.
+    `observers`: defaults to what `config` turns on (`observers_for`)."""
+    holder = holder or server_id()
+    seen = observers if observers is not None else observers_for(config, store.kind, clock, holder)
+    events = all_of(seen.events)
+    if isinstance(store, ReportsClaimConflicts):
+        store.on_claim_conflicts = events.conflicts
+    store = observed(store, seen.store_hooks)
+    if seen.metrics is not None:
+        seen.metrics.read_gauges_from(store)
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
     d = config.dispatch
     settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
-    tasks = TaskService(store, settings, clock, signals, queues)
+    tasks = TaskService(store, settings, clock, signals, queues, events)
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
-    recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max))
+    recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max), events)
     jobs: list[LeaderJob] = [
         Reaper(tasks, hk.reap_every, hk.batch_size),
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
     ]
-    elector = LeaderElector(store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, tracer=tracer)
+    elector = LeaderElector(
+        store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
+    )
     policy = OutboundPolicy.from_config(d.allowed_networks, d.allowed_hosts)
     dispatch_settings = DispatchSettings(
         d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
     )
-    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, tracer)
+    dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, events, seen.tracer)
     readiness = Readiness(store, config.store.ping_timeout)
-    app = build_app(tasks, recurring, store.kind, config.server.basic_auth, readiness=readiness, observers=observers)
+    app = build_app(
+        tasks,
+        recurring,
+        store.kind,
+        config.server.basic_auth,
+        readiness=readiness,
+        metrics_page=seen.metrics,
+        observers=seen.middlewares,
+    )
     app[ELECTOR] = elector
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver
@@ -164,10 +211,10 @@ def build_server(config: Config, store: Store, clock: Clock = utc_now, holder: s
         await tasks.close()
         await bounded("closing the store", store.close(), deadline.left())
 
-    if apm_agent is not None:
-        app[APM_AGENT] = apm_agent
+    if seen.apm is not None:
+        app[APM_AGENT] = seen.apm
         # Before lifecycle: the agent runs before the store opens and flushes after it closes.
-        app.cleanup_ctx.append(partial(_run_agent, apm_agent.start, apm_agent.close))
+        app.cleanup_ctx.append(partial(_run_agent, seen.apm.start, seen.apm.close))
     app.cleanup_ctx.append(lifecycle)
     # After lifecycle, so it starts once the store is open and stops before the store closes.
     app.cleanup_ctx.append(partial(_run_resolver, resolver))

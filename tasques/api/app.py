@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -17,6 +18,22 @@ from tasques.config import BasicAuthUser
 from tasques.service.health import Readiness
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
+
+
+class MetricsPage(Protocol):
+    """What `GET /metrics` serves (tasques.observe.metrics.Metrics)."""
+
+    content_type: str
+
+    async def render(self) -> bytes: ...
+
+
+METRICS = web.AppKey("metrics", MetricsPage)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    page = request.app[METRICS]
+    return web.Response(body=await page.render(), headers={"Content-Type": page.content_type})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -39,9 +56,11 @@ def build_app(
     basic_auth: list[BasicAuthUser] | None = None,
     *,
     readiness: Readiness,
+    metrics_page: MetricsPage | None = None,
     observers: Sequence[Middleware] = (),
 ) -> web.Application:
-    """`observers`: middlewares that see every request first and its final response last (tracing, metrics)."""
+    """`metrics_page`: served at `GET /metrics` (behind basic auth like the API); `observers`: middlewares that
+    see every request first (metrics, traces), outermost first."""
     middlewares: list[Middleware] = [error_middleware]
     if basic_auth:
         middlewares.insert(0, basic_auth_middleware(basic_auth))
@@ -51,6 +70,9 @@ def build_app(
     app[RECURRING] = recurring
     app[STORE_KIND] = store_kind
     app[READINESS] = readiness
+    if metrics_page is not None:
+        app[METRICS] = metrics_page
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_routes(routes_tasks.routes)

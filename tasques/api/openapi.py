@@ -51,6 +51,7 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     uses_store: bool = True  # answers 503 while the store is unavailable
+    text: str | None = None  # the media type of a text (not JSON) answer
 
 
 _TASK_PATH = "{queue}/{id}"
@@ -138,6 +139,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/health", "health", "Liveness and the active store (never asks the store)", "meta",
               response=s.Health, uses_store=False),
     Operation("get", "/ready", "ready", "Readiness: 200 only while the store answers", "meta", response=s.Health),
+    Operation("get", "/metrics", "metrics",
+              "Prometheus metrics in the text exposition format (served while metrics.enabled is on)", "meta",
+              uses_store=False, text="text/plain"),
 )  # fmt: skip
 
 
@@ -195,6 +199,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.response is not None:
         schema = {"type": "array", "items": _ref(op.response)} if op.response_is_list else _ref(op.response)
         responses[str(op.ok)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    if op.text is not None:
+        responses[str(op.ok)] = {"description": "OK", "content": {op.text: {"schema": {"type": "string"}}}}
     error = {"application/json": {"schema": _ref(s.ErrorBody)}}
     for status, desc in sorted(op.errors.items()):
         responses[str(status)] = {"description": desc, "content": error}

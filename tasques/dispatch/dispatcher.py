@@ -34,6 +34,7 @@ from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
+from tasques.service.events import NoEvents, TaskEvents
 from tasques.service.tasks import TaskService
 from tasques.service.tracing import NO_TRACING, Tracer
 
@@ -75,9 +76,15 @@ class TokenBucket:
 
 class Dispatcher:
     def __init__(
-        self, tasks: TaskService, worker_id: str, settings: DispatchSettings, tracer: Tracer = NO_TRACING
+        self,
+        tasks: TaskService,
+        worker_id: str,
+        settings: DispatchSettings,
+        events: TaskEvents | None = None,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self._tasks = tasks
+        self._events = events if events is not None else NoEvents()
         self._tracer = tracer
         self.worker_id = worker_id
         self._settings = settings
@@ -195,6 +202,10 @@ class Dispatcher:
         try:
             started_at = self._tasks.now()
             sent = await self._send(task)
+            status = sent.outcome.get("status_code")
+            self._events.dispatched(
+                task.queue, status if isinstance(status, int) else None, sent.outcome["duration_ms"] / 1000
+            )
             await self._record(task, started_at, sent)
             # The claim id refuses this outcome if the claim timed out and the task was claimed again meanwhile.
             claim_id = task.claim_id

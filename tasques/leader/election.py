@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from tasques.leader.jobs import LeaderJob
 from tasques.service.clock import Clock
+from tasques.service.events import NoEvents, TaskEvents
 from tasques.service.tracing import NO_TRACING, Tracer
 from tasques.store.base import Store
 
@@ -27,6 +28,7 @@ class LeaderElector:
         lease: timedelta,
         renew_every: timedelta,
         lock_name: str = LOCK_NAME,
+        events: TaskEvents | None = None,
         tracer: Tracer = NO_TRACING,
     ) -> None:
         if lease <= timedelta(0) or renew_every <= timedelta(0):
@@ -34,6 +36,7 @@ class LeaderElector:
         if renew_every >= lease:
             raise ValueError("leader.renew_every must be shorter than leader.lease")
         self._store = store
+        self._events = events if events is not None else NoEvents()
         self._holder = holder
         self._jobs = list(jobs)
         self._clock = clock
@@ -140,6 +143,7 @@ class LeaderElector:
                 log.info("leader lock acquired by %s; starting %d jobs", self._holder, len(self._jobs))
                 self._job_tasks = [asyncio.create_task(self._run_job(j), name=j.name) for j in self._jobs]
                 self.elected.set()
+                self._events.leadership(True)
         elif self._job_tasks:
             log.warning("leader lock taken from %s; stopping jobs", self._holder)
             self._cancel_jobs()
@@ -190,6 +194,8 @@ class LeaderElector:
             self._watchdog = None
         tasks, self._job_tasks = self._job_tasks, []
         self.elected.clear()
+        if tasks:
+            self._events.leadership(False)
         for t in tasks:
             t.cancel()
             if not t.done():

@@ -29,6 +29,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
 from tasques.service.batching import Coalescer
 from tasques.service.clock import Clock
+from tasques.service.events import NoEvents, Outcome, TaskEvents
 from tasques.store.base import Store
 
 # A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
@@ -61,8 +62,17 @@ class _Ask:
 
 
 class SharedClaims:
-    def __init__(self, store: Store, clock: Clock, claimer: Claimer, unknown: UnknownClaim, hand_back: HandBack):
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        claimer: Claimer,
+        unknown: UnknownClaim,
+        hand_back: HandBack,
+        events: TaskEvents | None = None,
+    ):
         self._store = store
+        self._events = events if events is not None else NoEvents()
         self._clock = clock
         self._claimer = claimer
         self._unknown = unknown
@@ -114,6 +124,7 @@ class SharedClaims:
                 got = await self._store.claim_tasks(
                     list(queues), now, sum(a.need for a in wanted), split.change, target
                 )
+                self._tell(got, now)
                 extra = split.deliver(got)
                 if extra:
                     await self._hand_back_by_worker(extra)
@@ -133,6 +144,15 @@ class SharedClaims:
             for ask in asks:
                 ask.ended.set()
         return [a.got for a in all_asks]
+
+    def _tell(self, got: list[Task], now: datetime) -> None:
+        """Every task the store claimed counts as claimed (those nobody takes are then unclaimed); those given up
+        on at the claim end dead."""
+        claimed = [t for t in got if t.state is TaskState.CLAIMED]
+        if claimed:
+            self._events.claimed(claimed, now)
+        if len(claimed) < len(got):
+            self._events.finished([t for t in got if t.state is not TaskState.CLAIMED], Outcome.DEAD, now)
 
     async def _hand_back_by_worker(self, tasks: list[Task]) -> None:
         by_worker: dict[str, list[Task]] = {}

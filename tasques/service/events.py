@@ -80,3 +80,47 @@ class NoEvents:
 
     def dispatched(self, queue: str, status: int | None, seconds: float) -> None:
         pass
+
+
+class AllOf:
+    """Tells every observer, in order (metrics, traces, logs each add one in the composition root)."""
+
+    def __init__(self, observers: Sequence[TaskEvents]) -> None:
+        self._observers = tuple(observers)
+
+    def created(self, tasks: Sequence[Task], source: Source) -> None:
+        for o in self._observers:
+            o.created(tasks, source)
+
+    def claimed(self, tasks: Sequence[Task], at: datetime) -> None:
+        for o in self._observers:
+            o.claimed(tasks, at)
+
+    def finished(self, tasks: Sequence[Task], outcome: Outcome, at: datetime) -> None:
+        for o in self._observers:
+            o.finished(tasks, outcome, at)
+
+    def conflicts(self, queue: str, count: int) -> None:
+        for o in self._observers:
+            o.conflicts(queue, count)
+
+    def recurring_run(self, outcome: RecurringOutcome) -> None:
+        for o in self._observers:
+            o.recurring_run(outcome)
+
+    def leadership(self, leading: bool) -> None:
+        for o in self._observers:
+            o.leadership(leading)
+
+    def dispatched(self, queue: str, status: int | None, seconds: float) -> None:
+        for o in self._observers:
+            o.dispatched(queue, status, seconds)
+
+
+def all_of(observers: Sequence[TaskEvents]) -> TaskEvents:
+    """One observer for `observers`: NoEvents when there are none, the observer itself when there is one."""
+    if not observers:
+        return NoEvents()
+    if len(observers) == 1:
+        return observers[0]
+    return AllOf(observers)

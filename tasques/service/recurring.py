@@ -12,6 +12,7 @@ from tasques.domain.schedule import ScheduleError, parse_schedule
 from tasques.domain.task import Metadata
 from tasques.service.clock import Clock
 from tasques.service.conflicts import retry_conflicts
+from tasques.service.events import NoEvents, RecurringOutcome, Source, TaskEvents
 from tasques.service.tasks import TaskService, describe_error
 from tasques.store.base import Store
 
@@ -34,8 +35,16 @@ class CatchUp:
 
 
 class RecurringService:
-    def __init__(self, store: Store, tasks: TaskService, clock: Clock, catch_up: CatchUp | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tasks: TaskService,
+        clock: Clock,
+        catch_up: CatchUp | None = None,
+        events: TaskEvents | None = None,
+    ) -> None:
         self._catch_up = catch_up or CatchUp()
+        self._events = events if events is not None else NoEvents()
         self._store = store
         self._tasks = tasks
         self._clock = clock
@@ -130,6 +139,7 @@ class RecurringService:
                 log.info("recurring task %s changed while enqueueing; it is picked up next pass", rt.id)
             except Exception as e:
                 log.exception("recurring task %s could not be enqueued; the others go on", rt.id)
+                self._events.recurring_run(RecurringOutcome.ERROR)
                 await self._record_error(rt, e)
         return enqueued
 
@@ -146,6 +156,7 @@ class RecurringService:
             except Exception as e:
                 # Slots before this one stay handled; this one is tried again next pass (same id, so once).
                 log.exception("recurring task %s: slot %s could not be enqueued", rt.id, slot)
+                self._events.recurring_run(RecurringOutcome.ERROR)
                 error = e
                 break
             updated = updated.handled(slot).enqueued_fine()
@@ -158,15 +169,18 @@ class RecurringService:
     async def _enqueue_slot(self, rt: RecurringTask, slot: datetime, now: datetime) -> int:
         if rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(rt.id) > 0:
             log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot)
+            self._events.recurring_run(RecurringOutcome.SKIPPED)
             return 0
         settings = self._tasks.settings
         timeout = self._tasks.default_processing_timeout(rt.task_definition.http_request)
         new = rt.new_task(slot, settings.retry_times, timeout)
         try:
-            await self._tasks.insert(new, now)
+            await self._tasks.insert(new, now, source=Source.RECURRING)
         except AlreadyExists:
+            # Counted by the pass that enqueued it (this server's or a former leader's).
             log.info("recurring task %s: slot %s was already enqueued", rt.id, slot)
             return 0
+        self._events.recurring_run(RecurringOutcome.ENQUEUED)
         return 1
 
     async def _record_error(self, rt: RecurringTask, error: Exception) -> None:

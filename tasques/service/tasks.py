@@ -28,6 +28,7 @@ from tasques.service.batching import Coalescer
 from tasques.service.claims import SharedClaims
 from tasques.service.clock import Clock
 from tasques.service.conflicts import CONFLICT_RETRIES
+from tasques.service.events import NoEvents, Outcome, Source, TaskEvents
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.service.ticker import ClaimTicker, HttpWork
@@ -85,9 +86,16 @@ class TaskSpec:
 
 class TaskService:
     def __init__(
-        self, store: Store, settings: TaskSettings, clock: Clock, signals: QueueSignals, queues: QueueService
+        self,
+        store: Store,
+        settings: TaskSettings,
+        clock: Clock,
+        signals: QueueSignals,
+        queues: QueueService,
+        events: TaskEvents | None = None,
     ) -> None:
         self._store = store
+        self._events = events if events is not None else NoEvents()
         self._settings = settings
         self._clock = clock
         self._signals = signals
@@ -104,8 +112,17 @@ class TaskService:
         # Probing faster than other servers' writes become searchable would find nothing new.
         self._ticker = ClaimTicker(store, clock, signals, max(settings.poll_interval, store.search_delay))
         self._claims = SharedClaims(
-            store, clock, _claim, lambda worker_id, at: self.on_unknown_claim(worker_id, at), self.unclaim_all
+            store,
+            clock,
+            _claim,
+            lambda worker_id, at: self.on_unknown_claim(worker_id, at),
+            self.unclaim_all,
+            self._events,
         )
+
+    @property
+    def events(self) -> TaskEvents:
+        return self._events
 
     @property
     def queues(self) -> QueueService:
@@ -175,12 +192,12 @@ class TaskService:
 
     async def create(self, spec: TaskSpec) -> Task:
         [task] = await self._resolve_all([spec])
-        return await self.insert(task, self._clock(), generated=_generated_keys([spec], [task]))
+        return await self.insert(task, self._clock(), generated=_generated_keys([spec], [task]), source=Source.API)
 
     async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
         """Create many tasks in one store round trip; a taken id fails only its own slot."""
         news = await self._resolve_all(specs)
-        return await self.insert_many(news, self._clock(), generated=_generated_keys(specs, news))
+        return await self.insert_many(news, self._clock(), generated=_generated_keys(specs, news), source=Source.BULK)
 
     async def _resolve_all(self, specs: Sequence[TaskSpec]) -> list[NewTask]:
         settings = await self._queues.all()
@@ -191,19 +208,28 @@ class TaskService:
             news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
         return news
 
-    async def insert(self, new: NewTask, now: datetime, *, generated: GeneratedKeys = frozenset()) -> Task:
+    async def insert(
+        self, new: NewTask, now: datetime, *, generated: GeneratedKeys = frozenset(), source: Source = Source.API
+    ) -> Task:
         """Persist a task whose defaults are already resolved, and wake claims waiting on its queue.
         `generated`: the keys whose id `resolve` generated (see `Store.insert_task`)."""
         await self._register_http_queues([new])
         stored = await self._inserts.submit((Task.create(new, now), (new.queue, new.id) in generated))
+        self._events.created([stored], source)
         self._signals.notify(stored.queue, stored.target)
         return stored
 
     async def insert_many(
-        self, news: Sequence[NewTask], now: datetime, *, generated: GeneratedKeys = frozenset()
+        self,
+        news: Sequence[NewTask],
+        now: datetime,
+        *,
+        generated: GeneratedKeys = frozenset(),
+        source: Source = Source.BULK,
     ) -> list[Task | AlreadyExists]:
         await self._register_http_queues(news)
         results = await self._store.insert_tasks([Task.create(n, now) for n in news], generated=generated)
+        self._events.created([r for r in results if isinstance(r, Task)], source)
         for queue, target in {(r.queue, r.target) for r in results if isinstance(r, Task)}:
             self._signals.notify(queue, target)
         return results
@@ -279,35 +305,46 @@ class TaskService:
     async def done(
         self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
     ) -> Task:
-        return await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now, claim_id))
+        task = await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now, claim_id))
+        self._finished([task], Outcome.DONE)
+        return task
 
     async def fail(
         self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
     ) -> Task:
         backoff = self._settings.backoff
-        return await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff, claim_id))
+        task = await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff, claim_id))
+        self._finished([task], Outcome.FAILED)
+        return task
 
     async def fail_finally(
         self, worker_id: str, queue: str, task_id: str, data: JsonObj, claim_id: str | None = None
     ) -> Task:
         """A failed attempt that is never retried (the task becomes dead), e.g. a refused destination."""
-        return await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now, claim_id))
+        task = await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now, claim_id))
+        self._finished([task], Outcome.FAILED)  # dead, and labelled so
+        return task
 
     # Batches of a worker's writes: one store trip per batch (more only for lost races), a result per item.
     async def report_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
         return await self._for_worker(updates, lambda u: lambda t, now: t.reported(worker_id, u.data, now, u.claim_id))
 
     async def done_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
-        return await self._for_worker(updates, lambda u: lambda t, now: t.done(worker_id, u.data, now, u.claim_id))
+        results = await self._for_worker(updates, lambda u: lambda t, now: t.done(worker_id, u.data, now, u.claim_id))
+        self._finished(results, Outcome.DONE)
+        return results
 
     async def fail_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
         backoff = self._settings.backoff
-        return await self._for_worker(
+        results = await self._for_worker(
             updates, lambda u: lambda t, now: t.failed(worker_id, u.data, now, backoff, u.claim_id)
         )
+        self._finished(results, Outcome.FAILED)
+        return results
 
     async def unclaim_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
         results = await self._for_worker(updates, lambda u: lambda t, now: t.unclaimed(worker_id, now, u.claim_id))
+        self._finished(results, Outcome.UNCLAIMED)
         for queue in {r.queue for r in results if isinstance(r, Task)}:
             self._signals.notify(queue)
         return results
@@ -319,7 +356,9 @@ class TaskService:
 
     async def cancel(self, queue: str, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
-        return await self._change(queue, task_id, lambda t, now: t.cancelled(now))
+        task = await self._change(queue, task_id, lambda t, now: t.cancelled(now))
+        self._finished([task], Outcome.CANCELLED)
+        return task
 
     async def run_now(self, queue: str, task_id: str) -> Task:
         """Make a queued or failed task claimable at once."""
@@ -329,6 +368,7 @@ class TaskService:
 
     async def unclaim(self, worker_id: str, queue: str, task_id: str, claim_id: str | None = None) -> Task:
         task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now, claim_id))
+        self._finished([task], Outcome.UNCLAIMED)
         self._signals.notify(queue)
         return task
 
@@ -347,6 +387,7 @@ class TaskService:
             return task.unclaimed(worker_id, now)
 
         task = await self._change(queue, task_id, change)
+        self._finished([task], Outcome.UNCLAIMED)
         self._signals.notify(queue)
         return task
 
@@ -384,6 +425,8 @@ class TaskService:
             results = await self._store.update_tasks([_timed_out(backoff, now, t) for t in expired])
             done_now = [r for r in results if isinstance(r, Task)]
             reaped += len(done_now)
+            self._events.finished(done_now, Outcome.TIMED_OUT, now)
+            self._lost_races([t.queue for t, r in zip(expired, results, strict=True) if isinstance(r, VersionConflict)])
             for queue in {t.queue for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
                 self._signals.notify(queue)
             if len(expired) < batch or not done_now:
@@ -392,6 +435,24 @@ class TaskService:
 
     def now(self) -> datetime:
         return self._clock()
+
+    def _finished(self, results: Sequence[Task | Exception], outcome: Outcome) -> None:
+        """Tell the observers how these claims ended; a repeating task queued again after a success is created."""
+        tasks = [r for r in results if isinstance(r, Task)]
+        if not tasks:
+            return
+        self._events.finished(tasks, outcome, self._clock())
+        if outcome is Outcome.DONE:
+            again = [t for t in tasks if t.state is TaskState.QUEUED]
+            if again:
+                self._events.created(again, Source.REPEAT)
+
+    def _lost_races(self, queues: list[str]) -> None:
+        by_queue: dict[str, int] = {}
+        for queue in queues:
+            by_queue[queue] = by_queue.get(queue, 0) + 1
+        for queue, count in by_queue.items():
+            self._events.conflicts(queue, count)
 
     async def record_attempt(self, attempt: Attempt) -> None:
         await self._store.insert_attempt(attempt)
@@ -444,6 +505,7 @@ class TaskService:
             got = await self._store.modify_tasks(
                 [TaskChange(items[i].queue, items[i].id, partial(_at, items[i].change, now)) for i in wave]
             )
+            self._lost_races([items[i].queue for i, r in zip(wave, got, strict=True) if isinstance(r, VersionConflict)])
             retry: list[int] = []
             for i, result in zip(wave, got, strict=True):
                 attempts[i] += 1

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tasques.domain.errors import AlreadyExists, VersionConflict
 from tasques.domain.http_target import TaskTarget
@@ -83,6 +83,21 @@ def check_distinct(changes: Sequence[TaskChange]) -> None:
 class QueueCounts:
     queue: str
     counts: dict[TaskState, int] = field(default_factory=dict)
+    # The earliest `run_at` of the queue's queued and failed tasks (None when it has none). When it is <= now it
+    # is the run_at of the task that has waited longest for a worker (metrics: the oldest queued task's age).
+    earliest_run_at: datetime | None = None
+
+
+# Told (queue, count) of conditional claim writes that lost a race to another writer (Elasticsearch only; a
+# SQLite claim is one transaction and cannot lose one).
+ClaimConflicts = Callable[[str, int], None]
+
+
+@runtime_checkable
+class ReportsClaimConflicts(Protocol):
+    """A store whose claims can lose conditional writes to other servers, and says so when asked."""
+
+    on_claim_conflicts: ClaimConflicts | None
 
 
 class Store(Protocol):
@@ -164,7 +179,8 @@ class Store(Protocol):
         """Live tasks, newest first, with an opaque keyset cursor for the next page."""
 
     async def queue_counts(self) -> list[QueueCounts]:
-        """Live tasks counted by queue and state."""
+        """Live tasks counted by queue and state, with each queue's `earliest_run_at`: never a scan of tasks
+        (SQLite: an index; Elasticsearch: an aggregation)."""
 
     async def count_outstanding(self, recurring_task_id: str) -> int:
         """Live tasks of a recurring task that are neither done nor dead. Exact: includes a task just created."""

@@ -740,3 +740,18 @@ def test_es_time() -> None:
     assert es_time(timedelta(microseconds=7)) == "7micros"
     assert es_time(timedelta(0)) == "0s"
     assert es_time(timedelta(seconds=-1)) == "-1"
+
+
+async def test_claim_races_lost_to_another_server_are_reported(make_store: StoreFactory) -> None:
+    a = await make_store(refresh_interval=timedelta(hours=1))
+    b = await make_store(refresh_interval=timedelta(hours=1))
+    lost: list[tuple[str, int]] = []
+    a.on_claim_conflicts = b.on_claim_conflicts = lambda queue, count: lost.append((queue, count))
+    await a.insert_tasks([make_task("q", f"t{i}", priority=i) for i in range(6)])
+    await a.claim_tasks(["q"], ts(1), 4, claim_as("a", ts(1)))
+    assert lost == []
+    # b's first search still shows a's four claimed tasks as queued: its conditional writes of them lose.
+    taken = await b.claim_tasks(["q"], ts(1), 6, claim_as("b", ts(1)))
+    assert [t.id for t in taken] == ["t1", "t0"]
+    assert sum(n for _, n in lost) == 4
+    assert {queue for queue, _ in lost} == {"q"}

@@ -52,11 +52,13 @@ def _assert_indexed(plan: str, index: str) -> None:
         (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished_v2"),
         (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding_v2"),
         (sqlite_store.COUNTS_SQL, (), "tasks_counts"),
+        (sqlite_store.EARLIEST_SQL, ("q",), "tasks_earliest"),
     ],
 )
 def test_hot_queries_use_their_index(conn: sqlite3.Connection, sql: str, params: Any, index: str) -> None:
     plan = _plan(conn, sql, params)
     _assert_indexed(plan, index)
+    assert "TEMP B-TREE" not in plan, plan  # read in the index's order, never sorted
     if index != "tasks_counts":
         assert plan.startswith("SEARCH"), plan
 

@@ -503,3 +503,36 @@ async def test_queue_counts(store: Store) -> None:
 def _nonzero(counts: dict[TaskState, int]) -> dict[TaskState, int]:
     # Backends may or may not report states with no tasks.
     return {state: n for state, n in counts.items() if n}
+
+
+async def test_queue_counts_give_the_earliest_run_at_of_queued_and_failed_tasks(store: Store) -> None:
+    await store.insert_tasks(
+        [
+            make_task("a", "later", run_at=ts(50)),
+            make_task("a", "early", run_at=ts(10), at=ts(0)),
+            # Claimed, done and dead tasks are not waiting, whatever their run_at.
+            make_task("a", "claimed", run_at=ts(1)).claimed("w", ts(2), "c1"),
+            finished(make_task("a", "done", run_at=ts(1)), ts(2)),
+            make_task("b", "retry", retry_times=3, run_at=ts(1))
+            .claimed("w", ts(2), "c1")
+            .failed("w", None, ts(3), BACKOFF),
+            make_task("b", "queued", run_at=ts(3600)),
+            finished(make_task("c", "dead", retry_times=0, run_at=ts(1)), ts(2), dead=True),
+            make_task("d", "claimed", run_at=ts(1)).claimed("w", ts(2), "c1"),
+        ]
+    )
+    retry = await store.get_task("b", "retry")
+    earliest = {c.queue: c.earliest_run_at for c in await store.queue_counts()}
+    assert earliest == {"a": ts(10), "b": retry.run_at, "c": None, "d": None}
+    assert retry.run_at < ts(3600)
+
+
+async def test_queue_counts_earliest_run_at_follows_claims(store: Store) -> None:
+    await store.insert_tasks([make_task("q", "1", run_at=ts(1)), make_task("q", "2", run_at=ts(2))])
+    [claimed] = await store.claim_tasks(["q"], ts(5), 1, claim_as("w", ts(5)))
+    assert claimed.id == "1"
+    [counts] = await store.queue_counts()
+    assert counts.earliest_run_at == ts(2)
+    await store.claim_tasks(["q"], ts(5), 1, claim_as("w", ts(5)))
+    [counts] = await store.queue_counts()
+    assert counts.earliest_run_at is None

@@ -158,6 +158,7 @@ class ClaimsMixin(StoreCore):
             mine = await self._own(items, ops)
         finally:
             self._claiming.difference_update(doc_ids)
+        raced: dict[str, int] = {}
         for (task, changed), item in zip(batch, items, strict=True):
             item = mine.get(item["_id"], item)
             if item.get("found") or item["status"] in _OK:
@@ -166,9 +167,13 @@ class ClaimsMixin(StoreCore):
                 claimed.append((claim_order_key(task), len(claimed), stored))
             elif item["status"] == 409:
                 lost += 1  # another claim (or a stale search hit): someone else has it
+                raced[task.queue] = raced.get(task.queue, 0) + 1
             else:
                 lost += 1
                 log.warning("claim of task %s failed, left as it was: %s", item["_id"], item.get("error"))
+        if raced and self.on_claim_conflicts is not None:
+            for queue, count in raced.items():
+                self.on_claim_conflicts(queue, count)
         return lost
 
     async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:

@@ -18,6 +18,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 
 from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
 from tasques.domain.task import Task
+from tasques.store.base import ClaimConflicts
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, error_type
 from tasques.store.elasticsearch.documents import _OK, _source_of
 from tasques.store.elasticsearch.faults import own_writes
@@ -104,6 +105,8 @@ class StoreCore:
         # _id -> write generation of tasks this instance took out of the claimable set (see _stale_for_claims).
         self._unrefreshed: OrderedDict[str, int] = OrderedDict()
         self.unreadable = UnreadableRecords(log)
+        # Told of claim writes that lost a race to another server (metrics); see store.base.ClaimConflicts.
+        self.on_claim_conflicts: ClaimConflicts | None = None
         # _ids of finished tasks the archive refused: later archive passes look past them.
         self._unarchivable: set[str] = set()
         # lock name -> (holder, _seq_no, _primary_term) of our last write of it: renewals need no read first.

@@ -8,7 +8,7 @@ server generated), the realtime `get_task` with its archive fallback, conditiona
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import ApiError, ConflictError, NotFoundError
@@ -18,7 +18,15 @@ from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskFilter, TaskPage
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
-from tasques.store.elasticsearch.documents import _FINISHED, _OK, _item_error, _source_of, _task_from, _versioned
+from tasques.store.elasticsearch.documents import (
+    _CLAIMABLE,
+    _FINISHED,
+    _OK,
+    _item_error,
+    _source_of,
+    _task_from,
+    _versioned,
+)
 from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
 
 
@@ -242,14 +250,28 @@ class TasksMixin(StoreCore):
                 aggs={
                     "queues": {
                         "composite": composite,
-                        "aggs": {"states": {"terms": {"field": "state", "size": len(TaskState)}}},
+                        "aggs": {
+                            "states": {"terms": {"field": "state", "size": len(TaskState)}},
+                            "waiting": {
+                                "filter": {"terms": {"state": _CLAIMABLE}},
+                                "aggs": {"earliest": {"min": {"field": "run_at"}}},
+                            },
+                        },
                     }
                 },
             )
             agg = resp.body["aggregations"]["queues"]
             for bucket in agg["buckets"]:
                 counts = {TaskState(b["key"]): int(b["doc_count"]) for b in bucket["states"]["buckets"]}
-                out.append(QueueCounts(queue=str(bucket["key"]["queue"]), counts=counts))
+                earliest = bucket["waiting"]["earliest"].get("value")
+                out.append(
+                    QueueCounts(
+                        queue=str(bucket["key"]["queue"]),
+                        counts=counts,
+                        # A min over date_nanos answers epoch milliseconds: close enough for an age.
+                        earliest_run_at=datetime.fromtimestamp(earliest / 1000, UTC) if earliest is not None else None,
+                    )
+                )
             after = agg.get("after_key")
             if len(agg["buckets"]) < self._settings.page_size or after is None:
                 return out

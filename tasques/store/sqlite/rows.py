@@ -15,7 +15,7 @@ from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, Version
 from tasques.store.base import TaskFilter
 from tasques.store.cursor import Cursor
-from tasques.store.sqlite.schema import CLAIMABLE, FINISHED, OUTSTANDING, TASK_COLUMNS
+from tasques.store.sqlite.schema import CLAIMABLE, FINISHED, OUTSTANDING, TASK_COLUMNS, WAITING
 
 _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,6 +57,10 @@ TIMED_OUT_SQL = (
 FINISHED_SQL = f"SELECT rowid FROM tasks WHERE {FINISHED} AND modified_at < ? ORDER BY modified_at LIMIT ?"
 OUTSTANDING_SQL = f"SELECT count(*) FROM tasks WHERE recurring_task_id = ? AND {OUTSTANDING}"
 COUNTS_SQL = "SELECT queue, state, count(*) FROM tasks GROUP BY queue, state ORDER BY queue, state"
+# One seek in `tasks_earliest` per queue.
+EARLIEST_SQL = (
+    f"SELECT run_at FROM tasks INDEXED BY tasks_earliest WHERE queue = ? AND {WAITING} ORDER BY run_at LIMIT 1"
+)
 _INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING"
 _UPDATE_TASK_SQL = (
     "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
@@ -72,6 +76,10 @@ def _micros(at: datetime) -> int:
     if at.utcoffset() is None:
         raise ValueError(f"naive datetime {at!r}: the store needs time-zone-aware datetimes")
     return (at - _EPOCH) // _MICRO
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 _Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)

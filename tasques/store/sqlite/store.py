@@ -33,6 +33,7 @@ from tasques.store.sqlite.rows import (
     _ARCHIVE_SQL,
     _UPDATE_TASK_SQL,
     _check_identity,
+    _from_micros,
     _insert_task,
     _micros,
     _update_params,
@@ -45,6 +46,7 @@ from tasques.store.sqlite.rows import (
 from tasques.store.sqlite.rows import CLAIM_SQL as CLAIM_SQL
 from tasques.store.sqlite.rows import CLAIMED_SQL as CLAIMED_SQL
 from tasques.store.sqlite.rows import COUNTS_SQL as COUNTS_SQL
+from tasques.store.sqlite.rows import EARLIEST_SQL as EARLIEST_SQL
 from tasques.store.sqlite.rows import FINISHED_SQL as FINISHED_SQL
 from tasques.store.sqlite.rows import OUTSTANDING_SQL as OUTSTANDING_SQL
 from tasques.store.sqlite.rows import PROBE_ALL_SQL as PROBE_ALL_SQL
@@ -258,11 +260,20 @@ class SqliteStore(SqliteRecords):
         return await self._read(run)
 
     async def queue_counts(self) -> list[QueueCounts]:
-        rows = await self._read(lambda conn: conn.execute(COUNTS_SQL).fetchall())
-        by_queue: dict[str, dict[TaskState, int]] = {}
-        for queue, state, count in rows:
-            by_queue.setdefault(queue, {})[TaskState(state)] = count
-        return [QueueCounts(queue=queue, counts=counts) for queue, counts in by_queue.items()]
+        def run(conn: sqlite3.Connection) -> list[QueueCounts]:
+            by_queue: dict[str, dict[TaskState, int]] = {}
+            for queue, state, count in conn.execute(COUNTS_SQL).fetchall():
+                by_queue.setdefault(queue, {})[TaskState(state)] = count
+            out = []
+            for queue, counts in by_queue.items():
+                earliest = None
+                if counts.get(TaskState.QUEUED) or counts.get(TaskState.FAILED):
+                    row = conn.execute(EARLIEST_SQL, (queue,)).fetchone()
+                    earliest = _from_micros(row[0]) if row is not None else None
+                out.append(QueueCounts(queue=queue, counts=counts, earliest_run_at=earliest))
+            return out
+
+        return await self._read(run)
 
     async def count_outstanding(self, recurring_task_id: str) -> int:
         rows = await self._read(lambda conn: conn.execute(OUTSTANDING_SQL, (recurring_task_id,)).fetchall())
