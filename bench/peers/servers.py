@@ -1,7 +1,8 @@
 """The peers' servers: Redis and PostgreSQL from Debian's packages, on free loopback ports, data in a temp dir.
 
-`ensure_installed()` installs the packages when a binary is missing (as root, with apt-get) and fails loudly
-otherwise; `python -m bench.peers.servers` does just that (scripts/run-tests calls it before the tests).
+`ensure_installed()` installs the packages when a binary is missing (tests/packaged.py: as root, with apt-get)
+and fails loudly otherwise; `python -m bench.peers.servers` does just that (scripts/run-tests calls it before
+the tests).
 PostgreSQL refuses to run as root, so as root it runs as an unprivileged system user (`postgres`, which
 Debian's package creates, else one made here, as scripts/elasticsearch does for Elasticsearch).
 """
@@ -10,53 +11,36 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+
+from tests.packaged import PackagedServer, PackageUnavailable, ensure_binaries, version_of, which
 
 PG_USER = os.environ.get("TASQUES_PG_USER", "postgres")
 # binary -> the Debian package that ships it
 PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql"}
 
 
-class PeerUnavailable(RuntimeError):
+class PeerUnavailable(PackageUnavailable):
     """A peer's server could not be installed or started: the benchmark run fails (never a silent skip)."""
 
 
 def find_binary(name: str) -> Path | None:
     """On PATH, else (PostgreSQL's server tools) the newest /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which(name)
+    found = which(name)
     if found:
-        return Path(found)  # not resolved: redis-server is a link to a binary that looks at its argv[0]
+        return found
     candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
     return candidates[-1] if candidates else None
 
 
 def ensure_installed() -> None:
-    missing = [pkg for binary, pkg in PACKAGES.items() if find_binary(binary) is None]
-    if not missing:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise PeerUnavailable(
-            f"missing {', '.join(missing)}: install them (Debian: apt-get install -y {' '.join(missing)})"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(install, env=env, check=False).returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            raise PeerUnavailable(f"apt-get could not install {', '.join(missing)}")
-    still = [binary for binary in PACKAGES if find_binary(binary) is None]
-    if still:
-        raise PeerUnavailable(f"installed {', '.join(missing)} but {', '.join(still)} is still not found")
+    try:
+        ensure_binaries(PACKAGES, find_binary)
+    except PackageUnavailable as e:
+        raise PeerUnavailable(str(e)) from e
 
 
 def _require(binary: str) -> Path:
@@ -67,81 +51,14 @@ def _require(binary: str) -> Path:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _version(binary: Path) -> str:
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False).stdout
-    for word in out.replace("=", " ").split():
-        if word[:1].isdigit():
-            return word
-    return out.strip() or "?"
-
-
-class _Server:
-    """A server process of ours, with its data in a fresh temp dir that is removed on stop."""
-
-    name = "server"
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.dir = Path(tempfile.mkdtemp(prefix=f"tasques-bench-{self.name}-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def _spawn(self, argv: list[str], user: str | None = None) -> None:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, user=user)
-
-    def _wait_until(self, ready: Callable[[], bool], within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        while not ready():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise PeerUnavailable(f"{self.name} exited {self.proc.returncode} while starting; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise PeerUnavailable(f"{self.name} not ready after {within:.0f}s; see {self.log_path}")
-            time.sleep(0.05)
-
-    def _listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process this object started (by its pid), then remove the data."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Redis(_Server):
+class Redis(PackagedServer):
     """redis-server, persistence like Tasques' SQLite store: an append-only file written (not fsynced) per write."""
 
     name = "redis"
 
     def start(self) -> Redis:
         binary = _require("redis-server")
-        self.version = _version(binary)
+        self.version = version_of(binary)
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no"]
         self._spawn([str(binary), *args])
@@ -182,7 +99,7 @@ def _pg_user() -> str | None:
     return PG_USER
 
 
-class Postgres(_Server):
+class Postgres(PackagedServer):
     """A fresh PostgreSQL cluster; commits do not wait for the WAL fsync (like SQLite's synchronous=NORMAL)."""
 
     name = "postgres"
@@ -192,7 +109,7 @@ class Postgres(_Server):
         postgres = _require("postgres")
         bindir = postgres.resolve().parent  # initdb and pg_isready sit beside the real binary
         initdb = bindir / "initdb"
-        self.version = _version(postgres)
+        self.version = version_of(postgres)
         user = _pg_user()
         if user is not None:
             entry = pwd.getpwnam(user)

@@ -25,7 +25,7 @@ GROUPS = {"dramatiq": "redis", "pgqueuer": "postgres", "huey": None}
 
 def _server_dirs() -> set[Path]:
     tmp = Path(tempfile.gettempdir())
-    return {*tmp.glob("tasques-bench-redis-*"), *tmp.glob("tasques-bench-postgres-*")}
+    return {*tmp.glob("tasques-redis-*"), *tmp.glob("tasques-postgres-*")}
 
 
 @pytest.mark.parametrize("name", PEERS)
