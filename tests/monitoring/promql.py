@@ -1,4 +1,4 @@
-"""The PromQL expressions that monitoring/ ships, the metric names they read, and the names Tasques exports.
+"""The PromQL expressions that monitoring/ ships, the metric names they read, and the names a server exports.
 
 promtool 2.42 has no parser command, so `metric_names` tokenizes: after removing strings, label matchers, range
 selectors, grouping clauses and Grafana variables, every identifier that is not a function call, keyword or
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,26 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 def exported_names(families: dict[str, str]) -> set[str]:
-    """The series names a registry's metric families produce: family name -> type (as in `# TYPE`)."""
+    """The series names that metric families (name -> type, as in `# TYPE`) produce."""
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "summary": ["", "_sum", "_count"]}
     out = set()
     for name, kind in families.items():
         base = name.removesuffix("_total") if kind == "counter" else name
         out |= {base + suffix for suffix in suffixes.get(kind, [""])}
     return out
+
+
+def parse_types(text: str) -> dict[str, str]:
+    """The `# TYPE name kind` lines of a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[:2] == ["#", "TYPE"]:
+            out[parts[2]] = parts[3]
+    return out
+
+
+def scraped(url: str) -> dict[str, str]:
+    """The metric families (name -> type) a running server's GET /metrics exports."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        return parse_types(resp.read().decode())

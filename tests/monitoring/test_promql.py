@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.monitoring.exported import parse_types
-from tests.monitoring.promql import exported_names, metric_names, substitute
+from tests.monitoring.promql import exported_names, metric_names, parse_types, substitute
 
 
 @pytest.mark.parametrize(
