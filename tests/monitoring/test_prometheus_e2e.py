@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a real `tasques serve` (SQLite) every second while a known workload runs: 30 tasks
+"""A real Prometheus scrapes a real `tasques serve` (on each store) every second while a known workload runs: 30 tasks
 created in q1, claimed, 20 done, 10 failed with no retries left (dead). Prometheus's HTTP API must then report
 exactly those numbers, evaluate every expression of the shipped rules and dashboard without error, show the
 rules loaded, and fire the dead-tasks alert. The metric names the expressions read are those the server's
@@ -6,8 +6,10 @@ GET /metrics exports."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from tests.monitoring.prometheus import DASHBOARD, RULES, Prometheus
 from tests.monitoring.promql import dashboard_exprs, exported_names, metric_names, rule_exprs, scraped, substitute
-from tests.process import ServerProcess
+from tests.process import ServerProcess, delete_es_prefix, es_server_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -36,7 +38,6 @@ EXPECTED = {
     'sum(tasques_http_requests_total{method="POST", route="/tasques", status_class="2xx"})': 30,
     'sum(tasques_http_requests_total{method="PUT", route="/tasques/done/{queue}/{id}", status_class="2xx"})': 20,
     'sum(tasques_http_requests_total{method="PUT", route="/tasques/failed/{queue}/{id}", status_class="2xx"})': 10,
-    'count(tasques_build_info{backend="sqlite"} == 1)': 1,
 }
 # Dashboard panels and rules that must have data after this workload (the others may be empty: no dispatch,
 # no recurring task, no conflict, nothing old).
@@ -51,6 +52,11 @@ SHIPPED = {**rule_exprs(RULES), **dashboard_exprs(DASHBOARD)}
 class Stack:
     server: ServerProcess
     prometheus: Prometheus
+    backend: str
+
+    @property
+    def expected(self) -> dict[str, float]:
+        return {**EXPECTED, f'count(tasques_build_info{{backend="{self.backend}"}} == 1)': 1}
 
 
 def _call(method: str, url: str, body: Any = None) -> Any:
@@ -73,36 +79,45 @@ def _workload(url: str) -> None:
         _call("PUT", f"{url}/tasques/failed/q1/{task['id']}", {"data": {"error": "boom"}})
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("prometheus-e2e")
-    settings = {"TASQUES_STORE_SQLITE_PATH": str(tmp / "tasques.db"), "TASQUES_METRICS_GAUGE_CACHE": "1s"}
-    server = ServerProcess(settings, tmp / "server.log").start()
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp(f"prometheus-e2e-{request.param}")
+    es: tuple[str, str] | None = None
+    if request.param == "sqlite":
+        settings = {"TASQUES_STORE_SQLITE_PATH": str(tmp / "tasques.db")}
+    else:
+        es = (request.getfixturevalue("elasticsearch_url"), f"t-{uuid.uuid4().hex[:12]}")
+        settings = es_server_settings(*es)
+    settings["TASQUES_METRICS_GAUGE_CACHE"] = "1s"
+    server = ServerProcess(settings, tmp / "server.log")
     prometheus = Prometheus(tmp / "prometheus.log", [f"127.0.0.1:{server.port}"], [RULES])
     try:
+        server.start(timeout=60)
         prometheus.start()
         # Scraped at least once before the workload, as a server is in production.
         prometheus.wait_for("the server up", lambda: prometheus.value('up{job="tasques"}'), lambda up: up == 1)
         _workload(server.url)
-        yield Stack(server, prometheus)
+        yield Stack(server, prometheus, request.param)
     finally:
         prometheus.stop()
         server.stop()
+        if es is not None:
+            asyncio.run(delete_es_prefix(*es))
 
 
-def _values(prometheus: Prometheus) -> dict[str, float | None]:
-    return {expr: prometheus.value(expr) for expr in EXPECTED}
+def _values(stack: Stack) -> dict[str, float | None]:
+    return {expr: stack.prometheus.value(expr) for expr in stack.expected}
 
 
 @pytest.fixture(scope="module")
 def settled(stack: Stack) -> Stack:
     """The stack once Prometheus has scraped the whole workload."""
-    stack.prometheus.wait_for("the workload's numbers", lambda: _values(stack.prometheus), EXPECTED.__eq__)
+    stack.prometheus.wait_for("the workload's numbers", lambda: _values(stack), stack.expected.__eq__)
     return stack
 
 
 def test_prometheus_reports_the_workload(settled: Stack) -> None:
-    assert _values(settled.prometheus) == EXPECTED
+    assert _values(settled) == settled.expected
     assert settled.prometheus.value('sum(tasques_tasks_finished_total{queue="q1", outcome="failed"})') in (None, 0)
 
 
