@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from tasques.api.openapi import build_document, render_yaml
-from tasques.config import Config, ConfigError, load_config, render_defaults, split_host_port
+from tasques.config import Config, ConfigError, LoggingConfig, load_config, render_defaults, split_host_port
 from tasques.kibana.cli import add_kibana_parser, run_kibana_cli
+from tasques.observe.apm import current_trace_ids
+from tasques.observe.logs import add_logging_arguments, configure_logging, holding_records, no_trace_ids
 from tasques.server import ELECTOR, STOP_DEADLINE, bounded, build_server, open_store
 from tasques.worker.cli import add_worker_parser, run_worker_cli
 
@@ -98,7 +100,7 @@ def _exit_now(reason: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tasques", description="A durable task server.")
     parser.add_argument("--config", help="path to config.yaml (TASQUES_* env vars override it)")
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server")
     sub.add_parser("openapi", help="print the OpenAPI document (YAML) that the server serves")
@@ -111,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_worker_parser(sub)
     add_kibana_parser(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return _serve_command(args)
+    # The other commands read no config file: their logs are text at INFO unless the flags say otherwise.
+    configure_logging(args.log_format or "text", args.log_level or "info")
     if args.command == "openapi":
         sys.stdout.write(render_yaml(build_document()))
         return 0
@@ -125,17 +130,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_webhook(args.host, args.port, state))
         return 0
-    if args.command == "worker":
-        return run_worker_cli(args)
     if args.command == "kibana":
         return run_kibana_cli(args)
+    return run_worker_cli(args)  # the one command left: worker
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    # Logging is configured by the config it reads: what loading it logs (warnings) is held until then.
+    error: ConfigError | None = None
+    with holding_records() as held:
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            error = e
+    if error is not None:
+        held.replay()  # no handler yet: Python's last resort prints the warnings on stderr
+        print(f"tasques: {error}", file=sys.stderr)
+        return 2
+    config = with_logging_flags(config, args)
+    configure_logging(
+        config.logging.format,
+        config.logging.level,
+        service_name=config.apm.service_name,
+        trace_ids=current_trace_ids if config.apm.enabled else no_trace_ids,
+    )
+    held.replay()
     try:
-        config = load_config(args.config)
         asyncio.run(serve(config))
     except ConfigError as e:
-        print(f"tasques: {e}", file=sys.stderr)
+        log.error("tasques: %s", e)
         return 2
     return 0
+
+
+def with_logging_flags(config: Config, args: argparse.Namespace) -> Config:
+    """`config` with the --log-level / --log-format flags, when given, in place of its logging settings."""
+    if args.log_level is None and args.log_format is None:
+        return config
+    merged = LoggingConfig(
+        format=args.log_format or config.logging.format, level=args.log_level or config.logging.level
+    )
+    return config.model_copy(update={"logging": merged})
 
 
 if __name__ == "__main__":

@@ -299,6 +299,11 @@ class LoggingConfig(_Section):
         "info", description='the least severe level logged (see README "Logging" for what each level holds)'
     )
 
+    @field_validator("format", "level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
 
 class Config(_Section):
     server: ServerConfig = ServerConfig()

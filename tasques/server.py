@@ -24,6 +24,7 @@ from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
 from tasques.observe.http import http_metrics_middleware
+from tasques.observe.logs import log_store_calls
 from tasques.observe.metrics import Metrics
 from tasques.observe.store import StoreHook, observed
 from tasques.service.claim_recovery import ClaimResolver
@@ -134,6 +135,8 @@ def observers_for(config: Config, backend: str, clock: Clock, holder: str) -> Ob
         seen.store_hooks.append(metrics.store_hook)
         seen.events.append(metrics)
         seen.middlewares.append(http_metrics_middleware(metrics))
+    if config.logging.level == "debug":  # a line per store call: only when asked for
+        seen.store_hooks.append(log_store_calls(logging.getLogger("tasques.store.calls")))
     return seen
 
 

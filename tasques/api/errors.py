@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from tasques.api.http import JSON_CONTENT_TYPE, UnsupportedMediaType
+from tasques.api.http import JSON_CONTENT_TYPE, UnsupportedMediaType, log_fields
 from tasques.api.schemas import ErrorBody, ErrorDetail
 from tasques.domain.errors import (
     AlreadyExists,
@@ -79,10 +79,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(415, str(e), [ErrorDetail(field="Content-Type", problem=f"must be {JSON_CONTENT_TYPE}")])
     except ValidationError:
         # Request bodies are validated in read_body (a 400 there); this one is a model the server built itself.
-        log.exception("server-side validation error on %s %s", request.method, request.path)
+        log.exception("server-side validation error on %s %s", request.method, request.path, extra=log_fields(request))
         return error_response(500, "internal server error")
     except StoreUnavailable as e:
-        log.warning("%s %s: %s", request.method, request.path, e)
+        log.warning("%s %s: %s", request.method, request.path, e, extra=log_fields(request))
         return unavailable_response(e)
     except TasquesError as e:
         status, body = error_of(e)
@@ -92,5 +92,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return error_response(e.status, e.reason)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.path, extra=log_fields(request))
         return error_response(500, "internal server error")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.http_target import REDACT_SECRETS
 from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN, Identifier, Kind, QueueName, RecurringId
+from tasques.log_fields import about
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
 WORKER_ID_MAX_LENGTH = 256
@@ -120,6 +121,20 @@ def path_name(request: web.Request, name: str, adapter: TypeAdapter[str]) -> str
 def task_key(request: web.Request) -> tuple[str, str]:
     """The `{queue}/{id}` of a task route."""
     return path_name(request, "queue", QUEUE_NAME), path_name(request, "id", IDENTIFIER)
+
+
+def log_fields(request: web.Request) -> dict[str, str]:
+    """The task, queue and worker a request names, for `extra=` on a log line about it (unvalidated, as sent;
+    the JSON log format escapes whatever they hold). The recurring routes' {id} is a recurring task's."""
+    info = {k: v[:WORKER_ID_MAX_LENGTH] for k, v in request.match_info.items()}  # bounded lines
+    recurring = request.path.startswith("/recurring_tasques/")
+    worker = request.headers.get(WORKER_ID_HEADER, "").strip()[:WORKER_ID_MAX_LENGTH]
+    return about(
+        task_id=None if recurring else info.get("id"),
+        recurring_id=info.get("id") if recurring else None,
+        queue=info.get("queue"),
+        worker_id=worker or None,
+    )
 
 
 def worker_id(request: web.Request) -> str:

@@ -34,6 +34,7 @@ from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
+from tasques.log_fields import about
 from tasques.service.events import NoEvents, TaskEvents
 from tasques.service.tasks import TaskService
 from tasques.service.tracing import NO_TRACING, Tracer
@@ -145,7 +146,7 @@ class Dispatcher:
                     except Exception:
                         # One queue's bad settings record or store error must not keep the others from being served.
                         self._busy.discard(queue)  # the probe reports it again while it has work
-                        log.exception("dispatch pass of queue %s failed; skipped", queue)
+                        log.exception("dispatch pass of queue %s failed; skipped", queue, extra=about(queue=queue))
         work.busy = frozenset(self._busy)
         self.passes += 1
         return wait
@@ -199,6 +200,7 @@ class Dispatcher:
             await self._dispatch_traced(task)
 
     async def _dispatch_traced(self, task: Task) -> None:
+        fields = about(task_id=task.id, queue=task.queue, worker_id=self.worker_id)
         try:
             started_at = self._tasks.now()
             sent = await self._send(task)
@@ -218,9 +220,9 @@ class Dispatcher:
                     await self._tasks.fail(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
             except TasquesError as e:
                 # Cancelled (or timed out and reclaimed) meanwhile: its new state wins.
-                log.info("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e)
+                log.debug("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e, extra=fields)
         except Exception:
-            log.exception("outcome of task %s in queue %s not recorded", task.id, task.queue)
+            log.exception("outcome of task %s in queue %s not recorded", task.id, task.queue, extra=fields)
         finally:
             self._in_flight[task.queue] -= 1
             if task.queue in self._busy:
@@ -237,7 +239,12 @@ class Dispatcher:
                 call.http_status(sent.outcome.get("status_code"))
             return sent
         except Exception as e:
-            log.exception("dispatching task %s in queue %s failed", task.id, task.queue)
+            log.exception(
+                "dispatching task %s in queue %s failed",
+                task.id,
+                task.queue,
+                extra=about(task_id=task.id, queue=task.queue, worker_id=self.worker_id),
+            )
             return Sent(False, {"error": f"dispatch error: {type(e).__name__}: {e}"[:1000], "duration_ms": 0.0})
 
     async def _record(self, task: Task, started_at: datetime, sent: Sent) -> None:
@@ -261,4 +268,4 @@ class Dispatcher:
             await self._tasks.record_attempt(attempt)
         except Exception:
             log.exception("attempt %d of task %s in queue %s not recorded in the timeline", task.attempted,
-                          task.id, task.queue)  # fmt: skip
+                          task.id, task.queue, extra=about(task_id=task.id, queue=task.queue))  # fmt: skip

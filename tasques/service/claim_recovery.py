@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from tasques.domain.errors import NotClaimed, NotFound, StoreUnavailable, TasquesError
 from tasques.domain.task import Task
+from tasques.log_fields import about
 from tasques.service.tasks import TaskService
 from tasques.store.base import Store
 
@@ -63,7 +64,8 @@ class ClaimResolver:
             return
         if len(self._pending) >= self._max_pending:
             (old_worker, old_at), _ = self._pending.popitem(last=False)
-            log.warning("too many unresolved claims: forgetting %s at %s (its tasks will time out)", old_worker, old_at)
+            log.warning("too many unresolved claims: forgetting %s at %s (its tasks will time out)", old_worker, old_at,
+                        extra=about(worker_id=old_worker))  # fmt: skip
         self._pending[key] = None
         self._wake.set()
 
@@ -88,11 +90,11 @@ class ClaimResolver:
                 for task in found:
                     handed += await self._hand_back(task, key)
             except StoreUnavailable as e:
-                log.info("unresolved claims wait for the store: %s", e)
+                log.warning("unresolved claims wait for the store: %s", e)
                 break
             except Exception:
                 # One claim call that cannot be resolved must not stop the others; it is looked at again.
-                log.exception("could not resolve the claim of %s at %s", *key)
+                log.exception("could not resolve the claim of %s at %s", *key, extra=about(worker_id=key[0]))
                 continue
             if answered_at is None:
                 self._pending[key] = answered_at = started
@@ -103,6 +105,7 @@ class ClaimResolver:
 
     async def _hand_back(self, task: Task, key: tuple[str, datetime]) -> int:
         worker_id, claimed_at = key
+        fields = about(task_id=task.id, queue=task.queue, worker_id=worker_id)
         try:
             # The service's one read-modify-write loop; it refuses once the task is no longer that claim's.
             await self._tasks.hand_back(worker_id, claimed_at, task.queue, task.id)
@@ -111,8 +114,8 @@ class ClaimResolver:
         except StoreUnavailable:
             raise
         except TasquesError as e:
-            log.warning("task %s in queue %s not handed back: %s", task.id, task.queue, e)
+            log.warning("task %s in queue %s not handed back: %s", task.id, task.queue, e, extra=fields)
             return 0
-        log.info("task %s in queue %s handed back: its claim at %s never reached a worker", task.id, task.queue,
-                 claimed_at)  # fmt: skip
+        log.debug("task %s in queue %s handed back: its claim at %s never reached a worker", task.id, task.queue,
+                  claimed_at, extra=fields)  # fmt: skip
         return 1

@@ -10,6 +10,7 @@ from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, Ver
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.schedule import ScheduleError, parse_schedule
 from tasques.domain.task import Metadata
+from tasques.log_fields import about
 from tasques.service.clock import Clock
 from tasques.service.conflicts import retry_conflicts
 from tasques.service.events import NoEvents, RecurringOutcome, Source, TaskEvents
@@ -136,9 +137,11 @@ class RecurringService:
             try:
                 enqueued += await self._enqueue_one(rt)
             except VersionConflict:
-                log.info("recurring task %s changed while enqueueing; it is picked up next pass", rt.id)
+                log.debug("recurring task %s changed while enqueueing; it is picked up next pass", rt.id,
+                          extra=about(recurring_id=rt.id))  # fmt: skip
             except Exception as e:
-                log.exception("recurring task %s could not be enqueued; the others go on", rt.id)
+                log.exception("recurring task %s could not be enqueued; the others go on", rt.id,
+                              extra=about(recurring_id=rt.id))  # fmt: skip
                 self._events.recurring_run(RecurringOutcome.ERROR)
                 await self._record_error(rt, e)
         return enqueued
@@ -155,7 +158,8 @@ class RecurringService:
                 enqueued += await self._enqueue_slot(rt, slot, now)
             except Exception as e:
                 # Slots before this one stay handled; this one is tried again next pass (same id, so once).
-                log.exception("recurring task %s: slot %s could not be enqueued", rt.id, slot)
+                log.exception("recurring task %s: slot %s could not be enqueued", rt.id, slot,
+                              extra=about(recurring_id=rt.id))  # fmt: skip
                 self._events.recurring_run(RecurringOutcome.ERROR)
                 error = e
                 break
@@ -168,7 +172,8 @@ class RecurringService:
 
     async def _enqueue_slot(self, rt: RecurringTask, slot: datetime, now: datetime) -> int:
         if rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(rt.id) > 0:
-            log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot)
+            log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot,
+                      extra=about(recurring_id=rt.id))  # fmt: skip
             self._events.recurring_run(RecurringOutcome.SKIPPED)
             return 0
         settings = self._tasks.settings
@@ -178,7 +183,8 @@ class RecurringService:
             await self._tasks.insert(new, now, source=Source.RECURRING)
         except AlreadyExists:
             # Counted by the pass that enqueued it (this server's or a former leader's).
-            log.info("recurring task %s: slot %s was already enqueued", rt.id, slot)
+            log.debug("recurring task %s: slot %s was already enqueued", rt.id, slot,
+                      extra=about(recurring_id=rt.id, task_id=new.id, queue=new.queue))  # fmt: skip
             return 0
         self._events.recurring_run(RecurringOutcome.ENQUEUED)
         return 1
@@ -188,4 +194,4 @@ class RecurringService:
         try:
             await self._store.update_recurring(rt.failed_to_enqueue(describe_error(error), self._clock()))
         except Exception:
-            log.exception("recurring task %s: its error could not be recorded", rt.id)
+            log.exception("recurring task %s: its error could not be recorded", rt.id, extra=about(recurring_id=rt.id))

@@ -24,6 +24,7 @@ from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
+from tasques.log_fields import about
 from tasques.service.batching import Coalescer
 from tasques.service.claims import SharedClaims
 from tasques.service.clock import Clock
@@ -397,7 +398,8 @@ class TaskService:
             try:
                 await self.unclaim(worker_id, task.queue, task.id, task.claim_id)
             except TasquesError as e:
-                log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e)
+                log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e,
+                            extra=about(task_id=task.id, queue=task.queue, worker_id=worker_id))  # fmt: skip
                 if isinstance(e, StoreUnavailable) and task.last_claimed is not None:
                     self.on_unknown_claim(worker_id, task.last_claimed.claimed_at)
 
@@ -554,7 +556,8 @@ def _generated_keys(specs: Sequence[TaskSpec], news: Sequence[NewTask]) -> Gener
 
 
 def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:
-    log.warning("claim by %s at %s has an unknown outcome; its tasks may wait for their timeout", worker_id, claimed_at)
+    log.warning("claim by %s at %s has an unknown outcome; its tasks may wait for their timeout", worker_id, claimed_at,
+                extra=about(worker_id=worker_id))  # fmt: skip
 
 
 def _claim(worker_id: str, at: datetime, task: Task, claim_id: str | None = None) -> Task:
@@ -581,7 +584,8 @@ def _timed_out(backoff: BackoffPolicy, at: datetime, task: Task) -> Task:
 
 
 def _give_up(task: Task, what: str, error: Exception, at: datetime) -> Task:
-    log.error("task %s in queue %s %s, so it is now dead: %r", task.id, task.queue, what, error)
+    log.error("task %s in queue %s %s, so it is now dead: %r", task.id, task.queue, what, error,
+              extra=about(task_id=task.id, queue=task.queue))  # fmt: skip
     return task.given_up(f"{what}: {describe_error(error)}"[:MAX_REASON], at)
 
 

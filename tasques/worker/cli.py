@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasques.observe.logs import add_logging_arguments, configure_logging
 from tasques.worker.client import parse_duration
 from tasques.worker.worker import Handler, Worker, WorkerError
 
@@ -184,10 +185,10 @@ def run_worker_cli(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tasques worker", description="Run a Tasques worker.")
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_arguments(parser)
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_format or "text", args.log_level or "info")
     return run_worker_cli(args)
 
 

@@ -16,7 +16,7 @@ from elasticsearch import ApiError, TransportError
 from tasques.store.elasticsearch.archive import MaintenanceResult
 from tasques.store.elasticsearch.core import StoreCore, log
 from tasques.store.elasticsearch.documents import _FINISHED, _OK, es_date
-from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.elasticsearch.mappings import JsonDict, doc_log_fields
 from tasques.store.unreadable import MAX_UNREADABLE
 
 
@@ -74,7 +74,8 @@ class ArchivingMixin(StoreCore):
                 # Left live and passed over from now on, so it cannot hold up the tasks behind it.
                 if len(self._unarchivable) < MAX_UNREADABLE:
                     self._unarchivable.add(item["_id"])
-                log.warning("task %s not archived; it stays live: %s", item["_id"], item.get("error"))
+                log.warning("task %s not archived; it stays live: %s", item["_id"], item.get("error"),
+                            extra=doc_log_fields(item["_id"]))  # fmt: skip
         if not copied:
             return 0
         await self._client.indices.refresh(index=self.names.archive_alias)
@@ -98,7 +99,8 @@ class ArchivingMixin(StoreCore):
             elif item["status"] == 409:
                 conflicted.append(item["_id"])
             else:
-                log.warning("archived task %s not deleted from the live index: %s", item["_id"], item.get("error"))
+                log.warning("archived task %s not deleted from the live index: %s", item["_id"], item.get("error"),
+                            extra=doc_log_fields(item["_id"]))  # fmt: skip
         if conflicted:
             await self._undo_archive_copies(conflicted, copied)
         return moved
@@ -113,7 +115,7 @@ class ArchivingMixin(StoreCore):
         if not still_live:
             return
         for doc_id in still_live:
-            log.warning("task %s changed while being archived: it stays live", doc_id)
+            log.warning("task %s changed while being archived: it stays live", doc_id, extra=doc_log_fields(doc_id))
         ops: list[JsonDict] = [{"delete": {"_index": copied[doc_id], "_id": doc_id}} for doc_id in still_live]
         await self._bulk(ops, live=False)
         await self._client.indices.refresh(index=self.names.archive_alias)

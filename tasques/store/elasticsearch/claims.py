@@ -14,6 +14,7 @@ from datetime import datetime
 from tasques.domain.errors import TasquesError
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState, claim_order_key
+from tasques.log_fields import about
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
 from tasques.store.elasticsearch.documents import _CLAIMABLE, _OK, _task_from, _versioned, es_date
 from tasques.store.elasticsearch.mappings import CLAIM_SORT, JsonDict
@@ -170,7 +171,8 @@ class ClaimsMixin(StoreCore):
                 raced[task.queue] = raced.get(task.queue, 0) + 1
             else:
                 lost += 1
-                log.warning("claim of task %s failed, left as it was: %s", item["_id"], item.get("error"))
+                log.warning("claim of task %s failed, left as it was: %s", item["_id"], item.get("error"),
+                            extra=about(task_id=task.id, queue=task.queue))  # fmt: skip
         if raced and self.on_claim_conflicts is not None:
             for queue, count in raced.items():
                 self.on_claim_conflicts(queue, count)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from tasques.config import ElasticsearchConfig
+from tasques.log_fields import about
 
 JsonDict = dict[str, Any]
 
@@ -73,6 +74,12 @@ class IndexNames:
 def task_doc_id(queue: str, task_id: str) -> str:
     """`_id` of a task. The API excludes '/' from queue names and ids, so this is unambiguous."""
     return f"{queue}/{task_id}"
+
+
+def doc_log_fields(doc_id: str) -> dict[str, str]:
+    """The task and queue of a task's `_id`, for `extra=` on a log line about it."""
+    queue, _, task_id = doc_id.partition("/")
+    return about(task_id=task_id, queue=queue) if task_id else {}
 
 
 def es_time(value: timedelta) -> str:

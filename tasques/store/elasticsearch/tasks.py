@@ -27,7 +27,7 @@ from tasques.store.elasticsearch.documents import (
     _task_from,
     _versioned,
 )
-from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
+from tasques.store.elasticsearch.mappings import JsonDict, doc_log_fields, task_doc_id
 
 
 class TasksMixin(StoreCore):
@@ -94,7 +94,8 @@ class TasksMixin(StoreCore):
             )
         for doc_id, item in zip(archived, await self._bulk(ops), strict=True):
             if item["status"] not in _OK:
-                log.warning("task %s is archived but its re-insert could not be undone: %s", doc_id, item)
+                log.warning("task %s is archived but its re-insert could not be undone: %s", doc_id, item,
+                            extra=doc_log_fields(doc_id))  # fmt: skip
             position, _ = created[doc_id]
             task = tasks[position]
             results[position] = AlreadyExists(f"task {task.id} already exists in queue {task.queue} (archived)")
