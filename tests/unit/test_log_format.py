@@ -216,9 +216,12 @@ def test_unicode_round_trips_and_the_line_is_ascii(captured: Captured) -> None:
     assert doc["tasques"]["queue"] == "файлы"
 
 
-def test_a_lone_surrogate_does_not_break_the_line(captured: Captured) -> None:
-    captured.logger.info("bad \udcff byte")
-    assert captured.one()["message"] == "bad \udcff byte"
+def test_a_lone_surrogate_does_not_break_the_line() -> None:
+    # Formatted directly: pytest's report of a captured record cannot carry a lone surrogate across processes.
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "bad \udcff byte", (), None)
+    line = EcsJsonFormatter().format(record)
+    assert line.isascii()
+    assert json.loads(line)["message"] == "bad \udcff byte"
 
 
 def test_arguments_that_do_not_fit_still_give_a_line() -> None:
