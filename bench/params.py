@@ -34,7 +34,8 @@ class Params:
     idle_seconds: float = 20.0  # measured per phase
     # 7. observability cost: off/on pairs of end-to-end runs
     observability_claim_amount: int = 100
-    observability_pairs: int = 3
+    observability_tasks: int = 60_000  # per run: longer than the e2e runs, so one noisy second weighs less
+    observability_rounds: int = 3  # each runs every mode once
     # 5. limits
     raw_sqlite_tasks: int = 100_000
     raw_es_bulk_tasks: int = 50_000
@@ -59,6 +60,7 @@ QUICK = Params(
     backlog_measured=500,
     es_backlog_budget_s=120.0,
     raw_sqlite_tasks=10_000,
+    observability_tasks=6_000,
     raw_es_bulk_tasks=5_000,
     raw_es_loop_tasks=2_000,
     stall_timeout_s=30.0,

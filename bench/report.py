@@ -243,11 +243,14 @@ def markdown(results: Json) -> str:
             continue
         rows.append(
             [name, f"{_num(obs['median_off'])}", f"{_num(obs['median_on'])}",
-             f"**{obs['loss_pct']}%** ({'met' if obs['met'] else 'missed'}; target {obs['target_loss_pct']}%)"]
+             f"**{obs['loss_pct']}%** ({'met' if obs['met'] else 'missed'}; target {obs['target_loss_pct']}%)",
+             f"{_num(obs['median_on_sampled_all'])} ({obs['loss_sampled_all_pct']}%)"]
         )  # fmt: skip
     if rows:
         out += ["", "**Cost of metrics and APM** (end to end, claim amount 100, medians of alternating runs)", ""]
-        out += _table(["store", "both off (tasks/s)", "metrics + APM on (tasks/s)", "throughput lost"], rows)
+        out += _table(
+            ["store", "both off (tasks/s)", "metrics + APM on (tasks/s)", "throughput lost", "APM sampling all"], rows
+        )
 
     failures = results.get("failures") or []
     if failures:

@@ -24,11 +24,13 @@ async def run_one(
     single_calls: bool = False,
     settings: dict[str, str] | None = None,
     tag: str = "",
+    tasks: int | None = None,
 ) -> Json:
     """`single_calls`: one HTTP call per done, as the Go worker makes them (no SDK batching).
-    `settings`: more `TASQUES_*` settings for the server; `tag` tells such runs apart in names and logs."""
+    `settings`: more `TASQUES_*` settings for the server; `tag` tells such runs apart in names and logs;
+    `tasks`: how many (default `e2e_tasks`)."""
     p = ctx.params
-    total = p.e2e_tasks
+    total = tasks or p.e2e_tasks
     label = (f"{amount}-single" if single_calls else f"{amount}") + (f"-{tag}" if tag else "")
     store = ctx.store(kind, f"e2e{label.replace('-', '')}")
     server = await ctx.start_server(store, f"{kind}-e2e-{label}", settings)

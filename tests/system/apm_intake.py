@@ -144,7 +144,9 @@ def _parse(lines: list[bytes]) -> tuple[dict[str, Any], list[tuple[str, dict[str
 @asynccontextmanager
 async def running_intake(**settings: Any) -> AsyncIterator[Intake]:
     intake = Intake(**settings)
-    app = web.Application()
+    # A real APM server reads the stream event by event with no limit on the whole body; aiohttp's 1 MiB
+    # default would refuse a busy agent's batches (decompressed, they pass it).
+    app = web.Application(client_max_size=256 * 1024 * 1024)
     app.router.add_get("/", intake.server_info)
     app.router.add_post("/config/v1/agents", intake.agent_config)
     app.router.add_post("/intake/v2/events", intake.intake)

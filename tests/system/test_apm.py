@@ -60,7 +60,14 @@ async def apm_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 def apm_config(intake: Intake, **apm: Any) -> Config:
     return Config.model_validate(
         {
-            "apm": {"enabled": True, "server_url": intake.url, "secret_token": TOKEN, "environment": "test", **apm},
+            "apm": {
+                "enabled": True,
+                "server_url": intake.url,
+                "secret_token": TOKEN,
+                "environment": "test",
+                "transaction_sample_rate": 1.0,  # every transaction: the tests check each one
+                **apm,
+            },
             "dispatch": {"poll_interval": "20ms", "allowed_networks": ["127.0.0.0/8"]},
             "housekeeping": {"reap_every": "50ms", "recurring_every": "1h"},
         }

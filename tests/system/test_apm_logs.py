@@ -55,7 +55,7 @@ async def test_lines_inside_a_request_carry_its_trace_ids(
 ) -> None:
     config = Config.model_validate(
         {
-            "apm": {"enabled": True, "server_url": intake.url},
+            "apm": {"enabled": True, "server_url": intake.url, "transaction_sample_rate": 1.0},
             "logging": {"format": "json", "level": "debug"},
             "housekeeping": {"recurring_every": "1h"},
         }
