@@ -24,6 +24,7 @@ from elasticapm.traces import Span, Transaction, capture_span, execution_context
 from elasticapm.utils.disttracing import TraceParent
 
 from tasques.config import ConfigError
+from tasques.observe.requests import handle, route_of
 from tasques.service.tracing import Label, Traced
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"  # the API's header; the api layer is not importable from here
@@ -101,29 +102,17 @@ class Agent:
                 "request",
                 trace_parent=TraceParent.from_headers(cast(dict[str, str], request.headers)),
             )
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else "other"
-            status: int | None = None
-            response: web.StreamResponse | None = None
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as e:
-                status = e.status
-                raise
-            except asyncio.CancelledError:
-                raise  # the client hung up: no status
-            except BaseException:
-                status = 500
-                raise
-            finally:
+            route = route_of(request)
+
+            def ended(status: int | None, response: web.StreamResponse | None) -> None:
                 if transaction is not None and transaction.is_sampled:
                     _describe(transaction, request, route, status, response)
                 result = f"HTTP {status // 100}xx" if status is not None else "cancelled"
                 if transaction is not None:
                     transaction.outcome = "unknown" if status is None else "failure" if status >= 500 else "success"
                 client.end_transaction(f"{request.method} {route}", result)  # type: ignore[no-untyped-call]
+
+            return await handle(request, handler, ended)
 
         return apm_transaction
 
