@@ -90,8 +90,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
-def serve(aiohttp_client: AiohttpClient, backend: Backend, clock: ManualClock) -> Serve:
-    """A whole server on the backend; the leader lock is held elsewhere unless `leader`."""
+def serve(backend: Backend, aiohttp_client: AiohttpClient, clock: ManualClock) -> Serve:
+    """A whole server on the backend; the leader lock is held elsewhere unless `leader`. `backend` comes first,
+    so it is torn down (its indices deleted) after the servers have stopped."""
 
     async def make(
         overrides: Mapping[str, Any] | None = None,
