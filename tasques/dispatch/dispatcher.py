@@ -35,7 +35,7 @@ from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
 from tasques.log_fields import about
-from tasques.service.events import NoEvents, TaskEvents
+from tasques.service.events import NO_EVENTS, TaskEvents
 from tasques.service.tasks import TaskService
 from tasques.service.tracing import NO_TRACING, Tracer
 
@@ -81,11 +81,11 @@ class Dispatcher:
         tasks: TaskService,
         worker_id: str,
         settings: DispatchSettings,
-        events: TaskEvents | None = None,
+        events: TaskEvents = NO_EVENTS,
         tracer: Tracer = NO_TRACING,
     ) -> None:
         self._tasks = tasks
-        self._events = events if events is not None else NoEvents()
+        self._events = events
         self._tracer = tracer
         self.worker_id = worker_id
         self._settings = settings

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from tasques.leader.jobs import LeaderJob
 from tasques.service.clock import Clock
-from tasques.service.events import NoEvents, TaskEvents
+from tasques.service.events import NO_EVENTS, TaskEvents
 from tasques.service.tracing import NO_TRACING, Tracer
 from tasques.store.base import Store
 
@@ -28,7 +28,7 @@ class LeaderElector:
         lease: timedelta,
         renew_every: timedelta,
         lock_name: str = LOCK_NAME,
-        events: TaskEvents | None = None,
+        events: TaskEvents = NO_EVENTS,
         tracer: Tracer = NO_TRACING,
     ) -> None:
         if lease <= timedelta(0) or renew_every <= timedelta(0):
@@ -36,7 +36,7 @@ class LeaderElector:
         if renew_every >= lease:
             raise ValueError("leader.renew_every must be shorter than leader.lease")
         self._store = store
-        self._events = events if events is not None else NoEvents()
+        self._events = events
         self._holder = holder
         self._jobs = list(jobs)
         self._clock = clock

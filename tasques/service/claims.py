@@ -29,7 +29,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
 from tasques.service.batching import Coalescer
 from tasques.service.clock import Clock
-from tasques.service.events import NoEvents, Outcome, TaskEvents
+from tasques.service.events import NO_EVENTS, Outcome, TaskEvents
 from tasques.store.base import Store
 
 # A claim that gave up on stored tasks claims again for the slots they took, at most this many times in all.
@@ -69,10 +69,10 @@ class SharedClaims:
         claimer: Claimer,
         unknown: UnknownClaim,
         hand_back: HandBack,
-        events: TaskEvents | None = None,
+        events: TaskEvents = NO_EVENTS,
     ):
         self._store = store
-        self._events = events if events is not None else NoEvents()
+        self._events = events
         self._clock = clock
         self._claimer = claimer
         self._unknown = unknown

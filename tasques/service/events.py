@@ -82,6 +82,10 @@ class NoEvents:
         pass
 
 
+# The default observer of every service and loop: one shared instance, as the tracing default is.
+NO_EVENTS: TaskEvents = NoEvents()
+
+
 class AllOf:
     """Tells every observer, in order (metrics, traces, logs each add one in the composition root)."""
 
@@ -118,9 +122,9 @@ class AllOf:
 
 
 def all_of(observers: Sequence[TaskEvents]) -> TaskEvents:
-    """One observer for `observers`: NoEvents when there are none, the observer itself when there is one."""
+    """One observer for `observers`: NO_EVENTS when there are none, the observer itself when there is one."""
     if not observers:
-        return NoEvents()
+        return NO_EVENTS
     if len(observers) == 1:
         return observers[0]
     return AllOf(observers)

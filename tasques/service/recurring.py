@@ -13,7 +13,7 @@ from tasques.domain.task import Metadata
 from tasques.log_fields import about
 from tasques.service.clock import Clock
 from tasques.service.conflicts import retry_conflicts
-from tasques.service.events import NoEvents, RecurringOutcome, Source, TaskEvents
+from tasques.service.events import NO_EVENTS, RecurringOutcome, Source, TaskEvents
 from tasques.service.tasks import TaskService, describe_error
 from tasques.store.base import Store
 
@@ -42,10 +42,10 @@ class RecurringService:
         tasks: TaskService,
         clock: Clock,
         catch_up: CatchUp | None = None,
-        events: TaskEvents | None = None,
+        events: TaskEvents = NO_EVENTS,
     ) -> None:
         self._catch_up = catch_up or CatchUp()
-        self._events = events if events is not None else NoEvents()
+        self._events = events
         self._store = store
         self._tasks = tasks
         self._clock = clock

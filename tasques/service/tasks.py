@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from tasques.service.batching import Coalescer
 from tasques.service.claims import SharedClaims
 from tasques.service.clock import Clock
 from tasques.service.conflicts import CONFLICT_RETRIES
-from tasques.service.events import NoEvents, Outcome, Source, TaskEvents
+from tasques.service.events import NO_EVENTS, Outcome, Source, TaskEvents
 from tasques.service.queues import QueueService
 from tasques.service.signals import QueueSignals
 from tasques.service.ticker import ClaimTicker, HttpWork
@@ -93,10 +94,10 @@ class TaskService:
         clock: Clock,
         signals: QueueSignals,
         queues: QueueService,
-        events: TaskEvents | None = None,
+        events: TaskEvents = NO_EVENTS,
     ) -> None:
         self._store = store
-        self._events = events if events is not None else NoEvents()
+        self._events = events
         self._settings = settings
         self._clock = clock
         self._signals = signals
@@ -450,10 +451,7 @@ class TaskService:
                 self._events.created(again, Source.REPEAT)
 
     def _lost_races(self, queues: list[str]) -> None:
-        by_queue: dict[str, int] = {}
-        for queue in queues:
-            by_queue[queue] = by_queue.get(queue, 0) + 1
-        for queue, count in by_queue.items():
+        for queue, count in Counter(queues).items():
             self._events.conflicts(queue, count)
 
     async def record_attempt(self, attempt: Attempt) -> None:
