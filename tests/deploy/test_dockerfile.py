@@ -61,8 +61,9 @@ def test_entrypoint_and_command_follow_the_contract() -> None:
     final = IMAGE.final
     assert exec_form(final.last("ENTRYPOINT")) == ["tasques"]
     assert exec_form(final.last("CMD")) == ["--config", "/etc/tasques/config.yaml", "serve"]
-    assert final.last("STOPSIGNAL") is not None
-    assert final.last("STOPSIGNAL").args == "SIGTERM"  # type: ignore[union-attr]
+    stop = final.last("STOPSIGNAL")
+    assert stop is not None
+    assert stop.args == "SIGTERM"
 
 
 def test_environment_listens_on_the_exposed_port_and_keeps_sqlite_in_the_volume() -> None:
