@@ -64,14 +64,21 @@ class ServerProcess:
         self._cli_args = list(cli_args)  # before `serve`, e.g. ["--log-level", "WARNING"]
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def command(self) -> list[str]:
+        """The command line; a subclass may run the server otherwise (tests/deploy/ runs the image's)."""
+        return [sys.executable, "-m", "tasques.cli", *self._cli_args, "serve"]
+
+    def environment(self) -> dict[str, str]:
+        """The process environment, before the bind address is set to this object's port."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASQUES_") or k.startswith("TASQUES_TEST_")}
         env.update(self._settings)
+        return env
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        env = self.environment()
         env["TASQUES_SERVER_BIND_ADDRESS"] = f"127.0.0.1:{self.port}"
         with self._log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tasques.cli", *self._cli_args, "serve"], env=env, stdout=log, stderr=log
-            )
+            self._proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
