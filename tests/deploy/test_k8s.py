@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tasques.config import Config, split_host_port
+from tasques.config import Config, load_config, split_host_port
 from tasques.config_env import resolve_field
 from tasques.server import build_server
 from tasques.store.sqlite.store import SqliteStore
@@ -139,6 +139,7 @@ def test_every_tasques_variable_is_a_setting_and_the_config_loads(
                 else:
                     assert name.startswith("ELASTIC_APM_"), f"{name}: neither a Tasques nor an APM agent setting"
     config = config_of(objects, tmp_path)
+    load_config(tmp_path / "config.yaml", {})  # the ConfigMap's file loads on its own too
     assert config.store.kind == "elasticsearch"
     assert config.store.elasticsearch.user == "elastic"
     assert config.store.elasticsearch.password == pods.SECRET_PLACEHOLDER
