@@ -19,9 +19,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from tests.deploy.render import Object
 from tests.deploy.tools import KUBERNETES_VERSION
 
-Object = dict[str, Any]
 _SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 
 
