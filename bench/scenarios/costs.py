@@ -232,6 +232,7 @@ async def run_one(
             "claim_loops": loops,
             "worker_processes": processes,
             **result.claim_summary(),
+            "worker_stats": {k: sum(int(st[k]) for st in result.stats) for k in ("claimed", "unclaimed", "done")},
             "claim_conflicts": sum(conflicts),
             "claim_conflicts_per_task": round(sum(conflicts) / total, 4),
             "enqueue": enqueue,
