@@ -24,6 +24,18 @@ OPERATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("refreshes_external", ("refresh", "external_total")),  # those that make writes visible to searches
     ("gets", ("get", "total")),
     ("bulk_shard_requests", ("bulk", "total_operations")),
+    ("merges", ("merges", "total")),
+    # Time the shards spent, per kind of work: wall time summed over operations (not CPU, but on a node
+    # whose searches and writes do not wait on disk, a measure of where its CPU goes).
+    ("search_query_ms", ("search", "query_time_in_millis")),
+    ("search_fetch_ms", ("search", "fetch_time_in_millis")),
+    ("index_ms", ("indexing", "index_time_in_millis")),
+    ("delete_ms", ("indexing", "delete_time_in_millis")),
+    ("refresh_ms", ("refresh", "total_time_in_millis")),
+    ("get_ms", ("get", "time_in_millis")),
+    ("bulk_ms", ("bulk", "total_time_in_millis")),
+    ("merge_ms", ("merges", "total_time_in_millis")),
+    ("flush_ms", ("flush", "total_time_in_millis")),
 )
 
 
