@@ -1,6 +1,6 @@
 """A counting HTTP relay in front of Elasticsearch: every request the server sends, by endpoint.
 
-The idle scenario points the server at this relay, so "Elasticsearch requests per second" is what the server
+The idle and costs scenarios point the server at this relay, so "Elasticsearch requests per second" is what the server
 actually sends (not the node's internal operations, which include scheduled refreshes and per-shard work).
 Bodies and headers pass through unchanged (compressed or not); only hop-by-hop headers are dropped.
 """
@@ -15,6 +15,25 @@ from aiohttp import web
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}
 _DOC_ID = re.compile(r"/(_doc|_create|_update)/[^/]+$")
+KINDS = ("search", "bulk", "refresh", "get", "index", "other")
+
+
+def kind_of(endpoint: str) -> str:
+    """Which of KINDS an endpoint of `CountingRelay.endpoint` is: `get` covers GET/HEAD of one document and
+    `_mget`; `index` every single-document write (index, create, update, delete)."""
+    method, _, rest = endpoint.partition(" ")
+    path = rest.split(" ", 1)[0]
+    if path.endswith("/_search"):
+        return "search"
+    if path.endswith("/_bulk"):
+        return "bulk"
+    if path.endswith("/_refresh"):
+        return "refresh"
+    if path.endswith("/_mget") or (method in ("GET", "HEAD") and "/_doc/" in path):
+        return "get"
+    if _DOC_ID.search(path):
+        return "index"
+    return "other"
 
 
 class CountingRelay:
@@ -22,6 +41,8 @@ class CountingRelay:
         self._upstream = upstream.rstrip("/")
         self._prefix = index_prefix
         self.counts: Counter[str] = Counter()
+        self.bytes_sent = 0  # request bodies, as the server sent them (compressed or not)
+        self.bytes_received = 0  # response bodies
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -61,10 +82,12 @@ class CountingRelay:
         assert self._session is not None
         body = await request.read()
         self.counts[self.endpoint(request.method, request.path, body)] += 1
+        self.bytes_sent += len(body)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         async with self._session.request(
             request.method, f"{self._upstream}{request.path_qs}", headers=headers, data=body or None
         ) as upstream:
             payload = await upstream.read()
+            self.bytes_received += len(payload)
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
             return web.Response(status=upstream.status, headers=out, body=payload)

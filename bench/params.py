@@ -36,6 +36,11 @@ class Params:
     observability_claim_amount: int = 100
     observability_tasks: int = 60_000  # per run: longer than the e2e runs, so one noisy second weighs less
     observability_rounds: int = 3  # each runs every mode once
+    # 8. per-task costs on Elasticsearch (docs/scaling.md)
+    costs_tasks: int = 20_000  # per run
+    costs_servers: tuple[int, ...] = (1, 2, 4)
+    costs_claim_amounts: tuple[int, ...] = (10, 100)
+    costs_direct_servers: tuple[int, ...] = (1, 2)  # these run again without the counting relays (rates, CPU)
     # 5. limits
     raw_sqlite_tasks: int = 100_000
     raw_es_bulk_tasks: int = 50_000
@@ -61,6 +66,7 @@ QUICK = Params(
     es_backlog_budget_s=120.0,
     raw_sqlite_tasks=10_000,
     observability_tasks=6_000,
+    costs_tasks=2_000,
     raw_es_bulk_tasks=5_000,
     raw_es_loop_tasks=2_000,
     stall_timeout_s=30.0,

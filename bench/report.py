@@ -85,6 +85,54 @@ def _peers(results: Json, kinds: list[str], names: list[str]) -> list[str]:
     )
 
 
+def _cost_row(label: str, relayed: Json | None, direct: Json | None, phase: str) -> list[str]:
+    """Counts from the relayed run, rates and CPU from the direct one (the relayed one if there is none)."""
+    timed = (direct or relayed or {}).get(phase) or {}
+    counted = ((relayed or {}).get(phase) or {}).get("per_task") or {}
+    c = timed.get("per_task") or {}
+    requests = counted.get("es_requests") or {}
+    by_kind = " / ".join(_num(requests.get(k), 3) for k in ("search", "bulk", "refresh", "get", "index", "other"))
+    written = (counted.get("docs_indexed") or 0) + (counted.get("docs_deleted") or 0)
+    node_ops = [counted.get("searches"), written, counted.get("refreshes_external"), counted.get("gets")]
+    conflicts = (relayed or direct or {}).get("claim_conflicts_per_task") if phase == "claim_done" else None
+    return [
+        label + ("" if direct else " (relayed)"),
+        f"**{_num(timed.get('tasks_per_s'))}**",
+        f"{_num(c.get('server_cpu_ms'), 3)} / {_num(c.get('workers_cpu_ms'), 3)} / **{_num(c.get('node_cpu_ms'), 3)}**",
+        f"{_num(counted.get('es_requests_total'), 3)} ({by_kind})",
+        " / ".join(_num(v, 3) for v in node_ops),
+        _num(conflicts, 3),
+        _other_load(timed),
+    ]
+
+
+def _costs(results: Json) -> list[str]:
+    runs = _get(results, "elasticsearch", "costs", "runs") or []
+    if not runs:
+        return []
+    configs = list(dict.fromkeys((r["servers"], r["claim_amount"]) for r in runs))
+    rows: list[list[str]] = []
+    for servers, amount in configs:
+        same = [r for r in runs if (r["servers"], r["claim_amount"]) == (servers, amount)]
+        relayed = next((r for r in same if r["relayed"]), None)
+        direct = next((r for r in same if not r["relayed"]), None)
+        label = f"{servers} server{'s' if servers > 1 else ''}, claim {amount}"
+        if not rows:
+            rows.append(_cost_row("bulk enqueue, 1,000 per request, 1 server", relayed, direct, "enqueue"))
+        rows.append(_cost_row(label, relayed, direct, "claim_done"))
+        if relayed and "archive" in relayed:
+            rows.append(_cost_row("archiving the done tasks, 1 server", relayed, None, "archive"))
+    return [
+        "",
+        "**Per-task costs on Elasticsearch**: tasks/s; CPU ms per task (server / workers / node); Elasticsearch "
+        "requests per task, from the relays (search / bulk / refresh / get / index / other); node operations "
+        "on the store's indices per task (searches / documents written / refreshes / realtime gets); claim "
+        "conflicts per task; other load. Claim+done phases unless named.",
+        "",
+        *_table(["run", "tasks/s", "CPU ms", "ES requests", "node operations", "conflicts", "other load"], rows),
+    ]
+
+
 def markdown(results: Json) -> str:
     kinds = [k for k in ("sqlite", "elasticsearch") if k in results.get("stores", {})]
     names = [STORE_NAMES[k] for k in kinds]
@@ -251,6 +299,8 @@ def markdown(results: Json) -> str:
         out += _table(
             ["store", "both off (tasks/s)", "metrics + APM on (tasks/s)", "throughput lost", "APM sampling all"], rows
         )
+
+    out += _costs(results)
 
     failures = results.get("failures") or []
     if failures:

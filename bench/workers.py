@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -66,6 +67,7 @@ class ProcessPool:
     """Worker processes that speak the line protocol of `bench.worker_proc` (ready, go, progress, stop, result).
 
     `command` is the argv after the Python executable; the SDK pool below and the peers (`bench.peers`) share this.
+    `command_for` may give each process its own (the SDK pool spreads its processes over several servers).
     """
 
     def __init__(self, command: list[str], *, processes: int, log_path: Path) -> None:
@@ -76,16 +78,20 @@ class ProcessPool:
         self._procs: list[_Proc] = []
         self._progress = asyncio.Event()
 
+    def command_for(self, i: int) -> list[str]:
+        """The argv of process `i`."""
+        return self.command
+
     @property
     def pids(self) -> list[int]:
         return [p.proc.pid for p in self._procs]
 
     async def start(self, within: float = 60.0) -> None:
         self._log = self._log_path.open("ab")
-        for _ in range(self.processes):
+        for i in range(self.processes):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *self.command,
+                *self.command_for(i),
                 cwd=REPO,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -170,11 +176,13 @@ class ProcessPool:
 
 
 class WorkerPool(ProcessPool):
-    """`processes` x `workers_per_process` SDK `Worker`s, each with `concurrency` slots, claiming `claim_amount`."""
+    """`processes` x `workers_per_process` SDK `Worker`s, each with `concurrency` slots, claiming `claim_amount`.
+
+    `server_url` may list several servers: process i then talks to server i mod their number."""
 
     def __init__(
         self,
-        server_url: str,
+        server_url: str | Sequence[str],
         queue: str,
         *,
         processes: int,
@@ -185,11 +193,17 @@ class WorkerPool(ProcessPool):
         log_path: Path,
         single_calls: bool = False,
     ) -> None:
-        args = ["--server", server_url, "--queue", queue, "--workers", str(workers_per_process)]
+        self._servers = [server_url] if isinstance(server_url, str) else list(server_url)
+        args = ["--server", self._servers[0], "--queue", queue, "--workers", str(workers_per_process)]
         args += ["--claim-amount", str(claim_amount), "--concurrency", str(concurrency), "--block-for", str(block_for)]
         if single_calls:
             args.append("--single-calls")
         super().__init__(["-m", "bench.worker_proc", *args], processes=processes, log_path=log_path)
+
+    def command_for(self, i: int) -> list[str]:
+        command = list(self.command)
+        command[command.index("--server") + 1] = self._servers[i % len(self._servers)]
+        return command
 
     async def stop(self, within: float = 60.0) -> PoolResult:
         """Stop every worker gracefully and collect what each process did."""
