@@ -95,11 +95,11 @@ class ElasticsearchConfig(_Section):
         description="the store deadline: one Elasticsearch request that takes longer answers 503 (never retried)",
     )
     max_retries: int = Field(
-        0,
+        2,
         ge=0,
         le=10,
-        description="transport retries after a connection error (another node of `addresses` is tried); "
-        "each may take request_timeout again",
+        description="transport retries after a refused or broken connection, each on another node of `addresses` "
+        "(timeouts are never retried); each may take request_timeout again",
     )
     archive_rollover_max_age: PositiveDuration = Field(
         timedelta(hours=24), description="roll the archive index over at this age"
