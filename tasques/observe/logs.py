@@ -159,12 +159,35 @@ def configure_logging(
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+    quiet_libraries(level)
     if fmt == "json":
         logging.captureWarnings(True)
         sys.excepthook = _log_uncaught
     return handler
+
+
+class OneLineRetries(logging.Filter):
+    """elastic-transport logs a whole traceback with every retried request (`max_retries`), so a dead node
+    would fill the log with them: keep the line, with the error's one-line summary instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_libraries(level: Level) -> None:
+    """Client libraries at WARNING, retries on one line; at debug, everything as the library logs it."""
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+    transport = logging.getLogger("elastic_transport.transport")
+    for f in [f for f in transport.filters if isinstance(f, OneLineRetries)]:
+        transport.removeFilter(f)
+    if level != "debug":
+        transport.addFilter(OneLineRetries())
 
 
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:

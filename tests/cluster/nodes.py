@@ -146,7 +146,7 @@ class Cluster:
             "ES_TMPDIR": str(node.dir / "tmp"),
             "ES_JAVA_HOME": str(self.dist.java_home),
             # Two processors each: three nodes share two cores with the rest of the suite.
-            "ES_JAVA_OPTS": f"-Xms{self.heap} -Xmx{self.heap} -XX:ActiveProcessorCount=2",
+            "ES_JAVA_OPTS": f"-Xms{self.heap} -Xmx{self.heap} -XX:ActiveProcessorCount=2 -XX:TieredStopAtLevel=1",
         }
         run_as = ["runuser", "-u", self.dist.user, "--"] if self.dist.user else []
         cmd = [*run_as, "env", *(f"{k}={v}" for k, v in env.items())]
@@ -215,14 +215,18 @@ class Cluster:
 
     # Cluster facts (asked of any live, running node)
 
-    def get(self, path: str, timeout: float = 5.0) -> Any:
-        """GET `path` as JSON from the first live node that answers."""
+    def get(self, path: str, timeout: float = 5.0, body: Any = None) -> Any:
+        """GET `path` as JSON from the first live node that answers; with `body`, POST it as JSON."""
         last: Exception | None = None
+        data = None if body is None else json.dumps(body).encode()
         for node in self.nodes:
             if not node.alive or node.paused:
                 continue
+            request = urllib.request.Request(
+                f"{node.url}{path}", data=data, headers={"Content-Type": "application/json"}
+            )
             try:
-                with urllib.request.urlopen(f"{node.url}{path}", timeout=timeout) as resp:
+                with urllib.request.urlopen(request, timeout=timeout) as resp:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as e:
                 e.close()  # the error is the response: its socket must be closed
@@ -271,6 +275,26 @@ class Cluster:
             if int(row["shard"]) == shard and row["prirep"] == "p" and row["state"] == "STARTED":
                 return self.node(row["node"])
         raise RuntimeError(f"no started primary for {index}[{shard}]: {self.describe()}")
+
+    def copies_of(self, index: str, shard: int = 0) -> set[str]:
+        """Names of the nodes holding a started copy (primary or replica) of `index`'s shard."""
+        rows = self.get(f"/_cat/shards/{index}?format=json&h=shard,state,node")
+        return {row["node"] for row in rows if int(row["shard"]) == shard and row["state"] == "STARTED"}
+
+    def place_copy_on(self, index: str, node: Node, shard: int = 0) -> None:
+        """Make sure `node` holds a copy of `index`'s shard: move a replica there if it holds none, then wait."""
+        copies = self.copies_of(index, shard)
+        if node.name in copies:
+            return
+        source = next(name for name in sorted(copies) if self.primary_of(index, shard).name != name)
+        move = {"index": index, "shard": shard, "from_node": source, "to_node": node.name}
+        self.get("/_cluster/reroute", body={"commands": [{"move": move}]})
+        deadline = time.monotonic() + self.start_timeout
+        while node.name not in self.copies_of(index, shard) or len(self.copies_of(index, shard)) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{index}[{shard}] did not move to {node.name}: {self.describe()}")
+            time.sleep(0.2)
+        self.wait_green()
 
     def describe(self) -> str:
         try:
