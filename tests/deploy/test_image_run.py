@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -146,13 +148,17 @@ def test_the_image_command_serves_on_a_read_only_root_and_drains_on_sigterm(tmp_
 @pytest.mark.usefixtures("sandbox")
 def test_the_sandbox_root_is_read_only_and_the_volume_writable(tmp_path: Path) -> None:
     # The control for the test above: a write outside /tmp fails in the sandbox, one into the volume works.
-    probe = REPO / ".read-only-probe"
+    # Not in the repo: a checkout under /tmp (CI may clone there) is writable in the sandbox, as /tmp is.
+    outside_dir = Path(tempfile.mkdtemp(prefix="tasques-read-only-probe-", dir="/var/tmp"))
+    probe = outside_dir / "probe"
     write = "import sys; open(sys.argv[1], 'w').write('x')"
-    outside = subprocess.run(
-        read_only([sys.executable, "-c", write, str(probe)], tmp_path), capture_output=True, text=True, check=False
-    )
-    wrote = probe.exists()
-    probe.unlink(missing_ok=True)
+    try:
+        outside = subprocess.run(
+            read_only([sys.executable, "-c", write, str(probe)], tmp_path), capture_output=True, text=True, check=False
+        )
+        wrote = probe.exists()
+    finally:
+        shutil.rmtree(outside_dir, ignore_errors=True)
     assert not wrote
     assert "Read-only file system" in outside.stderr
     inside = subprocess.run(read_only([sys.executable, "-c", write, "v"], tmp_path), capture_output=True, check=False)
