@@ -44,6 +44,14 @@ async def delete_es_prefix(url: str, prefix: str) -> None:
             await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
 
 
+def cache_root() -> Path:
+    """Where the harness keeps what outlives a test run, as scripts/elasticsearch does: /var/cache/tasques as root
+    (the Elasticsearch user must reach it, and /root is mode 700), else the user's cache dir."""
+    if os.geteuid() == 0:
+        return Path("/var/cache/tasques")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tasques"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

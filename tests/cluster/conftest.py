@@ -3,7 +3,6 @@ stopped (continued first). A cluster that cannot start skips locally and fails i
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +11,12 @@ import pytest
 
 from tests.cluster.nodes import Cluster, Distribution
 from tests.conftest import IN_CI
+from tests.process import cache_root
 
 
 def _base() -> Path:
     # Not under /tmp/pytest-*: as root the ES user must reach it, and /root is mode 700.
-    root = Path("/var/cache/tasques") if os.geteuid() == 0 else Path.home() / ".cache" / "tasques"
-    return root / f"cluster-{uuid.uuid4().hex[:8]}"
+    return cache_root() / f"cluster-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

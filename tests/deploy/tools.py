@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.process import cache_root
+
 KUSTOMIZE = "sigs.k8s.io/kustomize/kustomize/v5"
 # v5.8.3 needs Go 1.27; this machine (and CI's) has 1.26.
 KUSTOMIZE_VERSION = "v5.8.2"
@@ -33,13 +35,9 @@ class ToolUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """As scripts/elasticsearch: /var/cache/tasques as root, else the user's cache; TASQUES_TOOLS_CACHE wins."""
+    """`deploy` under the harness's cache root; TASQUES_TOOLS_CACHE wins."""
     override = os.environ.get("TASQUES_TOOLS_CACHE")
-    if override:
-        return Path(override)
-    if os.geteuid() == 0:
-        return Path("/var/cache/tasques/deploy")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tasques" / "deploy"
+    return Path(override) if override else cache_root() / "deploy"
 
 
 def kustomize() -> Path:

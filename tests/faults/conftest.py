@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import IN_CI, REPO
 from tests.faults.proxy import StallingProxy
+from tests.process import cache_root
 
 
 @dataclass
@@ -38,8 +39,7 @@ class DedicatedNode:
 
 
 def _run_dir() -> Path:
-    base = Path("/var/cache/tasques") if os.geteuid() == 0 else Path.home() / ".cache" / "tasques"
-    return base / f"es-run-faults-{uuid.uuid4().hex[:8]}"
+    return cache_root() / f"es-run-faults-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")
