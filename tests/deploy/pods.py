@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from tasques.config import Config, load_config
+from tests.conftest import REPO
+from tests.deploy.dockerfile import Dockerfile, exec_form
 from tests.deploy.render import Object, of_kind
 
-# The image's own environment (the deployment contract): a pod's env is applied over it.
-IMAGE_ENV = {"TASQUES_SERVER_BIND_ADDRESS": "0.0.0.0:8080"}
-CONFIG_PATH = "/etc/tasques/config.yaml"
+# The image's own settings, read from the Dockerfile's final stage: a pod's env is applied over them, and its
+# command names the config file.
+_IMAGE = Dockerfile(REPO / "Dockerfile")
+IMAGE_ENV = {k: v for k, v in _IMAGE.env(_IMAGE.final).items() if k.startswith("TASQUES_")}
+_CMD = exec_form(_IMAGE.final.last("CMD"))
+CONFIG_PATH = _CMD[_CMD.index("--config") + 1]
 # What a value read from a secret stands for in the tests: any string is a valid password or token.
 SECRET_PLACEHOLDER = "from-a-secret"
 # ECK's names for a resource called NAME (pkg/apis/*/name.go in the ECK module) and each service's port.
