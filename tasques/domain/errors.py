@@ -49,3 +49,23 @@ class StoreUnavailable(TasquesError):
 
 class VersionConflict(TasquesError):
     """The record changed since it was read; the caller may re-read and retry."""
+
+
+class QuotaExceeded(TasquesError):
+    """The project holds as many outstanding tasks as its quota allows; nothing was written (429)."""
+
+
+class Unauthenticated(TasquesError):
+    """No credentials, or credentials that do not check out (401). The message never holds the secret."""
+
+
+class Forbidden(TasquesError):
+    """Valid credentials whose role or network does not allow the request (403)."""
+
+
+class RateLimited(TasquesError):
+    """The token made more requests than its rate allows (429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

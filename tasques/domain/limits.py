@@ -23,12 +23,22 @@ MAX_KIND_LENGTH = 200
 MAX_RECURRING_ID_LENGTH = 200
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:~+=-]+$"
 ID_PATTERN = r"^[A-Za-z0-9_.:@~+=-]+$"
+# A project is a tenant: its name is part of every key and `_id` (`{project}/{queue}/{id}`: 40 + 1 + 457 bytes
+# stays under 512), so it excludes '/' and everything a queue name excludes, and is lower-case to keep URLs
+# and headers unambiguous.
+MAX_PROJECT_LENGTH = 40
+PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+DEFAULT_PROJECT = "default"
 # A kind is never a path segment: any printable text (no control characters).
 KIND_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 QueueName = Annotated[
     str,
     Field(min_length=1, max_length=MAX_QUEUE_LENGTH, pattern=QUEUE_PATTERN, examples=["run-later"]),
+]
+ProjectName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_PROJECT_LENGTH, pattern=PROJECT_PATTERN, examples=["billing"]),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 RecurringId = Annotated[

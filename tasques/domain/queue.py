@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasques.domain.limits import MAX_CONCURRENT_DISPATCHES, MAX_DISPATCHES_PER_SECOND
+from tasques.domain.limits import DEFAULT_PROJECT, MAX_CONCURRENT_DISPATCHES, MAX_DISPATCHES_PER_SECOND
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Metadata
 
@@ -33,11 +33,12 @@ class QueueSettings(BaseModel):
         description="the queue's requests in flight at once, per server; the server default if absent",
     )
     retry_policy: RetryPolicy | None = Field(None, description="default retry policy of the queue's new tasks")
+    project: str = Field(DEFAULT_PROJECT, description="the project (tenant) the queue belongs to")
     metadata: Metadata
 
     @classmethod
-    def default(cls, queue: str, at: datetime) -> QueueSettings:
-        return cls(queue=queue, metadata=Metadata(created_at=at, modified_at=at))
+    def default(cls, queue: str, at: datetime, project: str = DEFAULT_PROJECT) -> QueueSettings:
+        return cls(queue=queue, project=project, metadata=Metadata(created_at=at, modified_at=at))
 
     def changed(self, at: datetime, **changes: Any) -> QueueSettings:
         # Validated (model_copy would not validate the changes).

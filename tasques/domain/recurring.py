@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.limits import (
+    DEFAULT_PROJECT,
     MAX_PRIORITY,
     MAX_PROCESSING_TIMEOUT,
     MAX_RETRY_TIMES,
@@ -58,6 +59,7 @@ class RecurringTask(BaseModel):
     last_error_at: datetime | None = Field(
         None, description="when `last_error` first happened (passes since may have failed the same way)"
     )
+    project: str = Field(DEFAULT_PROJECT, description="the project (tenant) the recurring task belongs to")
     metadata: Metadata
 
     @property

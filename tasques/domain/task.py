@@ -16,7 +16,7 @@ from tasques.domain.duration import Duration
 from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
-from tasques.domain.limits import MAX_REPEAT_INTERVAL, MAX_REPEAT_TIMES, RepeatInterval, at_most
+from tasques.domain.limits import DEFAULT_PROJECT, MAX_REPEAT_INTERVAL, MAX_REPEAT_TIMES, RepeatInterval, at_most
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 
 JsonObj = dict[str, Any]
@@ -107,6 +107,8 @@ class NewTask(_Frozen):
     http_request: HttpRequest | None = None
     retry_policy: RetryPolicy | None = None
     repeat: Repeat | None = None
+    project: str = DEFAULT_PROJECT
+    sensitive: bool = False
 
 
 class Task(_Frozen):
@@ -131,6 +133,8 @@ class Task(_Frozen):
     first_attempted_at: datetime | None = Field(None, description="when the task was first claimed")
     repeat: Repeat | None = Field(None, description="run again after each success")
     repeated: int | None = Field(None, description="how many times a repeating task has succeeded so far")
+    project: str = Field(DEFAULT_PROJECT, description="the project (tenant) the task belongs to")
+    sensitive: bool = Field(False, description="args and context are encrypted at rest")
     metadata: Metadata
 
     @classmethod
@@ -153,6 +157,8 @@ class Task(_Frozen):
             retry_policy=new.retry_policy,
             repeat=new.repeat,
             repeated=0 if new.repeat is not None else None,
+            project=new.project,
+            sensitive=new.sensitive,
             metadata=Metadata(created_at=at, modified_at=at),
         )
 

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasques.domain.limits import DEFAULT_PROJECT
+
 BODY_KEPT = 4096  # bytes of a response body kept in an attempt
 
 
@@ -14,6 +16,7 @@ class Attempt(BaseModel):
 
     queue: str = Field(description="the task's queue")
     task_id: str = Field(description="the task's id")
+    project: str = Field(DEFAULT_PROJECT, description="the task's project")
     run: int = Field(0, description="which run of a repeating task (0 for the first, or a task that does not repeat)")
     attempt: int = Field(description="1 for the first attempt of the run, and so on")
     worker_id: str = Field(description="who made the attempt (the dispatcher of one server)")

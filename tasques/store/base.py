@@ -6,7 +6,13 @@ claimable tasks and applies the caller's pure `change` to each, because finding 
 atomic step (SQLite: one transaction; Elasticsearch: conditional bulk updates that skip lost races).
 
 Semantics every backend must honour (checked by `tests/contract/`):
-- Task identity is (queue, id). Recurring task identity is id. Queue settings identity is the queue name.
+- Every record belongs to a project (a tenant), and the project is part of its identity: task identity is
+  (project, queue, id), recurring task identity (project, id), queue settings identity (project, queue), an
+  attempt's (project, queue, task id, run, attempt). Two projects may use the same names and never see each
+  other's records: every read, search, count and conditional write is confined to the project it names.
+  Methods that take a key take `project` as a keyword (`DEFAULT_PROJECT` when omitted, the project of a
+  server without auth); records carry theirs in `.project`. Leader-side sweeps (timeouts, archiving, attempt
+  retention, the recurring scheduler's listing) span every project.
 - `metadata.version` of a returned record is the version the store now holds; conditional writes compare
   the version of the record passed in.
 - "Claimable" means state queued or failed and `run_at <= now`; claim order is priority descending, then
@@ -31,6 +37,8 @@ from typing import Protocol, runtime_checkable
 
 from tasques.domain.errors import AlreadyExists, VersionConflict
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, TaskState
@@ -43,6 +51,7 @@ GeneratedKeys = frozenset[tuple[str, str]]
 
 @dataclass(frozen=True)
 class TaskFilter:
+    project: str = DEFAULT_PROJECT
     queue: str | None = None
     states: frozenset[TaskState] = frozenset()
     kind: str | None = None
@@ -57,31 +66,35 @@ class TaskPage:
 
 @dataclass(frozen=True)
 class QueueProbe:
-    """Where `claimable_queues` looks for tasks of one target: `queues`, or every queue when None, less `excluding`."""
+    """Where `claimable_queues` looks for tasks of one target: `queues` of `project`, or every queue when None, less
+    `excluding`. `project` None means every project (the dispatcher's probe); `queues` must then be None too."""
 
     target: TaskTarget
     queues: frozenset[str] | None = None
-    excluding: frozenset[str] = frozenset()
+    excluding: frozenset[tuple[str, str]] = frozenset()  # (project, queue)
+    project: str | None = DEFAULT_PROJECT
 
 
 @dataclass(frozen=True)
 class TaskChange:
-    """One read-modify-write: `change` is applied to the task (queue, id) as the store holds it now."""
+    """One read-modify-write: `change` is applied to the task (project, queue, id) as the store holds it now."""
 
     queue: str
     id: str
     change: Callable[[Task], Task]
+    project: str = DEFAULT_PROJECT
 
 
 def check_distinct(changes: Sequence[TaskChange]) -> None:
-    """`modify_tasks` takes each (queue, id) once: ValueError otherwise (every store checks it the same way)."""
-    if len({(c.queue, c.id) for c in changes}) != len(changes):
-        raise ValueError("modify_tasks needs distinct (queue, id) keys")
+    """`modify_tasks` takes each key once: ValueError otherwise (every store checks it the same way)."""
+    if len({(c.project, c.queue, c.id) for c in changes}) != len(changes):
+        raise ValueError("modify_tasks needs distinct (project, queue, id) keys")
 
 
 @dataclass(frozen=True)
 class QueueCounts:
     queue: str
+    project: str = DEFAULT_PROJECT
     counts: dict[TaskState, int] = field(default_factory=dict)
     # The earliest `run_at` of the queue's queued and failed tasks (None when it has none). When it is <= now it
     # is the run_at of the task that has waited longest for a worker (metrics: the oldest queued task's age).
@@ -121,18 +134,23 @@ class Store(Protocol):
 
     # Tasks
     async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
-        """Persist a new task. Raises `AlreadyExists` if (queue, id) is taken, live or archived.
+        """Persist a new task. Raises `AlreadyExists` if (project, queue, id) is taken, live or archived.
 
         `generated` names the keys whose id the server generated; for those an archived duplicate cannot
         exist, and the store need not look for one (a live duplicate is still refused)."""
 
     async def insert_tasks(
-        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset(), quota: int | None = None
     ) -> list[Task | AlreadyExists]:
         """Persist many new tasks in one round trip; each slot is the stored task or why it was refused.
-        `generated` as for `insert_task`."""
+        `generated` as for `insert_task`.
 
-    async def get_task(self, queue: str, task_id: str) -> Task:
+        `quota` (the tasks must then share one project): raise `QuotaExceeded`, writing nothing, if the project's
+        outstanding tasks (neither done, dead nor cancelled) plus `len(tasks)` would exceed it. The check holds
+        across every store instance racing on the same project (it counts what the store holds, not what this
+        instance wrote), and may refuse early while a refused or duplicate slot's reservation is recent."""
+
+    async def get_task(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> Task:
         """Raises `NotFound`."""
 
     async def update_task(self, task: Task) -> Task:
@@ -160,71 +178,105 @@ class Store(Protocol):
         limit: int,
         change: Callable[[Task], Task],
         target: TaskTarget = TaskTarget.PULL,
+        *,
+        project: str | None = DEFAULT_PROJECT,
     ) -> list[Task]:
-        """Atomically apply `change` to up to `limit` claimable tasks of `queues` and `target`, in claim order."""
+        """Atomically apply `change` to up to `limit` claimable tasks of `queues` of `project` and `target`, in
+        claim order. `project` None: those queues in every project (the dispatcher's claims)."""
 
-    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
-        """The (queue, target) pairs of `probes` that hold a task claimable at `now`, in one cheap round trip
+    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, str, TaskTarget]]:
+        """The (project, queue, target) triples of `probes` that hold a task claimable at `now`, in one cheap round trip
         (idle waiters poll this instead of claiming). It sees what `claim_tasks` would see at the same moment:
         it may name a queue whose candidates a claim then loses or finds unreadable, never miss one it would find."""
 
-    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
+    async def find_claimed_by(
+        self, worker_id: str, claimed_at: datetime, *, project: str = DEFAULT_PROJECT
+    ) -> list[Task]:
         """Tasks still claimed by `worker_id` with exactly this `last_claimed.claimed_at`: what is left of one
         claim call. Sees every write made before it, through any store instance (it may cost a refresh)."""
 
     async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
-        """Claimed tasks whose `times_out_at <= now`, oldest deadline first."""
+        """Claimed tasks whose `times_out_at <= now`, oldest deadline first, in every project."""
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
-        """Live tasks, newest first, with an opaque keyset cursor for the next page."""
+        """Live tasks of `flt.project`, newest first, with an opaque keyset cursor for the next page."""
 
-    async def queue_counts(self) -> list[QueueCounts]:
-        """Live tasks counted by queue and state, with each queue's `earliest_run_at`: never a scan of tasks
+    async def queue_counts(self, *, project: str | None = None) -> list[QueueCounts]:
+        """Live tasks of `project` (None: of every project, one entry per project and queue) counted by state, with each queue's `earliest_run_at`: never a scan of tasks
         (SQLite: an index; Elasticsearch: an aggregation)."""
 
-    async def count_outstanding(self, recurring_task_id: str) -> int:
+    async def count_outstanding(self, recurring_task_id: str, *, project: str = DEFAULT_PROJECT) -> int:
         """Live tasks of a recurring task that are neither done nor dead. Exact: includes a task just created."""
 
     async def archive_finished(self, finished_before: datetime, limit: int) -> int:
-        """Move up to `limit` done/dead tasks last modified before the cutoff into the archive."""
+        """Move up to `limit` done/dead tasks (of every project) last modified before the cutoff into the archive."""
 
     # Recurring tasks
     async def insert_recurring(self, task: RecurringTask) -> RecurringTask:
         """Raises `AlreadyExists`."""
 
-    async def get_recurring(self, task_id: str) -> RecurringTask:
+    async def get_recurring(self, task_id: str, *, project: str = DEFAULT_PROJECT) -> RecurringTask:
         """Raises `NotFound`."""
 
     async def update_recurring(self, task: RecurringTask) -> RecurringTask:
         """Conditional on version, like `update_task`."""
 
-    async def delete_recurring(self, task_id: str) -> RecurringTask:
+    async def delete_recurring(self, task_id: str, *, project: str = DEFAULT_PROJECT) -> RecurringTask:
         """Remove and return it. Raises `NotFound`."""
 
-    async def list_recurring(self) -> list[RecurringTask]: ...
+    async def list_recurring(self, *, project: str | None = None) -> list[RecurringTask]:
+        """The recurring tasks of `project`, or of every project when None (the scheduler)."""
 
     # Queue settings
     async def insert_queue_settings(self, settings: QueueSettings) -> QueueSettings:
         """Raises `AlreadyExists`."""
 
-    async def get_queue_settings(self, queue: str) -> QueueSettings:
+    async def get_queue_settings(self, queue: str, *, project: str = DEFAULT_PROJECT) -> QueueSettings:
         """Raises `NotFound`."""
 
     async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
         """Conditional on version, like `update_task`."""
 
-    async def list_queue_settings(self) -> list[QueueSettings]:
-        """Every queue's settings, by queue name. Sees every server's writes at once."""
+    async def list_queue_settings(self, *, project: str | None = None) -> list[QueueSettings]:
+        """The settings of `project`'s queues (every project's when None), by project and queue name. Sees every
+        server's writes at once."""
 
     # Attempt timeline
     async def insert_attempt(self, attempt: Attempt) -> None:
         """Record an attempt; recording the same (queue, task id, attempt number) again replaces it."""
 
-    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+    async def list_attempts(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> list[Attempt]:
         """A task's attempts, in attempt order."""
 
     async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
-        """Delete up to `limit` attempts that ended before the cutoff; returns how many."""
+        """Delete up to `limit` attempts (of every project) that ended before the cutoff; returns how many."""
+
+    async def count_project_outstanding(self, project: str) -> int:
+        """The project's live tasks that are neither done, dead nor cancelled (what `quota` counts)."""
+
+    # Projects and tokens (not per project themselves: admin records)
+    async def insert_project(self, project: Project) -> Project:
+        """Raises `AlreadyExists`."""
+
+    async def get_project(self, name: str) -> Project:
+        """Raises `NotFound`. Sees every server's writes at once."""
+
+    async def update_project(self, project: Project) -> Project:
+        """Conditional on version, like `update_task`."""
+
+    async def list_projects(self) -> list[Project]: ...
+
+    async def insert_token(self, token: ApiToken) -> ApiToken:
+        """Raises `AlreadyExists` if the id is taken."""
+
+    async def get_token(self, token_id: str) -> ApiToken:
+        """Raises `NotFound`. Sees every server's writes at once (revocation reads it)."""
+
+    async def update_token(self, token: ApiToken) -> ApiToken:
+        """Conditional on version, like `update_task`."""
+
+    async def list_tokens(self, project: str) -> list[ApiToken]:
+        """The project's tokens, revoked ones included, oldest first."""
 
     # Leader lock
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:

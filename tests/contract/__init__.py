@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.retry import BackoffPolicy
 from tasques.domain.task import Metadata, NewTask, Task, TaskState
@@ -32,6 +33,7 @@ def make_task(
     processing_timeout: timedelta = timedelta(minutes=1),
     recurring_task_id: str | None = None,
     args: dict[str, Any] | None = None,
+    project: str = DEFAULT_PROJECT,
 ) -> Task:
     new = NewTask(
         queue=queue,
@@ -43,6 +45,7 @@ def make_task(
         processing_timeout=processing_timeout,
         args=args,
         recurring_task_id=recurring_task_id,
+        project=project,
     )
     return Task.create(new, at)
 
@@ -56,8 +59,11 @@ def finished(task: Task, when: datetime, *, dead: bool = False, worker: str = "w
     return task
 
 
-def make_recurring(id: str = "every-minute", *, at: datetime = T0, queue: str = "q") -> RecurringTask:
+def make_recurring(
+    id: str = "every-minute", *, at: datetime = T0, queue: str = "q", project: str = DEFAULT_PROJECT
+) -> RecurringTask:
     return RecurringTask(
+        project=project,
         id=id,
         schedule_expression="@every 1m",
         task_definition=TaskDefinition(queue=queue, kind="k"),
