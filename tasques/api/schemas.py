@@ -127,6 +127,7 @@ class NewTask(_Request):
     retry_policy: RetryPolicy | None = Field(
         None, description="how failed attempts are retried; the queue's default, else the server's backoff"
     )
+    sensitive: bool = Field(False, description="encrypt args and context at rest (needs encryption keys configured)")
 
     @model_validator(mode="before")
     @classmethod

@@ -100,6 +100,7 @@ class RecurringTask(BaseModel):
             recurring_task_id=self.id,
             http_request=d.http_request,
             retry_policy=d.retry_policy,
+            project=self.project,
         )
 
     def handled(self, slot: datetime) -> RecurringTask:
