@@ -9,14 +9,16 @@ to callers without credentials (`OPEN_PATHS`), and `/metrics` when configured so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from tasques.domain.errors import Forbidden
 from tasques.domain.limits import DEFAULT_PROJECT
-from tasques.domain.project import Role
+from tasques.domain.project import Role, may
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _PRINCIPAL = "tasques.principal"
@@ -71,3 +73,39 @@ def principal(request: web.Request) -> Principal:
 
 def project_of(request: web.Request) -> str:
     return principal(request).project
+
+
+# Who sent a request (raises Unauthenticated, Forbidden or RateLimited); see tasques.api.access.
+Authenticate = Callable[[web.Request], Awaitable[Principal]]
+
+
+async def anonymous(_: web.Request) -> Principal:
+    """The caller when auth is off."""
+    return ANONYMOUS
+
+
+def _role_of(request: web.Request) -> Role | None:
+    """The role the matched route requires; None where no route matched (the handler answers 404/405)."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return None
+    if isinstance(info.route.resource, web.StaticResource):
+        return Role.VIEWER  # the Swagger UI's assets
+    return required_role(info.handler)
+
+
+def access_middleware(authenticate: Authenticate, open_paths: frozenset[str]) -> Middleware:
+    """Every request but `open_paths` names its caller; the route's declared role decides (403 otherwise)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in open_paths:
+            return await handler(request)
+        caller = await authenticate(request)
+        role = _role_of(request)
+        if role is not None and not may(caller.role, role):
+            raise Forbidden(f"the {caller.role} role may not call {request.method} {request.path}")
+        set_principal(request, caller)
+        return await handler(request)
+
+    return middleware
