@@ -21,7 +21,6 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.project import Role, may
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
-_PRINCIPAL = "tasques.principal"
 H = TypeVar("H", bound=Callable[..., object])
 _ROLES: dict[object, Role] = {}
 
@@ -35,6 +34,8 @@ class Principal:
     token_id: str | None = None
     via: str = "none"  # none (auth off), token, jwt, basic, admin_token
 
+
+_PRINCIPAL = web.RequestKey("principal", Principal)
 
 # With auth off every request acts as an admin of the default project, as the original server did.
 ANONYMOUS = Principal(DEFAULT_PROJECT, Role.ADMIN)
@@ -66,7 +67,7 @@ def set_principal(request: web.Request, principal: Principal) -> None:
 def principal(request: web.Request) -> Principal:
     """The caller. A request that reached a handler without one is a wiring bug: a 500, never an open door."""
     found = request.get(_PRINCIPAL)
-    if not isinstance(found, Principal):
+    if found is None:
         raise RuntimeError("no principal on the request: the access middleware did not run")
     return found
 
