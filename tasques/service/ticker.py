@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.service.clock import Clock
 from tasques.service.signals import QueueSignals
 from tasques.store.base import QueueProbe, Store
@@ -165,14 +166,16 @@ class ClaimTicker:
         pull = frozenset(self._pull)
         probes = [QueueProbe(TaskTarget.PULL, pull)] if pull else []
         if self.http.watchers:
-            probes.append(QueueProbe(TaskTarget.HTTP, None, self.http.busy))
+            # Until projects reach the service, its waiters and the dispatcher serve the default project only.
+            busy = frozenset((DEFAULT_PROJECT, queue) for queue in self.http.busy)
+            probes.append(QueueProbe(TaskTarget.HTTP, None, busy))
         if not probes:
             return
         generation = self._generation
         self.probes += 1
         found = await self._store.claimable_queues(self._clock(), probes)
         self._failing = False
-        with_work = {q for q, t in found if t is TaskTarget.PULL}
+        with_work = {q for _, q, t in found if t is TaskTarget.PULL}
         self.found_empty(pull - with_work, generation)
-        for queue, target in sorted(found):
+        for _, queue, target in sorted(found):
             self._signals.notify(queue, target)

@@ -35,10 +35,10 @@ class CountingStore:
         return getattr(self._inner, name)
 
     async def insert_tasks(
-        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset(), quota: int | None = None
     ) -> list[Task | AlreadyExists]:
         self.insert_calls.append(len(tasks))
-        return await self._inner.insert_tasks(tasks, generated=generated)
+        return await self._inner.insert_tasks(tasks, generated=generated, quota=quota)
 
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         self.modify_calls.append(len(changes))
