@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.store.base import Store
 from tasques.store.elasticsearch.mappings import task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
@@ -18,11 +19,15 @@ Mutate = Callable[[dict[str, Any]], None]
 _TABLES = {"tasks": ("tasks", None), "recurring": ("recurring_tasks", "id"), "queues": ("queue_settings", "queue")}
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...], mutate: Mutate) -> None:
-    """Apply `mutate` to the stored JSON of a task (`key` = queue, id), recurring task (id) or queue settings."""
+async def corrupt(
+    store: Store, what: str, key: tuple[str, ...], mutate: Mutate, *, project: str = DEFAULT_PROJECT
+) -> None:
+    """Apply `mutate` to the stored JSON of a task (`key` = queue, id), recurring task (id) or queue settings
+    (queue) of `project`."""
     if isinstance(store, SqliteStore):
         table, column = _TABLES[what]
-        where, params = ("queue = ? AND id = ?", key) if column is None else (f"{column} = ?", key)
+        where = "project = ? AND queue = ? AND id = ?" if column is None else f"project = ? AND {column} = ?"
+        params = (project, *key)
         with sqlite3.connect(store._path) as conn:
             (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
             doc = json.loads(body)
