@@ -66,10 +66,10 @@ def set_principal(request: web.Request, principal: Principal) -> None:
 
 def principal(request: web.Request) -> Principal:
     """The caller. A request that reached a handler without one is a wiring bug: a 500, never an open door."""
-    found = request.get(_PRINCIPAL)
-    if found is None:
-        raise RuntimeError("no principal on the request: the access middleware did not run")
-    return found
+    try:
+        return request[_PRINCIPAL]
+    except KeyError:
+        raise RuntimeError("no principal on the request: the access middleware did not run") from None
 
 
 def project_of(request: web.Request) -> str:

@@ -47,6 +47,8 @@ async def test_create_returns_the_full_task(client: Client) -> None:
     task = await call(client, "POST", "/tasques", status=201, body=body)
 
     assert set(task) == {
+        "project",
+        "sensitive",
         "id",
         "queue",
         "kind",

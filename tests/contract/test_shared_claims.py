@@ -55,12 +55,14 @@ class CountingStore:
         limit: int,
         change: Callable[[Task], Task],
         target: TaskTarget = TaskTarget.PULL,
+        *,
+        project: str | None = DEFAULT_PROJECT,
     ) -> list[Task]:
         self.claims.append(limit)
         self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
-        return await self._inner.claim_tasks(queues, now, limit, change, target)
+        return await self._inner.claim_tasks(queues, now, limit, change, target, project=project)
 
 
 class Service:
