@@ -347,6 +347,7 @@ async def test_each_failure_logs_one_audit_line_without_the_secret(caplog: pytes
         (_basic("other", plaintext), "basic auth user is not the token's project"),
         (_basic("ops", "static-passwordX"), "wrong basic credentials"),
         (f"Bearer {ADMIN_TOKEN}x", "jwt: malformed"),
+        (ADMIN_TOKEN, "unknown credentials not accepted"),  # no scheme: the credential itself
         (f"Bearer {plaintext}", "peer outside the token's networks"),
     ]
     caplog.set_level(logging.INFO, logger="tasques.audit")

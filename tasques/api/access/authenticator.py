@@ -43,6 +43,7 @@ NEGATIVE_TTL = 1.0  # at most, seconds: an unknown token id is asked of the stor
 CACHE_ENTRIES = 100_000
 Via = Literal["token", "jwt", "basic", "none"]
 _PROJECT = re.compile(PROJECT_PATTERN)
+_SCHEMES = frozenset({"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual", "aws4-hmac-sha256"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ class Authenticator:
             return await self._basic_auth(credentials)
         if scheme.lower() == "bearer" and self._config.enabled:
             return await self._bearer(credentials)
-        _fail(f"{scheme.lower()[:20]!r} credentials not accepted")
+        # Name the scheme only if it is one: a credential sent without a scheme must not reach the log.
+        shown = scheme.lower() if scheme.lower() in _SCHEMES else "unknown"
+        _fail(f"{shown} credentials not accepted")
 
     async def _bearer(self, credentials: str) -> _Identity:
         if self._admin_hash is not None and hmac.compare_digest(
