@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from tasques.config_env import OverrideError, convert, describe, resolve_field
 from tasques.dispatch.policy import parse_host, parse_network
 from tasques.domain.duration import MAX_DURATION, Duration, PositiveDuration, format_duration
+from tasques.domain.limits import DEFAULT_PROJECT, ProjectName
+from tasques.domain.project import Role
 
 ENV_PREFIX = "TASQUES_"
 log = logging.getLogger(__name__)
@@ -309,6 +311,91 @@ class LoggingConfig(_Section):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+# A bootstrap credential or shared signing secret shorter than this is guessable (HS256 wants 256 bits).
+MIN_SECRET_LENGTH = 32
+
+
+def _long_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
+class JwtConfig(_Section):
+    """JSON Web Tokens as Bearer credentials: HS256 with a shared secret and/or RS256/ES256 keys of a JWKS file."""
+
+    hs256_secret: SecretStr | None = Field(
+        None, description="shared HS256 secret (at least 32 characters) for tokens without a kid"
+    )
+    jwks_file: str | None = Field(
+        None,
+        description="JSON Web Key Set file of RS256/ES256 public keys, each with a kid (re-read when it changes); "
+        "needs issuer and audience",
+    )
+    issuer: str | None = Field(None, description="required iss claim; unset: not checked")
+    audience: str | None = Field(None, description="required aud claim; unset: not checked")
+    leeway: NonNegativeDuration = Field(
+        timedelta(seconds=10), le=timedelta(minutes=5), description="clock skew allowed on exp and nbf (0s to 5m)"
+    )
+    project_claim: str = Field("project", min_length=1, max_length=200, description="claim naming the project")
+    role_claim: str = Field("role", min_length=1, max_length=200, description="claim naming the role")
+    cache_size: int = Field(
+        10_000, ge=1, le=1_000_000, description="verified tokens kept (until their exp) so each is checked once"
+    )
+
+    @field_validator("hs256_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return _long_secret(value)
+
+    @model_validator(mode="after")
+    def _jwks_needs_iss_and_aud(self) -> JwtConfig:
+        if self.jwks_file is not None and (self.issuer is None or self.audience is None):
+            raise ValueError("auth.jwt.jwks_file needs auth.jwt.issuer and auth.jwt.audience")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.hs256_secret is not None or self.jwks_file is not None
+
+
+class AuthConfig(_Section):
+    """Projects and API tokens (see tasques/api/access/README.md). Off: every request is project default, role admin."""
+
+    enabled: bool = Field(
+        False, description="require a token, a JWT or basic auth on every route but /health and /ready"
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="bootstrap admin credential (at least 32 characters), sent as a Bearer token"
+    )
+    token_cache_ttl: NonNegativeDuration = Field(
+        timedelta(seconds=2),
+        le=timedelta(minutes=1),
+        description="how long a server keeps a token record: a revocation takes effect within this (0s to 1m)",
+    )
+    rate_per_second: float = Field(
+        100.0,
+        gt=0,
+        le=1_000_000,
+        description="each token's requests a second on one server (unless its project sets one)",
+    )
+    burst: int = Field(200, ge=1, le=1_000_000, description="requests a token may make at once above its rate")
+    rate_limit_keys: int = Field(
+        100_000, ge=1, le=10_000_000, description="most tokens whose rate one server tracks at once"
+    )
+    basic_auth_project: ProjectName = Field(DEFAULT_PROJECT, description="project of the users of server.basic_auth")
+    basic_auth_role: Role = Field(Role.ADMIN, description="role of the users of server.basic_auth")
+    default_max_outstanding_tasks: int | None = Field(
+        1000, ge=1, le=2_000_000_000, description="quota of a new project when it names none; null: unlimited"
+    )
+    jwt: JwtConfig = JwtConfig()
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return _long_secret(value)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -319,6 +406,7 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     apm: ApmConfig = ApmConfig()
     logging: LoggingConfig = LoggingConfig()
+    auth: AuthConfig = AuthConfig()
 
 
 class ConfigError(ValueError):

@@ -1,8 +1,9 @@
 """`TASQUES_*` environment overrides, converted by the type of the setting they name (never parsed as YAML).
 
-A `str` setting takes the value verbatim; numbers and booleans are parsed strictly; durations are Go-style
-strings (`30m`, `1h30m`); lists of strings are a JSON list or comma-separated values; anything else (a list
-of models such as `server.basic_auth`) is JSON. An empty value clears an optional setting.
+A `str` (or secret) setting takes the value verbatim; an enumeration (such as a role) its value without
+surrounding blanks; numbers and booleans are parsed strictly; durations are Go-style strings (`30m`, `1h30m`);
+lists of strings are a JSON list or comma-separated values; anything else (a list of models such as
+`server.basic_auth`) is JSON. An empty value clears an optional setting.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import math
 import re
 import types
 from datetime import timedelta
+from enum import Enum
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 _INT = re.compile(r"[+-]?\d{1,30}")
@@ -57,7 +59,7 @@ def _convert(annotation: Any, value: str) -> Any:
     inner, optional = _strip_none(annotation)
     if optional and value == "":
         return None
-    if inner is str:
+    if inner is str or inner is SecretStr:
         return value
     if inner is bool:
         word = value.strip().lower()
@@ -81,7 +83,7 @@ def _convert(annotation: Any, value: str) -> Any:
         return number
     if inner is timedelta:
         return value.strip()  # the Duration validator parses Go-style durations and names the setting on error
-    if get_origin(inner) is Literal:
+    if get_origin(inner) is Literal or (isinstance(inner, type) and issubclass(inner, Enum)):
         return value.strip()
     if get_origin(inner) is list and get_args(inner) == (str,):
         return _string_list(value)
@@ -121,8 +123,12 @@ def _describe(annotation: Any) -> str:
     names = {str: "string", bool: "boolean", int: "integer", float: "number", timedelta: "duration"}
     if inner in names:
         text = names[inner]
+    elif inner is SecretStr:
+        text = "secret string"
     elif get_origin(inner) is Literal:
         text = " | ".join(str(a) for a in get_args(inner))
+    elif isinstance(inner, type) and issubclass(inner, Enum):
+        text = " | ".join(str(m.value) for m in inner)
     elif get_origin(inner) is list and get_args(inner) == (str,):
         text = "list of strings"
     else:

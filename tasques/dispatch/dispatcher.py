@@ -35,6 +35,7 @@ from tasques.domain.queue import QueueSettings
 from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
+from tasques.domain.token_bucket import TokenBucket
 from tasques.log_fields import about
 from tasques.service.events import NO_EVENTS, TaskEvents
 from tasques.service.tasks import TaskService
@@ -50,30 +51,6 @@ class DispatchSettings:
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     tls_files_dir: str | None = None
     max_redirects: int = 5
-
-
-class TokenBucket:
-    """`rate` tokens a second, holding at most `burst`. Pure: the (monotonic) time is passed in."""
-
-    def __init__(self, rate: float, now: float, burst: float = 1.0) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._at = now
-
-    def available(self, now: float) -> int:
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        return int(self._tokens)
-
-    def take(self, n: int, now: float) -> None:
-        self.available(now)
-        self._tokens -= n
-
-    def wait_for_one(self, now: float) -> float:
-        """Seconds until a token is available."""
-        missing = 1.0 - min(self.burst, self._tokens + (now - self._at) * self.rate)
-        return max(0.0, missing / self.rate)
 
 
 class Dispatcher:
