@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -46,6 +47,12 @@ async def serve(config: Config) -> None:
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("tasques serving on http://%s:%d with the %s store", host, port, config.store.kind)
+    if not config.auth.enabled and not config.server.basic_auth and not _loopback(host):
+        log.warning(
+            "AUTH IS OFF on a non-loopback address (%s): anyone who can reach this port can create, claim and "
+            "delete tasks. Set auth.enabled (see README, Projects and auth) or bind 127.0.0.1",
+            host,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -88,6 +95,15 @@ async def _stop(app: web.Application, runner: web.AppRunner, grace: float) -> No
     if stuck:
         _exit_now(f"tasks {stuck} ignored cancellation; exiting now")
     hard_stop.cancel()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _exit_now(reason: str) -> None:

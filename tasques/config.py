@@ -373,13 +373,14 @@ class AuthConfig(_Section):
         le=timedelta(minutes=1),
         description="how long a server keeps a token record: a revocation takes effect within this (0s to 1m)",
     )
+    # Generous by default: one worker fleet often shares a token, and its batched calls are few per task.
     rate_per_second: float = Field(
-        100.0,
+        1000.0,
         gt=0,
         le=1_000_000,
         description="each token's requests a second on one server (unless its project sets one)",
     )
-    burst: int = Field(200, ge=1, le=1_000_000, description="requests a token may make at once above its rate")
+    burst: int = Field(2000, ge=1, le=1_000_000, description="requests a token may make at once above its rate")
     rate_limit_keys: int = Field(
         100_000, ge=1, le=10_000_000, description="most tokens whose rate one server tracks at once"
     )
@@ -387,6 +388,9 @@ class AuthConfig(_Section):
     basic_auth_role: Role = Field(Role.ADMIN, description="role of the users of server.basic_auth")
     default_max_outstanding_tasks: int | None = Field(
         1000, ge=1, le=2_000_000_000, description="quota of a new project when it names none; null: unlimited"
+    )
+    metrics_open: bool = Field(
+        False, description="serve /metrics without credentials (for a Prometheus that cannot send a token)"
     )
     jwt: JwtConfig = JwtConfig()
 

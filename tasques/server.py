@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from tasques.api.access_control import anonymous
+from tasques.api.access import Authenticator
 from tasques.api.app import build_app
-from tasques.api.auth import basic_users
+from tasques.api.keys import AUTHENTICATOR
 from tasques.config import Config, ConfigError, TasksConfig
 from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.dispatch.policy import OutboundPolicy
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
@@ -107,7 +108,8 @@ def task_settings(tasks: TasksConfig) -> TaskSettings:
 
 
 def project_settings(config: Config) -> ProjectSettings:
-    return ProjectSettings()
+    auth = config.auth
+    return ProjectSettings(auth.default_max_outstanding_tasks, auth.enabled, auth.token_cache_ttl)
 
 
 def server_id() -> str:
@@ -190,17 +192,20 @@ def build_server(
     )
     dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, events, seen.tracer)
     readiness = Readiness(store, config.store.ping_timeout)
+    authenticator = Authenticator.from_config(config, store, clock=clock)
     app = build_app(
         tasks,
         recurring,
         projects,
         store.kind,
-        authenticate=basic_users(config.server.basic_auth) if config.server.basic_auth else anonymous,
+        authenticate=lambda request: authenticator.authenticate(request.headers, request.remote, request.path),
+        metrics_open=config.auth.metrics_open,
         readiness=readiness,
         metrics_page=seen.metrics,
         observers=seen.middlewares,
     )
     app[ELECTOR] = elector
+    app[AUTHENTICATOR] = authenticator
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver
     # The orderly stop gets 90% of the grace; the CLI exits the process at the full grace regardless.
@@ -208,6 +213,8 @@ def build_server(
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await store.open()
+        if config.auth.enabled:
+            await projects.ensure(DEFAULT_PROJECT)  # the admin token's project; tokens of a project need its record
         elector.start()
         loops = [asyncio.create_task(dispatcher.run(), name="dispatcher")] if d.enabled else []
         yield

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from datetime import timedelta
 from typing import Any
 
 from tasques.config import Config, ConfigError, load_config
 from tasques.domain.duration import DurationError, parse_duration
-from tasques.domain.errors import AlreadyExists, TasquesError
+from tasques.domain.errors import TasquesError
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.project import Role
 from tasques.server import open_store, project_settings
@@ -56,9 +55,8 @@ async def _create(config: Config, args: argparse.Namespace, expires_in: timedelt
         projects = ProjectService(store, utc_now, project_settings(config))
         project = DEFAULT_PROJECT if args.admin else args.project
         role = Role.ADMIN if args.admin else Role(args.role)
-        if args.create_project:
-            with contextlib.suppress(AlreadyExists):
-                await projects.create(project)
+        if args.create_project or args.admin:
+            await projects.ensure(project)
         expires_at = utc_now() + expires_in if expires_in is not None else None
         issued = await projects.issue(project, role, name=args.name, expires_at=expires_at)
         return issued.text

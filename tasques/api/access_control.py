@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -25,14 +25,18 @@ H = TypeVar("H", bound=Callable[..., object])
 _ROLES: dict[object, Role] = {}
 
 
+Via = Literal["token", "jwt", "basic", "none"]
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the project its requests act in, its role, and how it proved it (for logs and metrics)."""
+    """The caller: the project its requests act in, its role, and how it proved it (for audit lines)."""
 
     project: str
     role: Role
-    token_id: str | None = None
-    via: str = "none"  # none (auth off), token, jwt, basic, admin_token
+    token_id: str | None = None  # the API token used, if one was
+    via: Via = "none"
+    actor: str = "anonymous"  # token:<id>, jwt:<sub>, basic:<user>, admin-token, anonymous
 
 
 _PRINCIPAL = web.RequestKey("principal", Principal)

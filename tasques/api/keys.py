@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from tasques.api.access import Authenticator
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
@@ -14,3 +15,4 @@ RECURRING = web.AppKey("recurring", RecurringService)
 STORE_KIND = web.AppKey("store_kind", str)
 READINESS = web.AppKey("readiness", Readiness)
 PROJECTS = web.AppKey("projects", ProjectService)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

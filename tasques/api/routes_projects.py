@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from tasques.api.access import audit
 from tasques.api.access_control import principal, requires
 from tasques.api.http import check_name, json_model, read_body
-from tasques.api.keys import PROJECTS
+from tasques.api.keys import AUTHENTICATOR, PROJECTS
 from tasques.api.schemas_projects import (
     IssuedTokenBody,
     NewProject,
@@ -28,7 +27,6 @@ routes = web.RouteTableDef()
 PROJECT_NAME: TypeAdapter[str] = TypeAdapter(ProjectName)
 # Token ids are url-safe base64 without '_' (16 characters as issued); bounded whatever is sent.
 MAX_TOKEN_ID = 64
-audit = logging.getLogger("tasques.audit")
 
 
 def _project(request: web.Request) -> str:
@@ -36,14 +34,7 @@ def _project(request: web.Request) -> str:
 
 
 def _audit(request: web.Request, action: str, project: str, token_id: str | None = None) -> None:
-    """One line per admin action: who did what to which project or token (never a secret)."""
-    actor = principal(request)
-    fields = {"audit_action": action, "project": project, "actor_project": actor.project, "actor_via": actor.via}
-    if actor.token_id is not None:
-        fields["actor_token_id"] = actor.token_id
-    if token_id is not None:
-        fields["token_id"] = token_id
-    audit.info("admin %s of project %s", action, project, extra=fields)
+    audit.admin_action(action, project=project, actor=principal(request).actor, token_id=token_id)
 
 
 @routes.post("/projects")
@@ -110,5 +101,6 @@ async def revoke_token(request: web.Request) -> web.Response:
         problem = f"1 to {MAX_TOKEN_ID} letters, digits or '-'"
         raise InvalidInput("invalid token id", [FieldProblem("token_id", problem)])
     revoked = await request.app[PROJECTS].revoke(name, token_id)
+    request.app[AUTHENTICATOR].forget_token(token_id)  # here at once; elsewhere within auth.token_cache_ttl
     _audit(request, "token.revoke", name, token_id)
     return json_model(TokenInfo.of(revoked))

@@ -11,7 +11,7 @@ import jwt as pyjwt
 import pytest
 from multidict import CIMultiDict
 
-from tasques.api.access import PROJECT_HEADER, Authenticator, Principal, tokens
+from tasques.api.access import PROJECT_HEADER, Authenticator, Principal
 from tasques.config import AuthConfig, BasicAuthUser, Config
 from tasques.domain.errors import (
     Forbidden,
@@ -23,6 +23,7 @@ from tasques.domain.errors import (
 )
 from tasques.domain.project import ApiToken, Project, Role
 from tasques.domain.task import Metadata
+from tasques.service import tokens
 from tasques.service.clock import ManualClock
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

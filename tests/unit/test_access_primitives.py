@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tasques.api.access import tokens
-from tasques.api.access.cache import TtlCache
-from tasques.api.access.networks import MAX_NETWORKS, NetworkError, allowed, parse_network, parse_networks
 from tasques.api.access.ratelimit import RateLimiter, retry_after_header
 from tasques.domain.errors import NotFound, StoreUnavailable
+from tasques.domain.networks import MAX_NETWORKS, NetworkError, allowed, parse_network, parse_networks
+from tasques.service import tokens
+from tasques.service.ttl_cache import TtlCache
 
 # Token strings
 
