@@ -93,6 +93,7 @@ def make_client(aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualCloc
             if poll_interval is not None:
                 base["tasks"] = {"claim_poll_interval": f"{poll_interval.total_seconds()}s"}
             config = Config.model_validate(_merge(base, overrides or {}))
+        db = config.store.sqlite.path  # the override's, when it names one (servers sharing a database)
         use_clock: Clock = clock if clock is not None else default_clock
         if not leader:
             # Another holder owns the leader lock for good, so this server's housekeeping never runs by itself.
