@@ -69,6 +69,7 @@ def _spec(body: NewTask) -> TaskSpec:
         http_request=body.http_request,
         retry_policy=body.retry_policy,
         repeat=body.repeat,
+        sensitive=body.sensitive,
     )
 
 

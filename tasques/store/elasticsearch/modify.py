@@ -15,7 +15,7 @@ from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.task import Task
 from tasques.store.base import TaskChange, check_distinct
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore
-from tasques.store.elasticsearch.documents import _OK, _item_error, _task_from, _versioned
+from tasques.store.elasticsearch.documents import _OK, _item_error, _versioned
 from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
 
 # Where a read came from: the live index or our copy of it (writable), or the archive (answers NotFound).
@@ -80,7 +80,7 @@ class ModifyMixin(StoreCore):
         resp = await self._client.mget(index=self.names.tasks, ids=doc_ids)
         for doc in resp.body["docs"]:
             if doc.get("found"):
-                out[doc["_id"]] = (_task_from(doc), _LIVE)
+                out[doc["_id"]] = (self.task_of(doc), _LIVE)
         missing = [d for d in doc_ids if d not in out]
         for start in range(0, len(missing), MAX_PAGE):
             chunk = missing[start : start + MAX_PAGE]
@@ -92,7 +92,7 @@ class ModifyMixin(StoreCore):
                 track_total_hits=False,
             )
             for hit in found.body["hits"]["hits"]:
-                out.setdefault(hit["_id"], (_task_from(hit), _ARCHIVED))
+                out.setdefault(hit["_id"], (self.task_of(hit), _ARCHIVED))
         return out
 
     async def _write_changes(

@@ -27,6 +27,8 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
+from tasques.store.sealed_records import load_json
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.records import SqliteRecords
 from tasques.store.sqlite.rows import (
@@ -71,7 +73,7 @@ class SqliteStore(SqliteRecords):
 
     # `generated` is ignored: the archived-id check is a primary-key lookup in the same transaction, next to free.
     async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
-        stored = await self._write(lambda conn: _insert_task(conn, task))
+        stored = await self._write(lambda conn: _insert_task(conn, task, self.sealer))
         if isinstance(stored, AlreadyExists):
             raise stored
         return stored
@@ -81,7 +83,7 @@ class SqliteStore(SqliteRecords):
     ) -> list[Task | AlreadyExists]:
         if not tasks:
             return []
-        return await self._write(lambda conn: [_insert_task(conn, t) for t in tasks])
+        return await self._write(lambda conn: [_insert_task(conn, t, self.sealer) for t in tasks])
 
     async def get_task(self, queue: str, task_id: str) -> Task:
         def run(conn: sqlite3.Connection) -> Task:
@@ -92,12 +94,12 @@ class SqliteStore(SqliteRecords):
             ).fetchall()
             if not rows:
                 raise NotFound(f"no task {task_id} in queue {queue}")
-            return Task.model_validate_json(rows[0][0])
+            return load_json(Task, rows[0][0], self.sealer)
 
         return await self._read(run)
 
     async def update_task(self, task: Task) -> Task:
-        stored = await self._write(lambda conn: _update_task(conn, task))
+        stored = await self._write(lambda conn: _update_task(conn, task, self.sealer))
         if isinstance(stored, TasquesError):
             raise stored
         return stored
@@ -109,7 +111,7 @@ class SqliteStore(SqliteRecords):
         def run(conn: sqlite3.Connection) -> list[Task | VersionConflict]:
             results: list[Task | VersionConflict] = []
             for task in tasks:
-                stored = _update_task(conn, task)
+                stored = _update_task(conn, task, self.sealer)
                 if isinstance(stored, NotFound):
                     # The protocol's slot type has no NotFound; a re-read by the caller will tell.
                     stored = VersionConflict(str(stored))
@@ -125,7 +127,7 @@ class SqliteStore(SqliteRecords):
 
         # Read and write in the one write transaction: nothing can get in between, so no slot ever conflicts.
         def run(conn: sqlite3.Connection) -> list[Task | Exception]:
-            return [_modify_one(conn, c) for c in changes]
+            return [_modify_one(conn, c, self.sealer) for c in changes]
 
         return await self._write(run)
 
@@ -172,7 +174,7 @@ class SqliteStore(SqliteRecords):
                         continue
                     _check_identity(task, changed)
                     stored = _versioned(changed, seq + 1)
-                    params.append(_update_params(stored, seq))
+                    params.append(_update_params(stored, seq, self.sealer))
                     claimed.append(stored)
                 if not unreadable or len(claimed) >= limit:
                     break
@@ -253,7 +255,7 @@ class SqliteStore(SqliteRecords):
 
         def run(conn: sqlite3.Connection) -> TaskPage:
             rows = conn.execute(sql, params).fetchall()
-            tasks = [Task.model_validate_json(row[3]) for row in rows[:limit]]
+            tasks = [load_json(Task, row[3], self.sealer) for row in rows[:limit]]
             next_cursor = encode_cursor(rows[limit - 1][:3]) if len(rows) > limit else None
             return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
@@ -294,7 +296,7 @@ class SqliteStore(SqliteRecords):
         return await self._write(run)
 
 
-def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
+def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | None) -> Task | Exception:
     key = (item.queue, item.id)
     rows = conn.execute("SELECT body FROM tasks WHERE queue = ? AND id = ?", key).fetchall()
     archived = not rows
@@ -303,11 +305,11 @@ def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
         if not rows:
             return NotFound(f"no task {item.id} in queue {item.queue}")
     try:
-        task = Task.model_validate_json(rows[0][0])
+        task = load_json(Task, rows[0][0], sealer)
         changed = item.change(task)
         _check_identity(task, changed)
     except Exception as e:  # this slot's answer; the others go on
         return e
     if archived:
         return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
-    return _update_task(conn, changed)
+    return _update_task(conn, changed, sealer)
