@@ -82,6 +82,8 @@ async def bounded(what: str, step: Awaitable[object], seconds: float) -> None:
 def open_store(config: Config) -> Store:
     """The configured store, sealing with the configured encryption keys (none: nothing is sealed)."""
     sealer = Sealer.from_config(config.encryption)
+    if sealer is not None:  # key ids only, never key material
+        log.info("encryption at rest on: keys %s, new writes use %s", ", ".join(sealer.key_ids), sealer.current)
     if config.store.kind == "sqlite":
         from tasques.store.sqlite.store import SqliteStore
 

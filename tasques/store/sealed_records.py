@@ -15,10 +15,10 @@ a sealed value and callers always see plaintext. Records that need no sealing ke
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from pydantic_core import from_json, to_json
 
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.recurring import RecurringTask
@@ -69,7 +69,7 @@ def dump_json(record: Task | RecurringTask, sealer: Sealer | None) -> str:
     if not needs_sealing(record) or (sealer is None and not _sensitive(record)):
         return record.model_dump_json()
     doc = seal_record(record, record.model_dump(mode="json"), sealer)
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return to_json(doc).decode()
 
 
 def load_json(model: type[M], body: str | bytes, sealer: Sealer | None) -> M:
@@ -77,7 +77,7 @@ def load_json(model: type[M], body: str | bytes, sealer: Sealer | None) -> M:
     text = body.decode() if isinstance(body, bytes) else body
     if _MARK not in text or model not in (Task, RecurringTask):
         return model.model_validate_json(text)
-    doc = json.loads(text)
+    doc = from_json(text)
     unseal = unseal_recurring if model is RecurringTask else unseal_task
     return model.model_validate(unseal(doc, sealer))
 
@@ -96,7 +96,7 @@ def _recurring_aad(doc: JsonDict) -> list[Any]:
 
 def _aad(identity: list[Any], field: str) -> bytes:
     # JSON of a list: no choice of names can make two identities (or fields) encode alike.
-    return _AAD_VERSION + json.dumps([*identity, field], separators=(",", ":")).encode()
+    return _AAD_VERSION + to_json([*identity, field])
 
 
 def _seal_body(body: JsonDict, identity: list[Any], sealer: Sealer | None, what: str) -> None:
@@ -125,7 +125,7 @@ def _seal_body(body: JsonDict, identity: list[Any], sealer: Sealer | None, what:
 def _unseal_body(body: JsonDict, identity: list[Any], sealer: Sealer | None) -> None:
     for field in ("args", "context"):
         value = body.get(field)
-        if is_sealed(value):
+        if isinstance(value, str) and is_sealed(value):
             body[field] = _open(sealer, value).unseal(value, _aad(identity, field))
     request = body.get("http_request")
     if not isinstance(request, dict) or _HTTP_SECRETS not in request:
