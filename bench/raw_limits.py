@@ -28,6 +28,7 @@ from bench.context import Context, per_task
 from bench.env import Json, check
 from bench.server import refresh_index, remove_sqlite_files
 from tasques.config import ElasticsearchConfig
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import NewTask, Task
 from tasques.store.elasticsearch import ElasticsearchStore
 from tasques.store.elasticsearch.mappings import task_doc_id
@@ -48,7 +49,7 @@ _INSERT_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * len(
 # The store's update: every non-key column, conditional on the version read.
 _UPDATE_SQL = (
     "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
-    "created_at = ?, modified_at = ?, seq = ?, body = ? WHERE queue = ? AND id = ? AND seq = ?"
+    "created_at = ?, modified_at = ?, seq = ?, body = ? WHERE project = ? AND queue = ? AND id = ? AND seq = ?"
 )
 
 
@@ -95,6 +96,7 @@ def _raw_sqlite(path: Path, tasks: int) -> tuple[float, int]:
                 _INSERT_SQL,
                 [
                     (
+                        DEFAULT_PROJECT,
                         QUEUE,
                         i,
                         "queued",
@@ -129,6 +131,7 @@ def _raw_sqlite(path: Path, tasks: int) -> tuple[float, int]:
                             created,
                             seq + 1,
                             body.replace(_ID, i),
+                            DEFAULT_PROJECT,
                             QUEUE,
                             i,
                             seq,

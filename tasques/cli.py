@@ -20,6 +20,7 @@ from tasques.kibana.cli import add_kibana_parser, run_kibana_cli
 from tasques.observe.apm import current_trace_ids
 from tasques.observe.logs import add_logging_arguments, configure_logging, holding_records, no_trace_ids
 from tasques.server import ELECTOR, STOP_DEADLINE, bounded, build_server, open_store
+from tasques.token_cli import add_token_parser, run_token_cli
 from tasques.worker.cli import add_worker_parser, run_worker_cli
 
 log = logging.getLogger("tasques")
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hook.add_argument("--max-delay-ms", type=float, default=500.0, help="longest answer delay")
     add_worker_parser(sub)
     add_kibana_parser(sub)
+    add_token_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve_command(args)
@@ -132,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "kibana":
         return run_kibana_cli(args)
+    if args.command == "token":
+        return run_token_cli(args)
     return run_worker_cli(args)  # the one command left: worker
 
 

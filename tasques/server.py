@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from tasques.api.access_control import anonymous
 from tasques.api.app import build_app
+from tasques.api.auth import basic_users
 from tasques.config import Config, ConfigError, TasksConfig
 from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.dispatch.policy import OutboundPolicy
@@ -31,6 +33,7 @@ from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
 from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
+from tasques.service.projects import ProjectService, ProjectSettings
 from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
@@ -108,6 +111,10 @@ def task_settings(tasks: TasksConfig) -> TaskSettings:
     )
 
 
+def project_settings(config: Config) -> ProjectSettings:
+    return ProjectSettings()
+
+
 def server_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -170,7 +177,8 @@ def build_server(
     settings = dataclasses.replace(
         task_settings(config.tasks), tls_files_dir=d.tls_files_dir, encrypts_at_rest=bool(config.encryption.keys)
     )
-    tasks = TaskService(store, settings, clock, signals, queues, events)
+    projects = ProjectService(store, clock, project_settings(config))
+    tasks = TaskService(store, settings, clock, signals, queues, events, projects.quota_of)
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
@@ -193,8 +201,9 @@ def build_server(
     app = build_app(
         tasks,
         recurring,
+        projects,
         store.kind,
-        config.server.basic_auth,
+        authenticate=basic_users(config.server.basic_auth) if config.server.basic_auth else anonymous,
         readiness=readiness,
         metrics_page=seen.metrics,
         observers=seen.middlewares,

@@ -7,15 +7,13 @@ import binascii
 import hmac
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from tasques.api.errors import error_response
+from tasques.api.access_control import ANONYMOUS, Authenticate, Principal
 from tasques.config import BasicAuthUser
+from tasques.domain.errors import Unauthenticated
 
-OPEN_PATHS = frozenset({"/health", "/ready"})
 
-
-def basic_auth_middleware(users: list[BasicAuthUser]) -> Middleware:
+def basic_users(users: list[BasicAuthUser]) -> Authenticate:
     known = {u.name.encode(): u.password.encode() for u in users}
 
     def allowed(header: str) -> bool:
@@ -30,12 +28,9 @@ def basic_auth_middleware(users: list[BasicAuthUser]) -> Middleware:
         # Compare even for unknown names so timing does not reveal which names exist.
         return hmac.compare_digest(password, expected or b"\0" * 32) and expected is not None
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or allowed(request.headers.get("Authorization", "")):
-            return await handler(request)
-        resp = error_response(401, "authentication required")
-        resp.headers["WWW-Authenticate"] = 'Basic realm="tasques"'
-        return resp
+    async def authenticate(request: web.Request) -> Principal:
+        if allowed(request.headers.get("Authorization", "")):
+            return ANONYMOUS
+        raise Unauthenticated("authentication required")
 
-    return middleware
+    return authenticate

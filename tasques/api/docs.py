@@ -8,7 +8,9 @@ from pathlib import Path
 import swagger_ui_bundle
 from aiohttp import web
 
+from tasques.api.access_control import requires
 from tasques.api.openapi import build_document, render_yaml
+from tasques.domain.project import Role
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -33,12 +35,15 @@ def add_doc_routes(app: web.Application) -> None:
     as_json = json.dumps(document).encode()
     as_yaml = render_yaml(document).encode()
 
+    @requires(Role.VIEWER)
     async def openapi_json(_: web.Request) -> web.Response:
         return web.Response(body=as_json, content_type="application/json")
 
+    @requires(Role.VIEWER)
     async def openapi_yaml(_: web.Request) -> web.Response:
         return web.Response(body=as_yaml, content_type="application/yaml")
 
+    @requires(Role.VIEWER)
     async def swagger(_: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html")
 

@@ -6,6 +6,7 @@ Domain errors map to HTTP statuses here, and only here.
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -15,12 +16,16 @@ from tasques.api.http import JSON_CONTENT_TYPE, UnsupportedMediaType, log_fields
 from tasques.api.schemas import ErrorBody, ErrorDetail
 from tasques.domain.errors import (
     AlreadyExists,
+    Forbidden,
     InvalidInput,
     NotClaimed,
     NotFound,
     NotOwnedByWorker,
+    QuotaExceeded,
+    RateLimited,
     StoreUnavailable,
     TasquesError,
+    Unauthenticated,
     VersionConflict,
 )
 
@@ -30,13 +35,20 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
 _UNAVAILABLE_PREFIX = "store unavailable"
 
+# Both schemes a client may answer a 401 with: Bearer (tokens, JWTs) and Basic (project + token, Go clients).
+CHALLENGE = 'Bearer realm="tasques", Basic realm="tasques"'
+
 STATUS_OF: dict[type[TasquesError], int] = {
     InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
     NotOwnedByWorker: 403,
     NotFound: 404,
     AlreadyExists: 409,
     NotClaimed: 409,
     VersionConflict: 409,
+    QuotaExceeded: 429,
+    RateLimited: 429,
     StoreUnavailable: 503,
 }
 
@@ -86,7 +98,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return unavailable_response(e)
     except TasquesError as e:
         status, body = error_of(e)
-        return error_response(status, body.message, body.details)
+        resp = error_response(status, body.message, body.details)
+        if isinstance(e, Unauthenticated):
+            resp.headers["WWW-Authenticate"] = CHALLENGE
+        elif isinstance(e, RateLimited):
+            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
+        return resp
     except web.HTTPException as e:
         if e.status < 400:
             raise

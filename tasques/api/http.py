@@ -13,9 +13,11 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from tasques.api.access_control import project_of
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.http_target import REDACT_SECRETS
 from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN, Identifier, Kind, QueueName, RecurringId
+from tasques.domain.ref import QueueRef
 from tasques.log_fields import about
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
@@ -118,9 +120,14 @@ def path_name(request: web.Request, name: str, adapter: TypeAdapter[str]) -> str
     return check_name(request.match_info[name], adapter, name)
 
 
-def task_key(request: web.Request) -> tuple[str, str]:
-    """The `{queue}/{id}` of a task route."""
-    return path_name(request, "queue", QUEUE_NAME), path_name(request, "id", IDENTIFIER)
+def task_key(request: web.Request) -> tuple[QueueRef, str]:
+    """The `{queue}/{id}` of a task route, in the caller's project."""
+    return queue_ref(request), path_name(request, "id", IDENTIFIER)
+
+
+def queue_ref(request: web.Request) -> QueueRef:
+    """The `{queue}` of a route, in the caller's project."""
+    return QueueRef(project_of(request), path_name(request, "queue", QUEUE_NAME))
 
 
 def log_fields(request: web.Request) -> dict[str, str]:

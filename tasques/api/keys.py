@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tasques.service.health import Readiness
+from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 
@@ -12,3 +13,4 @@ TASKS = web.AppKey("tasks", TaskService)
 RECURRING = web.AppKey("recurring", RecurringService)
 STORE_KIND = web.AppKey("store_kind", str)
 READINESS = web.AppKey("readiness", Readiness)
+PROJECTS = web.AppKey("projects", ProjectService)

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from tasques import __version__
 from tasques.api import schemas as s
+from tasques.api import schemas_projects as sp
 from tasques.api.http import (
     CLAIM_ID_HEADER,
     IDENTIFIER,
@@ -23,13 +24,16 @@ from tasques.api.http import (
     WORKER_ID_HEADER,
     WORKER_ID_MAX_LENGTH,
 )
+from tasques.api.route_tables import route_roles
 from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN
+from tasques.domain.project import Role
 
 REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
     "tasks": "Create tasks, then claim, report on and finish them as a worker",
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
     "queues": "Per-queue task counts, settings, pause and resume",
+    "projects": "Projects (tenants) and their tokens: admin only",
     "meta": "Liveness, readiness and server information",
 }
 
@@ -136,6 +140,22 @@ OPERATIONS: tuple[Operation, ...] = (
               "queues", response=s.QueueSettings),
     Operation("put", "/queues/{queue}/resume", "resume-queue", "Resume a paused queue", "queues",
               response=s.QueueSettings),
+    Operation("post", "/projects", "create-project", "Create a project", "projects", 201, sp.ProjectInfo,
+              body=sp.NewProject, errors={400: "Invalid input", 409: "The project exists"}),
+    Operation("get", "/projects", "list-projects", "List projects", "projects", response=sp.ProjectList),
+    Operation("get", "/projects/{project}", "get-project", "Get a project, with its outstanding tasks", "projects",
+              response=sp.ProjectInfo, errors={404: "The project does not exist"}),
+    Operation("put", "/projects/{project}", "update-project", "Change a project's quota", "projects",
+              response=sp.ProjectInfo, body=sp.ProjectUpdate,
+              errors={400: "Invalid input", 404: "The project does not exist"}),
+    Operation("post", "/projects/{project}/tokens", "issue-token", "Issue a token (its secret is shown once)",
+              "projects", 201, sp.IssuedTokenBody, body=sp.NewToken,
+              errors={400: "Invalid input", 404: "The project does not exist"}),
+    Operation("get", "/projects/{project}/tokens", "list-tokens", "List a project's tokens, without secrets",
+              "projects", response=sp.TokenList),
+    Operation("delete", "/projects/{project}/tokens/{token_id}", "revoke-token",
+              "Revoke a token: refused by every server within seconds", "projects", response=sp.TokenInfo,
+              errors={404: "No such token in the project"}),
     Operation("get", "/health", "health", "Liveness and the active store (never asks the store)", "meta",
               response=s.Health, uses_store=False),
     Operation("get", "/ready", "ready", "Readiness: 200 only while the store answers", "meta", response=s.Health),
@@ -158,6 +178,8 @@ _NAME_SCHEMAS = {
     "kind": _name_schema(KIND),
     "recurring_task_id": _name_schema(RECURRING_ID),
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "project": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+    "token_id": {"type": "string", "minLength": 1, "maxLength": 64},
 }
 
 
@@ -165,10 +187,13 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+def _operation(op: Operation, role: Role | None) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
+    if role is not None:
+        # The role the route declares; the roles that may call it are this one and admin (viewer: any role).
+        out["x-tasques-role"] = role.value
     params: list[dict[str, Any]] = []
-    for name in ("queue", "id"):
+    for name in ("project", "token_id", "queue", "id"):
         if "{" + name + "}" in op.path:
             key = "recurring_id" if name == "id" and op.path.startswith("/recurring_tasques") else name
             params.append({"name": name, "in": "path", "required": True, "schema": _NAME_SCHEMAS[key]})
@@ -211,7 +236,12 @@ def _operation(op: Operation) -> dict[str, Any]:
             "content": error,
         }
     if op.path not in {"/health", "/ready"}:
-        responses.setdefault("401", {"description": "Basic auth is configured and missing or wrong", "content": error})
+        responses.setdefault("401", {"description": "Auth is on and the credentials are missing or wrong",
+                                     "content": error})  # fmt: skip
+        responses.setdefault("403", {"description": "The token's role or networks do not allow this call",
+                                     "content": error})  # fmt: skip
+        responses.setdefault("429", {"description": "The token's rate limit (see `Retry-After`) or the project's "
+                                     "quota of outstanding tasks is exceeded", "content": error})  # fmt: skip
     out["responses"] = dict(sorted(responses.items()))
     return out
 
@@ -226,8 +256,9 @@ def build_document() -> dict[str, Any]:
         ref_template=REF,
     )
     paths: dict[str, dict[str, Any]] = {}
+    roles = route_roles()
     for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op)
+        paths.setdefault(op.path, {})[op.method] = _operation(op, roles.get((op.method, op.path)))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -242,10 +273,17 @@ def build_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(defs.get("$defs", {}).items())),
-            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a `tq_` token or a JWT"},
+                "basicAuth": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user: the project; password: one of its tokens",
+                },
+            },
         },
         # Auth is optional: an empty requirement lets clients call a server that has none configured.
-        "security": [{}, {"basicAuth": []}],
+        "security": [{}, {"bearerAuth": []}, {"basicAuth": []}],
     }
 
 

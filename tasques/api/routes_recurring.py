@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from tasques.api.access_control import project_of, requires
 from tasques.api.http import RECURRING_ID, json_list, json_model, path_name, read_body
 from tasques.api.keys import RECURRING
 from tasques.api.schemas import NewRecurringTask, RecurringTaskUpdate
+from tasques.domain.project import Role
 from tasques.domain.recurring import RecurringTask
 
 routes = web.RouteTableDef()
@@ -15,9 +17,11 @@ RECURRING_LIST = TypeAdapter(list[RecurringTask])
 
 
 @routes.post("/recurring_tasques")
+@requires(Role.PRODUCER)
 async def create_recurring(request: web.Request) -> web.Response:
     body = await read_body(request, NewRecurringTask)
     created = await request.app[RECURRING].create(
+        project=project_of(request),
         task_id=body.id,
         schedule_expression=body.schedule_expression,
         task_definition=body.task_definition,
@@ -27,19 +31,23 @@ async def create_recurring(request: web.Request) -> web.Response:
 
 
 @routes.get("/recurring_tasques")
+@requires(Role.VIEWER)
 async def list_recurring(request: web.Request) -> web.Response:
-    return json_list(await request.app[RECURRING].list_all(), RECURRING_LIST)
+    return json_list(await request.app[RECURRING].list_all(project_of(request)), RECURRING_LIST)
 
 
 @routes.get("/recurring_tasques/{id}")
+@requires(Role.VIEWER)
 async def get_recurring(request: web.Request) -> web.Response:
-    return json_model(await request.app[RECURRING].get(path_name(request, "id", RECURRING_ID)))
+    return json_model(await request.app[RECURRING].get(project_of(request), path_name(request, "id", RECURRING_ID)))
 
 
 @routes.put("/recurring_tasques/{id}")
+@requires(Role.PRODUCER)
 async def update_recurring(request: web.Request) -> web.Response:
     body = await read_body(request, RecurringTaskUpdate)
     updated = await request.app[RECURRING].update(
+        project_of(request),
         path_name(request, "id", RECURRING_ID),
         schedule_expression=body.schedule_expression,
         task_definition=body.task_definition,
@@ -49,5 +57,6 @@ async def update_recurring(request: web.Request) -> web.Response:
 
 
 @routes.delete("/recurring_tasques/{id}")
+@requires(Role.PRODUCER)
 async def delete_recurring(request: web.Request) -> web.Response:
-    return json_model(await request.app[RECURRING].delete(path_name(request, "id", RECURRING_ID)))
+    return json_model(await request.app[RECURRING].delete(project_of(request), path_name(request, "id", RECURRING_ID)))

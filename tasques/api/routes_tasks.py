@@ -8,6 +8,7 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import TypeAdapter
 
+from tasques.api.access_control import project_of, requires
 from tasques.api.errors import error_of
 from tasques.api.http import (
     KIND,
@@ -41,6 +42,7 @@ from tasques.api.schemas import (
     UpdateResult,
 )
 from tasques.domain.errors import FieldProblem, InvalidInput
+from tasques.domain.project import Role
 from tasques.domain.task import Task, TaskState
 from tasques.service.tasks import TaskSpec, WorkerUpdate
 from tasques.store.base import TaskFilter
@@ -54,8 +56,9 @@ _LIMIT = re.compile(r"[0-9]{1,9}")
 _ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED}
 
 
-def _spec(body: NewTask) -> TaskSpec:
+def _spec(body: NewTask, project: str) -> TaskSpec:
     return TaskSpec(
+        project=project,
         queue=body.queue,
         kind=body.kind,
         id=body.id,
@@ -74,15 +77,18 @@ def _spec(body: NewTask) -> TaskSpec:
 
 
 @routes.post("/tasques")
+@requires(Role.PRODUCER)
 async def create_task(request: web.Request) -> web.Response:
     body = await read_body(request, NewTask)
-    return json_model(await request.app[TASKS].create(_spec(body)), status=201)
+    return json_model(await request.app[TASKS].create(_spec(body, project_of(request))), status=201)
 
 
 @routes.post("/tasques/bulk")
+@requires(Role.PRODUCER)
 async def create_tasks(request: web.Request) -> web.Response:
     body = await read_body(request, NewTasks)
-    results = await request.app[TASKS].create_many([_spec(t) for t in body.tasks])
+    project = project_of(request)
+    results = await request.app[TASKS].create_many([_spec(t, project) for t in body.tasks])
     items = [
         BulkItem(status=201, task=r)
         if isinstance(r, Task)
@@ -93,6 +99,7 @@ async def create_tasks(request: web.Request) -> web.Response:
 
 
 @routes.get("/tasques")
+@requires(Role.VIEWER)
 async def list_tasks(request: web.Request) -> web.Response:
     q = request.query
     try:
@@ -108,6 +115,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     names = {"queue": QUEUE_NAME, "kind": KIND, "recurring_task_id": RECURRING_ID}
     given = {f: check_name(q[f], adapter, f) for f, adapter in names.items() if f in q}
     flt = TaskFilter(
+        project=project_of(request),
         queue=given.get("queue"),
         states=states,
         kind=given.get("kind"),
@@ -118,21 +126,24 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 @routes.get("/tasques/{queue}/{id}")
+@requires(Role.VIEWER)
 async def get_task(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].get(*task_key(request)))
 
 
 @routes.get("/tasques/timeline/{queue}/{id}")
+@requires(Role.VIEWER)
 async def get_timeline(request: web.Request) -> web.Response:
     return json_model(Timeline(attempts=await request.app[TASKS].timeline(*task_key(request))))
 
 
 @routes.post("/tasques/claims")
+@requires(Role.WORKER)
 async def claim_tasks(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Claim)
     service = request.app[TASKS]
-    tasks = await service.claim(worker, body.queues, body.amount, body.block_for)
+    tasks = await service.claim(worker, project_of(request), body.queues, body.amount, body.block_for)
     if tasks and (request.transport is None or request.transport.is_closing()):
         # The worker hung up during the long poll: hand the tasks back now rather than after their timeout.
         await service.unclaim_all(worker, tasks)
@@ -141,12 +152,14 @@ async def claim_tasks(request: web.Request) -> web.Response:
 
 
 @routes.delete("/tasques/claims/{queue}/{id}")
+@requires(Role.WORKER)
 async def unclaim_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
     return json_model(await request.app[TASKS].unclaim(worker, *task_key(request), claim_id(request)))
 
 
 @routes.put("/tasques/reports/{queue}/{id}")
+@requires(Role.WORKER)
 async def report_on_task(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, NewReport, optional=True)
@@ -154,6 +167,7 @@ async def report_on_task(request: web.Request) -> web.Response:
 
 
 @routes.put("/tasques/done/{queue}/{id}")
+@requires(Role.WORKER)
 async def mark_done(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Success, optional=True)
@@ -161,6 +175,7 @@ async def mark_done(request: web.Request) -> web.Response:
 
 
 @routes.put("/tasques/failed/{queue}/{id}")
+@requires(Role.WORKER)
 async def mark_failed(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, Failure, optional=True)
@@ -184,46 +199,53 @@ def _update_result(results: list[Task | Exception]) -> web.Response:
 
 # Batches of the four calls above: one store write for the lot, a result per item.
 @routes.post("/tasques/reports")
+@requires(Role.WORKER)
 async def report_on_tasks(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, TaskUpdates)
-    return _update_result(await request.app[TASKS].report_many(worker, _updates(body)))
+    return _update_result(await request.app[TASKS].report_many(worker, project_of(request), _updates(body)))
 
 
 @routes.post("/tasques/done")
+@requires(Role.WORKER)
 async def mark_many_done(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, TaskUpdates)
-    return _update_result(await request.app[TASKS].done_many(worker, _updates(body)))
+    return _update_result(await request.app[TASKS].done_many(worker, project_of(request), _updates(body)))
 
 
 @routes.post("/tasques/failed")
+@requires(Role.WORKER)
 async def mark_many_failed(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, TaskUpdates)
-    return _update_result(await request.app[TASKS].fail_many(worker, _updates(body)))
+    return _update_result(await request.app[TASKS].fail_many(worker, project_of(request), _updates(body)))
 
 
 @routes.post("/tasques/unclaims")
+@requires(Role.WORKER)
 async def unclaim_tasks(request: web.Request) -> web.Response:
     worker = worker_id(request)
     body = await read_body(request, TaskUpdates)
-    return _update_result(await request.app[TASKS].unclaim_many(worker, _updates(body)))
+    return _update_result(await request.app[TASKS].unclaim_many(worker, project_of(request), _updates(body)))
 
 
 @routes.put("/tasques/cancel/{queue}/{id}")
+@requires(Role.PRODUCER)
 async def cancel_task(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].cancel(*task_key(request)))
 
 
 @routes.put("/tasques/run-now/{queue}/{id}")
+@requires(Role.PRODUCER)
 async def run_task_now(request: web.Request) -> web.Response:
     return json_model(await request.app[TASKS].run_now(*task_key(request)))
 
 
 @routes.get("/queues")
+@requires(Role.VIEWER)
 async def list_queues(request: web.Request) -> web.Response:
-    counts = await request.app[TASKS].queue_counts()
+    counts = await request.app[TASKS].queue_counts(project_of(request))
     summaries = [
         QueueSummary(queue=c.queue, counts={s: n for s in TaskState if (n := c.counts.get(s, 0)) or s in _ORIGINAL})
         for c in counts

@@ -32,6 +32,7 @@ from tasques.dispatch.send import Sender, Sent
 from tasques.dispatch.tls import TlsContexts
 from tasques.domain.errors import TasquesError
 from tasques.domain.queue import QueueSettings
+from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task
 from tasques.domain.timeline import Attempt
 from tasques.log_fields import about
@@ -89,10 +90,10 @@ class Dispatcher:
         self._tracer = tracer
         self.worker_id = worker_id
         self._settings = settings
-        self._in_flight: dict[str, int] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._in_flight: dict[QueueRef, int] = {}
+        self._buckets: dict[QueueRef, TokenBucket] = {}
         self._running: set[asyncio.Task[None]] = set()
-        self._busy: set[str] = set()  # queues served every pass: they have work (see the module docstring)
+        self._busy: set[QueueRef] = set()  # queues served every pass: they have work (see the module docstring)
         self._sender: Sender | None = None
         self.dispatched = 0  # requests started, for tests and metrics
         self.passes = 0  # completed passes over the queues, so tests can wait for some instead of sleeping
@@ -146,12 +147,13 @@ class Dispatcher:
                     except Exception:
                         # One queue's bad settings record or store error must not keep the others from being served.
                         self._busy.discard(queue)  # the probe reports it again while it has work
-                        log.exception("dispatch pass of queue %s failed; skipped", queue, extra=about(queue=queue))
+                        log.exception("dispatch pass of queue %s failed; skipped", queue.queue,
+                                      extra=about(queue=queue.queue))  # fmt: skip
         work.busy = frozenset(self._busy)
         self.passes += 1
         return wait
 
-    async def _serve(self, queue: str, settings: QueueSettings, now: float) -> float:
+    async def _serve(self, queue: QueueRef, settings: QueueSettings, now: float) -> float:
         """Claim and start what one queue's limits allow; returns how soon it wants another pass."""
         wait = self._settings.poll_interval.total_seconds()
         if settings.paused:
@@ -175,7 +177,7 @@ class Dispatcher:
         self._busy.discard(queue)
         return wait
 
-    def _room(self, queue: str, settings: QueueSettings, now: float) -> int:
+    def _room(self, queue: QueueRef, settings: QueueSettings, now: float) -> int:
         concurrent = settings.max_concurrent_dispatches or self._settings.max_concurrent_dispatches
         # However large a stored limit, one pass claims no more than one claim call may.
         room = min(concurrent, self._tasks.settings.max_claim_amount) - self._in_flight.get(queue, 0)
@@ -189,7 +191,7 @@ class Dispatcher:
         return min(room, bucket.available(now))
 
     def _start(self, task: Task) -> None:
-        self._in_flight[task.queue] = self._in_flight.get(task.queue, 0) + 1
+        self._in_flight[task.ref] = self._in_flight.get(task.ref, 0) + 1
         self.dispatched += 1
         running = asyncio.create_task(self._dispatch(task), name=f"dispatch {task.queue}/{task.id}")
         self._running.add(running)
@@ -213,19 +215,19 @@ class Dispatcher:
             claim_id = task.claim_id
             try:
                 if sent.ok:
-                    await self._tasks.done(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+                    await self._tasks.done(self.worker_id, task.ref, task.id, sent.outcome, claim_id)
                 elif sent.final:
-                    await self._tasks.fail_finally(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+                    await self._tasks.fail_finally(self.worker_id, task.ref, task.id, sent.outcome, claim_id)
                 else:
-                    await self._tasks.fail(self.worker_id, task.queue, task.id, sent.outcome, claim_id)
+                    await self._tasks.fail(self.worker_id, task.ref, task.id, sent.outcome, claim_id)
             except TasquesError as e:
                 # Cancelled (or timed out and reclaimed) meanwhile: its new state wins.
                 log.debug("outcome of task %s in queue %s not recorded: %s", task.id, task.queue, e, extra=fields)
         except Exception:
             log.exception("outcome of task %s in queue %s not recorded", task.id, task.queue, extra=fields)
         finally:
-            self._in_flight[task.queue] -= 1
-            if task.queue in self._busy:
+            self._in_flight[task.ref] -= 1
+            if task.ref in self._busy:
                 self._tasks.http_work.poke()  # room came free in a queue with work
 
     async def _send(self, task: Task) -> Sent:
@@ -251,6 +253,7 @@ class Dispatcher:
         outcome = sent.outcome
         try:
             attempt = Attempt(
+                project=task.project,
                 queue=task.queue,
                 task_id=task.id,
                 run=task.repeated or 0,

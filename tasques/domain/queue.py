@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.limits import DEFAULT_PROJECT, MAX_CONCURRENT_DISPATCHES, MAX_DISPATCHES_PER_SECOND
+from tasques.domain.ref import QueueRef
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import Metadata
 
@@ -39,6 +40,10 @@ class QueueSettings(BaseModel):
     @classmethod
     def default(cls, queue: str, at: datetime, project: str = DEFAULT_PROJECT) -> QueueSettings:
         return cls(queue=queue, project=project, metadata=Metadata(created_at=at, modified_at=at))
+
+    @property
+    def ref(self) -> QueueRef:
+        return QueueRef(self.project, self.queue)
 
     def changed(self, at: datetime, **changes: Any) -> QueueSettings:
         # Validated (model_copy would not validate the changes).

@@ -104,6 +104,7 @@ class RecurringTask(BaseModel):
             http_request=d.http_request,
             retry_policy=d.retry_policy,
             sensitive=d.sensitive,
+            project=self.project,
         )
 
     def handled(self, slot: datetime) -> RecurringTask:

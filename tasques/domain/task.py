@@ -17,6 +17,7 @@ from tasques.domain.errors import ClaimMismatch, NotClaimed, NotOwnedByWorker
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget
 from tasques.domain.limits import DEFAULT_PROJECT, MAX_REPEAT_INTERVAL, MAX_REPEAT_TIMES, RepeatInterval, at_most
+from tasques.domain.ref import QueueRef
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 
 JsonObj = dict[str, Any]
@@ -161,6 +162,11 @@ class Task(_Frozen):
             sensitive=new.sensitive,
             metadata=Metadata(created_at=at, modified_at=at),
         )
+
+    @property
+    def ref(self) -> QueueRef:
+        """The task's queue, in its project."""
+        return QueueRef(self.project, self.queue)
 
     @property
     def target(self) -> TaskTarget:

@@ -48,8 +48,8 @@ class ClaimResolver:
         self._retry_every = retry_every.total_seconds()
         self._settle = settle.total_seconds()
         self._max_pending = max_pending
-        # (worker id, claimed_at) -> loop time of the first look the store answered (None: not yet)
-        self._pending: OrderedDict[tuple[str, datetime], float | None] = OrderedDict()
+        # (project, worker id, claimed_at) -> loop time of the first look the store answered (None: not yet)
+        self._pending: OrderedDict[tuple[str, str, datetime], float | None] = OrderedDict()
         self._wake = asyncio.Event()
         self.handed_back = 0  # tasks handed back since start, for logs and tests
 
@@ -57,13 +57,14 @@ class ClaimResolver:
     def pending(self) -> int:
         return len(self._pending)
 
-    def remember(self, worker_id: str, claimed_at: datetime) -> None:
-        """A claim call by `worker_id` at `claimed_at` has an unknown outcome: resolve it once the store answers."""
-        key = (worker_id, claimed_at)
+    def remember(self, project: str, worker_id: str, claimed_at: datetime) -> None:
+        """A claim call by `worker_id` (of `project`) at `claimed_at` has an unknown outcome: resolve it once the
+        store answers."""
+        key = (project, worker_id, claimed_at)
         if key in self._pending:
             return
         if len(self._pending) >= self._max_pending:
-            (old_worker, old_at), _ = self._pending.popitem(last=False)
+            (_, old_worker, old_at), _ = self._pending.popitem(last=False)
             log.warning("too many unresolved claims: forgetting %s at %s (its tasks will time out)", old_worker, old_at,
                         extra=about(worker_id=old_worker))  # fmt: skip
         self._pending[key] = None
@@ -86,7 +87,8 @@ class ClaimResolver:
         for key, answered_at in list(self._pending.items()):
             started = loop.time()
             try:
-                found = await self._store.find_claimed_by(*key)
+                project, worker_id, claimed_at = key
+                found = await self._store.find_claimed_by(worker_id, claimed_at, project=project)
                 for task in found:
                     handed += await self._hand_back(task, key)
             except StoreUnavailable as e:
@@ -94,7 +96,7 @@ class ClaimResolver:
                 break
             except Exception:
                 # One claim call that cannot be resolved must not stop the others; it is looked at again.
-                log.exception("could not resolve the claim of %s at %s", *key, extra=about(worker_id=key[0]))
+                log.exception("could not resolve the claim of %s at %s", key[1], key[2], extra=about(worker_id=key[1]))
                 continue
             if answered_at is None:
                 self._pending[key] = answered_at = started
@@ -103,12 +105,12 @@ class ClaimResolver:
         self.handed_back += handed
         return handed
 
-    async def _hand_back(self, task: Task, key: tuple[str, datetime]) -> int:
-        worker_id, claimed_at = key
+    async def _hand_back(self, task: Task, key: tuple[str, str, datetime]) -> int:
+        _, worker_id, claimed_at = key
         fields = about(task_id=task.id, queue=task.queue, worker_id=worker_id)
         try:
             # The service's one read-modify-write loop; it refuses once the task is no longer that claim's.
-            await self._tasks.hand_back(worker_id, claimed_at, task.queue, task.id)
+            await self._tasks.hand_back(worker_id, claimed_at, task.ref, task.id)
         except (NotClaimed, NotFound):
             return 0
         except StoreUnavailable:

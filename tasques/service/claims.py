@@ -1,4 +1,4 @@
-"""Shared claims: concurrent claims for the same (queues, target) on one server are one store claim.
+"""Shared claims: concurrent claims for the same (project, queues, target) on one server are one store claim.
 
 Claims that arrive while one for their key is in flight wait for it and then go together (`batching.Coalescer`,
 one flush at a time per key): one `Store.claim_tasks` call (one search plus one conditional bulk on Elasticsearch, one SQLite transaction) for
@@ -41,9 +41,9 @@ MAX_KEYS = 1000
 
 # (worker id, claimed_at, task, claim id) -> the claimed task, or one given up (dead); raises to skip it.
 Claimer = Callable[[str, datetime, Task, str], Task]
-UnknownClaim = Callable[[str, datetime], None]
+UnknownClaim = Callable[[str, str, datetime], None]  # (project, worker id, claimed_at)
 HandBack = Callable[[str, Sequence[Task]], Awaitable[None]]
-Key = tuple[tuple[str, ...], TaskTarget]
+Key = tuple[str, tuple[str, ...], TaskTarget]
 
 
 @dataclass
@@ -85,12 +85,14 @@ class SharedClaims:
         """No claim waiting or in flight."""
         return all(batches.in_flight == 0 for batches in self._batches.values())
 
-    async def claim(self, worker_id: str, queues: Sequence[str], amount: int, target: TaskTarget) -> list[Task]:
-        """Up to `amount` claimable tasks of `queues`, claimed for `worker_id`, sharing the store call with
+    async def claim(
+        self, worker_id: str, project: str, queues: Sequence[str], amount: int, target: TaskTarget
+    ) -> list[Task]:
+        """Up to `amount` claimable tasks of `project`'s `queues`, claimed for `worker_id`, sharing the store call with
         concurrent claims of the same key. StoreUnavailable: reported as an unknown claim, and raised."""
         ask = _Ask(worker_id, amount)
         try:
-            return await self._batches_of((tuple(queues), target)).submit(ask)
+            return await self._batches_of((project, tuple(queues), target)).submit(ask)
         except asyncio.CancelledError:
             ask.gone = True  # not taken yet: it never will be
             if ask.taken:
@@ -108,7 +110,7 @@ class SharedClaims:
         return batches
 
     async def _flush(self, key: Key, all_asks: list[_Ask]) -> list[list[Task]]:
-        queues, target = key
+        project, queues, target = key
         asks = [a for a in all_asks if not a.gone]  # cancelled while queued: never claimed for
         for ask in asks:
             ask.taken = True
@@ -122,7 +124,7 @@ class SharedClaims:
                 split = _Split(wanted, self._claimer)
                 self.store_calls += 1
                 got = await self._store.claim_tasks(
-                    list(queues), now, sum(a.need for a in wanted), split.change, target
+                    list(queues), now, sum(a.need for a in wanted), split.change, target, project=project
                 )
                 self._tell(got, now)
                 extra = split.deliver(got)
@@ -133,7 +135,7 @@ class SharedClaims:
         except StoreUnavailable:
             # The store may have claimed tasks (even later) for these calls that nobody will ever receive.
             for ask in asks:
-                self._unknown(ask.worker_id, ask.at)
+                self._unknown(project, ask.worker_id, ask.at)
                 ask.got = []
             raise
         except BaseException:

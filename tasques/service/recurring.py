@@ -53,6 +53,7 @@ class RecurringService:
     async def create(
         self,
         *,
+        project: str,
         task_id: str,
         schedule_expression: str,
         task_definition: TaskDefinition,
@@ -62,6 +63,7 @@ class RecurringService:
         self._check_request(task_definition)
         now = self._clock()
         task = RecurringTask(
+            project=project,
             id=task_id,
             schedule_expression=schedule_expression,
             task_definition=task_definition,
@@ -91,14 +93,15 @@ class RecurringService:
         if definition.sensitive:
             self._tasks.check_sensitive("task_definition.sensitive")
 
-    async def get(self, task_id: str) -> RecurringTask:
-        return self.effective(await self._store.get_recurring(task_id))
+    async def get(self, project: str, task_id: str) -> RecurringTask:
+        return self.effective(await self._store.get_recurring(task_id, project=project))
 
-    async def list_all(self) -> list[RecurringTask]:
-        return [self.effective(rt) for rt in await self._store.list_recurring()]
+    async def list_all(self, project: str) -> list[RecurringTask]:
+        return [self.effective(rt) for rt in await self._store.list_recurring(project=project)]
 
     async def update(
         self,
+        project: str,
         task_id: str,
         *,
         schedule_expression: str | None = None,
@@ -111,7 +114,7 @@ class RecurringService:
             self._check_request(task_definition)
 
         async def attempt() -> RecurringTask:
-            current = await self._store.get_recurring(task_id)
+            current = await self._store.get_recurring(task_id, project=project)
             now = self._clock()
             changes: dict[str, object] = {"metadata": current.metadata.model_copy(update={"modified_at": now})}
             if schedule_expression is not None:
@@ -124,8 +127,8 @@ class RecurringService:
 
         return await retry_conflicts(f"recurring task {task_id}", attempt, self._tasks.settings.conflict_retries)
 
-    async def delete(self, task_id: str) -> RecurringTask:
-        return self.effective(await self._store.delete_recurring(task_id))
+    async def delete(self, project: str, task_id: str) -> RecurringTask:
+        return self.effective(await self._store.delete_recurring(task_id, project=project))
 
     async def enqueue_due(self) -> int:
         """Enqueue the due slots of every recurring task. Safe to run on any server, any number of times.
@@ -173,7 +176,10 @@ class RecurringService:
         return enqueued
 
     async def _enqueue_slot(self, rt: RecurringTask, slot: datetime, now: datetime) -> int:
-        if rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(rt.id) > 0:
+        outstanding = rt.skip_if_outstanding_tasks_exist and await self._store.count_outstanding(
+            rt.id, project=rt.project
+        )
+        if outstanding:
             log.debug("recurring task %s: slot %s skipped, a task is still outstanding", rt.id, slot,
                       extra=about(recurring_id=rt.id))  # fmt: skip
             self._events.recurring_run(RecurringOutcome.SKIPPED)
@@ -182,6 +188,7 @@ class RecurringService:
         timeout = self._tasks.default_processing_timeout(rt.task_definition.http_request)
         new = rt.new_task(slot, settings.retry_times, timeout)
         try:
+            # The project's quota applies: a refusal is this slot's error, tried again next pass.
             await self._tasks.insert(new, now, source=Source.RECURRING)
         except AlreadyExists:
             # Counted by the pass that enqueued it (this server's or a former leader's).

@@ -7,22 +7,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.ref import QueueRef
 
 # Told (queue, target) of every notification; target None: tasks of either target.
-Listener = Callable[[str, TaskTarget | None], None]
+Listener = Callable[[QueueRef, TaskTarget | None], None]
 
 
 class QueueSignals:
     """In-process only: other servers' tasks are found by the claim ticker's probe (service/ticker.py)."""
 
     def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiters: defaultdict[QueueRef, set[asyncio.Future[None]]] = defaultdict(set)
         self._listeners: list[Listener] = []
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def notify(self, queue: str, target: TaskTarget | None = None) -> None:
+    def notify(self, queue: QueueRef, target: TaskTarget | None = None) -> None:
         """Tasks of `queue` (of `target`, or of either when None) may have become claimable."""
         for listener in self._listeners:
             listener(queue, target)
@@ -33,7 +34,7 @@ class QueueSignals:
             if not fut.done():
                 fut.set_result(None)
 
-    async def wait(self, queues: Iterable[str], within: float) -> bool:
+    async def wait(self, queues: Iterable[QueueRef], within: float) -> bool:
         """Wait until one of `queues` is notified (True) or `within` seconds pass (False)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         names = list(queues)

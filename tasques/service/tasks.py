@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -16,12 +16,14 @@ from tasques.domain.errors import (
     FieldProblem,
     InvalidInput,
     NotClaimed,
+    QuotaExceeded,
     StoreUnavailable,
     TasquesError,
     VersionConflict,
 )
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, TaskTarget, request_problems
+from tasques.domain.ref import QueueRef
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -87,6 +89,16 @@ class TaskSpec:
     retry_policy: RetryPolicy | None = None
     repeat: Repeat | None = None
     sensitive: bool = False  # args and context encrypted at rest
+    # Required, and given by name: every task is created in the caller's project.
+    project: str = field(kw_only=True)
+
+
+# A project's quota of outstanding tasks (None: unlimited).
+QuotaOf = Callable[[str], Awaitable[int | None]]
+
+
+async def _no_quota(project: str) -> int | None:
+    return None
 
 
 class TaskService:
@@ -98,15 +110,18 @@ class TaskService:
         signals: QueueSignals,
         queues: QueueService,
         events: TaskEvents = NO_EVENTS,
+        quota_of: QuotaOf = _no_quota,
     ) -> None:
         self._store = store
+        self._quota_of = quota_of
         self._events = events
         self._settings = settings
         self._clock = clock
         self._signals = signals
         self._queues = queues
-        # Told (worker id, claimed_at) of every claim call whose outcome is unknown; see service/claim_recovery.py.
-        self.on_unknown_claim: Callable[[str, datetime], None] = _ignore_unknown_claim
+        # Told (project, worker id, claimed_at) of every claim call whose outcome is unknown; see
+        # service/claim_recovery.py.
+        self.on_unknown_claim: Callable[[str, str, datetime], None] = _ignore_unknown_claim
         # Single creates and single-task changes in flight are written together (group commit).
         self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
             self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
@@ -120,7 +135,7 @@ class TaskService:
             store,
             clock,
             _claim,
-            lambda worker_id, at: self.on_unknown_claim(worker_id, at),
+            lambda project, worker_id, at: self.on_unknown_claim(project, worker_id, at),
             self.unclaim_all,
             self._events,
         )
@@ -180,6 +195,7 @@ class TaskService:
             http_request=spec.http_request,
             retry_policy=spec.retry_policy or queue_retry_policy,
             repeat=spec.repeat,
+            project=spec.project,
             sensitive=spec.sensitive,
         )
 
@@ -211,7 +227,8 @@ class TaskService:
         return await self.insert(task, self._clock(), generated=_generated_keys([spec], [task]), source=Source.API)
 
     async def create_many(self, specs: Sequence[TaskSpec]) -> list[Task | AlreadyExists]:
-        """Create many tasks in one store round trip; a taken id fails only its own slot."""
+        """Create many tasks of one project in one store round trip; a taken id fails only its own slot, the
+        project's quota refuses them all (`QuotaExceeded`)."""
         news = await self._resolve_all(specs)
         return await self.insert_many(news, self._clock(), generated=_generated_keys(specs, news), source=Source.BULK)
 
@@ -220,7 +237,7 @@ class TaskService:
         now = self._clock()
         news = []
         for spec in specs:
-            queue = settings.get(spec.queue)
+            queue = settings.get(QueueRef(spec.project, spec.queue))
             news.append(self.resolve(spec, now, queue.retry_policy if queue is not None else None))
         return news
 
@@ -232,7 +249,7 @@ class TaskService:
         await self._register_http_queues([new])
         stored = await self._inserts.submit((Task.create(new, now), (new.queue, new.id) in generated))
         self._events.created([stored], source)
-        self._signals.notify(stored.queue, stored.target)
+        self._signals.notify(stored.ref, stored.target)
         return stored
 
     async def insert_many(
@@ -243,28 +260,54 @@ class TaskService:
         generated: GeneratedKeys = frozenset(),
         source: Source = Source.BULK,
     ) -> list[Task | AlreadyExists]:
+        if len({n.project for n in news}) > 1:
+            raise ValueError("insert_many takes the tasks of one project")
+        if not news:
+            return []
         await self._register_http_queues(news)
-        results = await self._store.insert_tasks([Task.create(n, now) for n in news], generated=generated)
+        quota = await self._quota_of(news[0].project)
+        tasks = [Task.create(n, now) for n in news]
+        results = await self._store.insert_tasks(tasks, generated=generated, quota=quota)
         self._events.created([r for r in results if isinstance(r, Task)], source)
-        for queue, target in {(r.queue, r.target) for r in results if isinstance(r, Task)}:
-            self._signals.notify(queue, target)
+        for ref, target in {(r.ref, r.target) for r in results if isinstance(r, Task)}:
+            self._signals.notify(ref, target)
         return results
 
-    async def _insert_batch(self, items: Sequence[tuple[Task, bool]]) -> list[Task | AlreadyExists]:
-        """A flush of single creates: (task, whether its id was generated)."""
-        generated = frozenset((task.queue, task.id) for task, is_generated in items if is_generated)
-        return await self._store.insert_tasks([task for task, _ in items], generated=generated)
+    async def _insert_batch(self, items: Sequence[tuple[Task, bool]]) -> list[Task | Exception]:
+        """A flush of single creates: (task, whether its id was generated), one store write per project (a
+        project's quota refuses only its own slots)."""
+        by_project: dict[str, list[int]] = {}
+        for i, (task, _) in enumerate(items):
+            by_project.setdefault(task.project, []).append(i)
+        results: list[Task | Exception] = [VersionConflict("not written")] * len(items)
+        for project, slots in by_project.items():
+            group = [items[i] for i in slots]
+            generated = frozenset((task.queue, task.id) for task, is_generated in group if is_generated)
+            try:
+                stored: Sequence[Task | Exception] = await self._store.insert_tasks(
+                    [task for task, _ in group], generated=generated, quota=await self._quota_of(project)
+                )
+            except QuotaExceeded as e:
+                stored = [e] * len(group)
+            for i, result in zip(slots, stored, strict=True):
+                results[i] = result
+        return results
 
     async def _register_http_queues(self, news: Sequence[NewTask]) -> None:
         # HTTP tasks register their queue, so the dispatcher (which claims per queue) looks at it.
-        for queue in dict.fromkeys(n.queue for n in news if n.http_request is not None):
-            await self._queues.register(queue)
+        for ref in dict.fromkeys(QueueRef(n.project, n.queue) for n in news if n.http_request is not None):
+            await self._queues.register(ref)
 
-    async def get(self, queue: str, task_id: str) -> Task:
-        return await self._store.get_task(queue, task_id)
+    async def get(self, ref: QueueRef, task_id: str) -> Task:
+        return await self._store.get_task(ref.queue, task_id, project=ref.project)
 
     async def claim(
-        self, worker_id: str, queues: Sequence[str], amount: int = 1, block_for: timedelta | None = None
+        self,
+        worker_id: str,
+        project: str,
+        queues: Sequence[str],
+        amount: int = 1,
+        block_for: timedelta | None = None,
     ) -> list[Task]:
         """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for`.
 
@@ -282,51 +325,51 @@ class TaskService:
             raise InvalidInput("invalid claim", problems)
         amount = min(amount, self._settings.max_claim_amount)
         wait = min(wait, self._settings.max_block_for)
-        unique_queues = list(dict.fromkeys(queues))
+        unique_queues = [QueueRef(project, q) for q in dict.fromkeys(queues)]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait.total_seconds()
         # A claim that would block on queues the last probe found empty waits for the next one at once.
         skip = wait > timedelta(0) and self._ticker.known_empty(unique_queues)
         while True:
-            claimed = [] if skip else await self._claim_pull(worker_id, unique_queues, amount)
+            claimed = [] if skip else await self._claim_pull(worker_id, project, unique_queues, amount)
             remaining = deadline - loop.time()
             if claimed or remaining <= 0:
                 return claimed
             await self._ticker.wait(unique_queues, remaining)
             skip = self._ticker.known_empty(unique_queues)
 
-    async def _claim_pull(self, worker_id: str, queues: list[str], amount: int) -> list[Task]:
+    async def _claim_pull(self, worker_id: str, project: str, queues: list[QueueRef], amount: int) -> list[Task]:
         paused = await self._queues.paused()
         active = [q for q in queues if q not in paused]
         if not active:
             return []
         generation = self._ticker.generation
-        claimed = await self._claims.claim(worker_id, active, amount, TaskTarget.PULL)
+        claimed = await self._claims.claim(worker_id, project, [q.queue for q in active], amount, TaskTarget.PULL)
         if not claimed:
             self._ticker.found_empty(active, generation)
         return claimed
 
-    async def claim_http(self, worker_id: str, queue: str, amount: int) -> list[Task]:
+    async def claim_http(self, worker_id: str, ref: QueueRef, amount: int) -> list[Task]:
         """The dispatcher's claim: HTTP-target tasks of one queue, without waiting; nothing from a paused queue."""
-        if amount <= 0 or queue in await self._queues.paused():
+        if amount <= 0 or ref in await self._queues.paused():
             return []
-        return await self._claims.claim(worker_id, [queue], amount, TaskTarget.HTTP)
+        return await self._claims.claim(worker_id, ref.project, [ref.queue], amount, TaskTarget.HTTP)
 
     # `claim_id`, when given, must be the current claim's (ClaimMismatch otherwise); None checks the worker only.
     async def report(
-        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+        self, worker_id: str, queue: QueueRef, task_id: str, data: JsonObj | None, claim_id: str | None = None
     ) -> Task:
         return await self._change(queue, task_id, lambda t, now: t.reported(worker_id, data, now, claim_id))
 
     async def done(
-        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+        self, worker_id: str, queue: QueueRef, task_id: str, data: JsonObj | None, claim_id: str | None = None
     ) -> Task:
         task = await self._change(queue, task_id, lambda t, now: t.done(worker_id, data, now, claim_id))
         self._finished([task], Outcome.DONE)
         return task
 
     async def fail(
-        self, worker_id: str, queue: str, task_id: str, data: JsonObj | None, claim_id: str | None = None
+        self, worker_id: str, queue: QueueRef, task_id: str, data: JsonObj | None, claim_id: str | None = None
     ) -> Task:
         backoff = self._settings.backoff
         task = await self._change(queue, task_id, lambda t, now: t.failed(worker_id, data, now, backoff, claim_id))
@@ -334,7 +377,7 @@ class TaskService:
         return task
 
     async def fail_finally(
-        self, worker_id: str, queue: str, task_id: str, data: JsonObj, claim_id: str | None = None
+        self, worker_id: str, queue: QueueRef, task_id: str, data: JsonObj, claim_id: str | None = None
     ) -> Task:
         """A failed attempt that is never retried (the task becomes dead), e.g. a refused destination."""
         task = await self._change(queue, task_id, lambda t, now: t.failed_finally(worker_id, data, now, claim_id))
@@ -342,53 +385,63 @@ class TaskService:
         return task
 
     # Batches of a worker's writes: one store trip per batch (more only for lost races), a result per item.
-    async def report_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
-        return await self._for_worker(updates, lambda u: lambda t, now: t.reported(worker_id, u.data, now, u.claim_id))
+    async def report_many(
+        self, worker_id: str, project: str, updates: Sequence[WorkerUpdate]
+    ) -> list[Task | Exception]:
+        return await self._for_worker(
+            project, updates, lambda u: lambda t, now: t.reported(worker_id, u.data, now, u.claim_id)
+        )
 
-    async def done_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
-        results = await self._for_worker(updates, lambda u: lambda t, now: t.done(worker_id, u.data, now, u.claim_id))
+    async def done_many(self, worker_id: str, project: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+        results = await self._for_worker(
+            project, updates, lambda u: lambda t, now: t.done(worker_id, u.data, now, u.claim_id)
+        )
         self._finished(results, Outcome.DONE)
         return results
 
-    async def fail_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
+    async def fail_many(self, worker_id: str, project: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
         backoff = self._settings.backoff
         results = await self._for_worker(
-            updates, lambda u: lambda t, now: t.failed(worker_id, u.data, now, backoff, u.claim_id)
+            project, updates, lambda u: lambda t, now: t.failed(worker_id, u.data, now, backoff, u.claim_id)
         )
         self._finished(results, Outcome.FAILED)
         return results
 
-    async def unclaim_many(self, worker_id: str, updates: Sequence[WorkerUpdate]) -> list[Task | Exception]:
-        results = await self._for_worker(updates, lambda u: lambda t, now: t.unclaimed(worker_id, now, u.claim_id))
+    async def unclaim_many(
+        self, worker_id: str, project: str, updates: Sequence[WorkerUpdate]
+    ) -> list[Task | Exception]:
+        results = await self._for_worker(
+            project, updates, lambda u: lambda t, now: t.unclaimed(worker_id, now, u.claim_id)
+        )
         self._finished(results, Outcome.UNCLAIMED)
-        for queue in {r.queue for r in results if isinstance(r, Task)}:
-            self._signals.notify(queue)
+        for ref in {r.ref for r in results if isinstance(r, Task)}:
+            self._signals.notify(ref)
         return results
 
     async def _for_worker(
-        self, updates: Sequence[WorkerUpdate], change_for: Callable[[WorkerUpdate], Change]
+        self, project: str, updates: Sequence[WorkerUpdate], change_for: Callable[[WorkerUpdate], Change]
     ) -> list[Task | Exception]:
-        return await self.modify_many([Modification(u.queue, u.id, change_for(u)) for u in updates])
+        return await self.modify_many([Modification(QueueRef(project, u.queue), u.id, change_for(u)) for u in updates])
 
-    async def cancel(self, queue: str, task_id: str) -> Task:
+    async def cancel(self, queue: QueueRef, task_id: str) -> Task:
         """Never run the task again; if claimed, its worker's later report/done/failed are refused (409)."""
         task = await self._change(queue, task_id, lambda t, now: t.cancelled(now))
         self._finished([task], Outcome.CANCELLED)
         return task
 
-    async def run_now(self, queue: str, task_id: str) -> Task:
+    async def run_now(self, queue: QueueRef, task_id: str) -> Task:
         """Make a queued or failed task claimable at once."""
         task = await self._change(queue, task_id, lambda t, now: t.run_now(now))
         self._signals.notify(queue)
         return task
 
-    async def unclaim(self, worker_id: str, queue: str, task_id: str, claim_id: str | None = None) -> Task:
+    async def unclaim(self, worker_id: str, queue: QueueRef, task_id: str, claim_id: str | None = None) -> Task:
         task = await self._change(queue, task_id, lambda t, now: t.unclaimed(worker_id, now, claim_id))
         self._finished([task], Outcome.UNCLAIMED)
         self._signals.notify(queue)
         return task
 
-    async def hand_back(self, worker_id: str, claimed_at: datetime, queue: str, task_id: str) -> Task:
+    async def hand_back(self, worker_id: str, claimed_at: datetime, queue: QueueRef, task_id: str) -> Task:
         """Unclaim a task only while it is still claimed by `worker_id` at `claimed_at` (one claim call whose
         outcome was unknown); `NotClaimed` once anything else has changed it."""
 
@@ -399,7 +452,7 @@ class TaskService:
                 or claim is None
                 or (claim.worker_id, claim.claimed_at) != (worker_id, claimed_at)
             ):
-                raise NotClaimed(f"task {task_id} in queue {queue} is no longer that claim's")
+                raise NotClaimed(f"task {task_id} in queue {queue.queue} is no longer that claim's")
             return task.unclaimed(worker_id, now)
 
         task = await self._change(queue, task_id, change)
@@ -411,12 +464,12 @@ class TaskService:
         """Best-effort unclaim of tasks nobody will run; any left behind still time out as usual."""
         for task in tasks:
             try:
-                await self.unclaim(worker_id, task.queue, task.id, task.claim_id)
+                await self.unclaim(worker_id, task.ref, task.id, task.claim_id)
             except TasquesError as e:
                 log.warning("could not hand back task %s in queue %s: %s", task.id, task.queue, e,
                             extra=about(task_id=task.id, queue=task.queue, worker_id=worker_id))  # fmt: skip
                 if isinstance(e, StoreUnavailable) and task.last_claimed is not None:
-                    self.on_unknown_claim(worker_id, task.last_claimed.claimed_at)
+                    self.on_unknown_claim(task.project, worker_id, task.last_claimed.claimed_at)
 
     async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
         if not 1 <= limit <= self._settings.max_list_limit:
@@ -425,8 +478,9 @@ class TaskService:
             )
         return await self._store.list_tasks(flt, limit, cursor)
 
-    async def queue_counts(self) -> list[QueueCounts]:
-        return await self._store.queue_counts()
+    async def queue_counts(self, project: str | None) -> list[QueueCounts]:
+        """Counts of `project`'s queues (of every project's, one entry per project and queue, when None)."""
+        return await self._store.queue_counts(project=project)
 
     async def reap_timed_out(self, batch: int) -> int:
         """Count every claim past its `times_out_at` as a failed attempt. Returns how many were reaped.
@@ -444,8 +498,8 @@ class TaskService:
             reaped += len(done_now)
             self._events.finished(done_now, Outcome.TIMED_OUT, now)
             self._lost_races([t.queue for t, r in zip(expired, results, strict=True) if isinstance(r, VersionConflict)])
-            for queue in {t.queue for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
-                self._signals.notify(queue)
+            for ref in {t.ref for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
+                self._signals.notify(ref)
             if len(expired) < batch or not done_now:
                 # A conflict means a worker finished or reported concurrently: its write wins.
                 return reaped
@@ -471,10 +525,10 @@ class TaskService:
     async def record_attempt(self, attempt: Attempt) -> None:
         await self._store.insert_attempt(attempt)
 
-    async def timeline(self, queue: str, task_id: str) -> list[Attempt]:
+    async def timeline(self, ref: QueueRef, task_id: str) -> list[Attempt]:
         """Every recorded attempt of a task (NotFound if there is no such task)."""
-        await self._store.get_task(queue, task_id)
-        return await self._store.list_attempts(queue, task_id)
+        await self._store.get_task(ref.queue, task_id, project=ref.project)
+        return await self._store.list_attempts(ref.queue, task_id, project=ref.project)
 
     async def prune_timeline(self, retention: timedelta, batch: int) -> int:
         cutoff = self._clock() - retention
@@ -494,7 +548,7 @@ class TaskService:
             if moved < batch:
                 return total
 
-    async def _change(self, queue: str, task_id: str, change: Change) -> Task:
+    async def _change(self, queue: QueueRef, task_id: str, change: Change) -> Task:
         """One task's read-modify-write, group-committed with the other single calls in flight."""
         return await self._writes.submit(Modification(queue, task_id, change))
 
@@ -510,16 +564,23 @@ class TaskService:
             # A wave holds each task once: the store needs distinct keys, and a task's later items wait.
             wave: list[int] = []
             waiting: list[int] = []
-            keys: set[tuple[str, str]] = set()
+            keys: set[tuple[QueueRef, str]] = set()
             for i in pending:
                 key = (items[i].queue, items[i].id)
                 (waiting if key in keys else wave).append(i)
                 keys.add(key)
             now = self._clock()
             got = await self._store.modify_tasks(
-                [TaskChange(items[i].queue, items[i].id, partial(_at, items[i].change, now)) for i in wave]
+                [
+                    TaskChange(
+                        items[i].queue.queue, items[i].id, partial(_at, items[i].change, now), items[i].queue.project
+                    )
+                    for i in wave
+                ]
             )
-            self._lost_races([items[i].queue for i, r in zip(wave, got, strict=True) if isinstance(r, VersionConflict)])
+            self._lost_races(
+                [items[i].queue.queue for i, r in zip(wave, got, strict=True) if isinstance(r, VersionConflict)]
+            )
             retry: list[int] = []
             for i, result in zip(wave, got, strict=True):
                 attempts[i] += 1
@@ -530,7 +591,7 @@ class TaskService:
                 else:
                     item = items[i]
                     results[i] = VersionConflict(
-                        f"task {item.id} in queue {item.queue} kept changing; gave up after retries"
+                        f"task {item.id} in queue {item.queue.queue} kept changing; gave up after retries"
                     )
             pending = sorted(retry + waiting)
         return [r if r is not None else VersionConflict("not written") for r in results]
@@ -553,7 +614,7 @@ class WorkerUpdate:
 class Modification:
     """A pure change to one task, given the task as stored and the time."""
 
-    queue: str
+    queue: QueueRef
     id: str
     change: Change
 
@@ -567,7 +628,7 @@ def _generated_keys(specs: Sequence[TaskSpec], news: Sequence[NewTask]) -> Gener
     return frozenset((new.queue, new.id) for spec, new in zip(specs, news, strict=True) if not spec.id)
 
 
-def _ignore_unknown_claim(worker_id: str, claimed_at: datetime) -> None:
+def _ignore_unknown_claim(project: str, worker_id: str, claimed_at: datetime) -> None:
     log.warning("claim by %s at %s has an unknown outcome; its tasks may wait for their timeout", worker_id, claimed_at,
                 extra=about(worker_id=worker_id))  # fmt: skip
 

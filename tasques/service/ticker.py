@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.ref import QueueRef
 from tasques.service.clock import Clock
 from tasques.service.signals import QueueSignals
 from tasques.store.base import QueueProbe, Store
@@ -34,11 +35,11 @@ class HttpWork:
 
     def __init__(self, ticker: ClaimTicker) -> None:
         self._ticker = ticker
-        self._ready: set[str] = set()
+        self._ready: set[QueueRef] = set()
         self._event = asyncio.Event()
         self.watchers = 0
         # Queues the dispatcher serves every pass anyway (it knows they have work): left out of the probe.
-        self.busy: frozenset[str] = frozenset()
+        self.busy: frozenset[QueueRef] = frozenset()
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[HttpWork]:
@@ -50,7 +51,7 @@ class HttpWork:
             self.watchers -= 1
             self._ticker.interest_changed()
 
-    def report(self, queue: str) -> None:
+    def report(self, queue: QueueRef) -> None:
         if self.watchers:
             self._ready.add(queue)
             self._event.set()
@@ -66,7 +67,7 @@ class HttpWork:
                 await asyncio.wait_for(self._event.wait(), within)
         self._event.clear()
 
-    def take(self) -> set[str]:
+    def take(self) -> set[QueueRef]:
         """The queues reported since the last call."""
         ready, self._ready = self._ready, set()
         return ready
@@ -79,8 +80,8 @@ class ClaimTicker:
         self._signals = signals
         self.interval = interval.total_seconds()
         self.http = HttpWork(self)
-        self._pull: Counter[str] = Counter()  # queue -> blocked claims waiting on it
-        self._empty: dict[str, float] = {}  # pull queue -> (loop time) until when it is known empty
+        self._pull: Counter[QueueRef] = Counter()  # queue -> blocked claims waiting on it
+        self._empty: dict[QueueRef, float] = {}  # pull queue -> (loop time) until when it is known empty
         self._generation = 0  # one more per signal: a probe or claim older than a signal proves nothing
         self._runner: asyncio.Task[None] | None = None
         self._failing = False
@@ -92,12 +93,12 @@ class ClaimTicker:
     def generation(self) -> int:
         return self._generation
 
-    def known_empty(self, queues: Iterable[str]) -> bool:
+    def known_empty(self, queues: Iterable[QueueRef]) -> bool:
         """Whether every one of `queues` was found without claimable pull tasks since the last tick."""
         now = asyncio.get_running_loop().time()
         return all(self._empty.get(q, 0.0) > now for q in queues)
 
-    def found_empty(self, queues: Iterable[str], generation: int) -> None:
+    def found_empty(self, queues: Iterable[QueueRef], generation: int) -> None:
         """A claim that started at `generation` found no claimable pull tasks in `queues`."""
         if generation == self._generation:
             # Two ticks: the next probe renews it (or wakes the waiters), even if it is a little late.
@@ -105,7 +106,7 @@ class ClaimTicker:
             for q in queues:
                 self._empty[q] = until
 
-    async def wait(self, queues: Sequence[str], within: float) -> None:
+    async def wait(self, queues: Sequence[QueueRef], within: float) -> None:
         """Block a pull claim on `queues` until a signal or a probe finds work in one of them, or `within` passes."""
         self._pull.update(queues)
         self.waiting += 1
@@ -136,7 +137,7 @@ class ClaimTicker:
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
 
-    def _signalled(self, queue: str, target: TaskTarget | None) -> None:
+    def _signalled(self, queue: QueueRef, target: TaskTarget | None) -> None:
         self._generation += 1
         if target is not TaskTarget.HTTP:
             self._empty.pop(queue, None)
@@ -163,16 +164,19 @@ class ClaimTicker:
     async def tick(self) -> None:
         """One probe of every waiter's queues, and the wake-ups it calls for."""
         pull = frozenset(self._pull)
-        probes = [QueueProbe(TaskTarget.PULL, pull)] if pull else []
+        by_project: dict[str, set[str]] = {}
+        for ref in pull:
+            by_project.setdefault(ref.project, set()).add(ref.queue)
+        probes = [QueueProbe(TaskTarget.PULL, frozenset(qs), project=p) for p, qs in sorted(by_project.items())]
         if self.http.watchers:
-            probes.append(QueueProbe(TaskTarget.HTTP, None, self.http.busy))
+            probes.append(QueueProbe(TaskTarget.HTTP, None, self.http.busy, project=None))
         if not probes:
             return
         generation = self._generation
         self.probes += 1
         found = await self._store.claimable_queues(self._clock(), probes)
         self._failing = False
-        with_work = {q for q, t in found if t is TaskTarget.PULL}
+        with_work = {QueueRef(p, q) for p, q, t in found if t is TaskTarget.PULL}
         self.found_empty(pull - with_work, generation)
-        for queue, target in sorted(found):
-            self._signals.notify(queue, target)
+        for project, queue, target in sorted(found):
+            self._signals.notify(QueueRef(project, queue), target)

@@ -3,7 +3,7 @@
 A record that cannot be parsed (corrupt, or written by another version) is counted each time it is met,
 logged once, and remembered (up to `MAX_UNREADABLE` keys per process), so claims and the reaper's searches
 look past it instead of being filled by it. Keys are `{kind}/{record key}`; a task's record key is
-`{queue}/{id}` in every store.
+`{project}/{queue}/{id}` in every store.
 """
 
 from __future__ import annotations
@@ -29,5 +29,5 @@ class UnreadableRecords:
             self._log.error("stored record %s cannot be read; skipped: %r", key, error)
 
     def task_keys(self) -> set[str]:
-        """The `{queue}/{id}` of every unreadable task remembered."""
+        """The `{project}/{queue}/{id}` of every unreadable task remembered."""
         return {key.removeprefix(_TASKS) for key in self._keys if key.startswith(_TASKS)}

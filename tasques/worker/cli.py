@@ -85,6 +85,15 @@ def _basic_auth(text: str) -> tuple[str, str]:
     return user, password
 
 
+def _token(text: str) -> str:
+    if text.startswith("@"):
+        try:
+            return Path(text[1:]).read_text().strip()
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]}: {e}") from None
+    return text
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server", default="http://127.0.0.1:8080", help="the Tasques server URL (default: %(default)s)"
@@ -141,6 +150,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--basic-auth", type=_basic_auth, metavar="USER:PASSWORD|@FILE", help="HTTP basic auth for the server"
     )
+    parser.add_argument(
+        "--token",
+        type=_token,
+        default=os.environ.get("TASQUES_TOKEN") or None,
+        metavar="TOKEN|@FILE",
+        help="a Bearer token (tq_ token or JWT) for the server; default: $TASQUES_TOKEN",
+    )
 
 
 def add_worker_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -171,6 +187,7 @@ def run_worker_cli(args: argparse.Namespace) -> int:
             heartbeat_every=args.heartbeat_every or None,
             shutdown_grace=args.shutdown_grace,
             basic_auth=args.basic_auth,
+            token=args.token,
         )
     except (HandlerLoadError, ValueError, TypeError) as e:
         print(f"tasques worker: {e}", file=sys.stderr)

@@ -170,7 +170,8 @@ class TasquesClient:
     """Async client for claim, report, done, failed, unclaim and get, and the batch calls `done_many`,
     `fail_many`, `report_many` and `unclaim_many`; use it as an async context manager.
 
-    `request_timeout` bounds every call; a claim is allowed `block_for` on top of it.
+    `request_timeout` bounds every call; a claim is allowed `block_for` on top of it. `token` (a `tq_` token or
+    a JWT) is sent as `Authorization: Bearer`; `basic_auth` as basic auth (user: the project; password: a token).
     """
 
     def __init__(
@@ -179,6 +180,7 @@ class TasquesClient:
         worker_id: str,
         *,
         basic_auth: tuple[str, str] | None = None,
+        token: str | None = None,
         request_timeout: float = 30.0,
     ) -> None:
         url = URL(server_url)
@@ -189,8 +191,14 @@ class TasquesClient:
         self._base = url.with_path(url.path.rstrip("/"))
         self.worker_id = worker_id
         self._headers = {WORKER_ID_HEADER: worker_id, "User-Agent": "tasques-worker"}
+        if basic_auth is not None and token is not None:
+            raise ValueError("give basic_auth or token, not both")
         if basic_auth is not None:
             self._headers["Authorization"] = basic_auth_header(*basic_auth)
+        if token is not None:
+            if not token.strip() or not token.isprintable():
+                raise ValueError("token must be printable and not empty")
+            self._headers["Authorization"] = f"Bearer {token.strip()}"
         self._timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
         # (endpoint, items) -> batch requests answered, e.g. ("done", 100): how well completions batch.

@@ -106,6 +106,7 @@ class Worker:
         heartbeats: bool = True,
         shutdown_grace: Seconds = 20.0,
         basic_auth: tuple[str, str] | None = None,
+        token: str | None = None,
         backoff_initial: Seconds = 0.5,
         backoff_max: Seconds = 30.0,
         finish_retries: int = 5,
@@ -139,7 +140,11 @@ class Worker:
         self.finish_retries = finish_retries
         self.stats = WorkerStats()
         self._client = TasquesClient(
-            server_url, self.worker_id, basic_auth=basic_auth, request_timeout=_seconds(request_timeout)
+            server_url,
+            self.worker_id,
+            basic_auth=basic_auth,
+            token=token,
+            request_timeout=_seconds(request_timeout),
         )
         self._jobs: set[Job] = set()
         self._current: dict[tuple[str, str], Job] = {}  # the latest run of each task; earlier ones are superseded

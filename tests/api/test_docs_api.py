@@ -105,7 +105,9 @@ async def test_openapi_paths_match_the_routes(client: Client) -> None:
 async def test_every_documented_path_answers_something_other_than_404_or_405(client: Client) -> None:
     doc = await _document(client)
     for path, ops in doc["paths"].items():
-        concrete = path.replace("{queue}", "q").replace("{id}", "t")
+        concrete = (
+            path.replace("{queue}", "q").replace("{id}", "t").replace("{project}", "p").replace("{token_id}", "x")
+        )
         for method in ops:
             async with client.request(method.upper(), concrete, json={}) as resp:
                 if resp.status in (404, 405):

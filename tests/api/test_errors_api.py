@@ -222,7 +222,7 @@ async def auth_client(make_client: MakeClient) -> Client:
 async def _unauthorised(client: Client, headers: dict[str, str] | None = None) -> None:
     async with client.get("/tasques", headers=headers) as resp:
         assert resp.status == 401
-        assert resp.headers["WWW-Authenticate"] == 'Basic realm="tasques"'
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="tasques", Basic realm="tasques"'
         assert resp.content_type == "application/json"
         assert_error(await resp.json())
 

@@ -7,6 +7,8 @@ import base64
 from datetime import timedelta
 
 from tasques.api.keys import TASKS
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.ref import QueueRef
 from tasques.service.clock import ManualClock
 from tests.api.conftest import (
     OTHER_WORKER,
@@ -130,7 +132,7 @@ async def test_an_inline_tls_key_is_stored_but_never_shown(make_client: MakeClie
     listed = await call(client, "GET", "/tasques", status=200, params={"queue": "q"})
     assert [t["http_request"]["tls"]["key"] for t in listed["tasks"]] == ["<redacted>"]
     # The dispatcher still has the real key: the store keeps it.
-    stored = await client.app[TASKS].get("q", "tls")
+    stored = await client.app[TASKS].get(QueueRef(DEFAULT_PROJECT, "q"), "tls")
     assert stored.http_request is not None
     assert stored.http_request.tls is not None
     assert stored.http_request.tls.key == pem_key

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tasques.api.keys import TASKS
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.server import ELECTOR
 from tasques.service.clock import ManualClock
 from tests.api.conftest import (
@@ -46,6 +47,8 @@ async def test_create_returns_the_full_task(client: Client) -> None:
     task = await call(client, "POST", "/tasques", status=201, body=body)
 
     assert set(task) == {
+        "project",
+        "sensitive",
         "id",
         "queue",
         "kind",
@@ -268,7 +271,7 @@ async def test_claim_cancelled_while_the_store_claims_hands_the_tasks_back(make_
     client = await make_client()
     await create_task(client, "q", "k", id="c1")
     service = client.app[TASKS]
-    pending = asyncio.create_task(service.claim(WORKER, ["q"], 1, timedelta(0)))
+    pending = asyncio.create_task(service.claim(WORKER, DEFAULT_PROJECT, ["q"], 1, timedelta(0)))
     while service.shared_claims.store_calls == 0:  # until the (shared) claim is inside the store's transaction
         assert not pending.done()
         await asyncio.sleep(0)

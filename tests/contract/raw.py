@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.store.base import Store
 from tasques.store.elasticsearch.mappings import task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
@@ -20,24 +21,24 @@ Mutate = Callable[[dict[str, Any]], None]
 _TABLES = {"tasks": ("tasks", None), "recurring": ("recurring_tasks", "id"), "queues": ("queue_settings", "queue")}
 
 
-def _sqlite_row(what: str, key: tuple[str, ...]) -> tuple[str, str, tuple[str, ...]]:
-    """(table, WHERE clause, params) of a record's row."""
+def _sqlite_row(what: str, key: tuple[str, ...], project: str) -> tuple[str, str, tuple[str, ...]]:
+    """(table, WHERE clause, params) of a record's row: the project is first in every key."""
     table, column = _TABLES[what]
-    where, params = ("queue = ? AND id = ?", key) if column is None else (f"{column} = ?", key)
-    return table, where, params
+    where = "project = ? AND queue = ? AND id = ?" if column is None else f"project = ? AND {column} = ?"
+    return table, where, (project, *key)
 
 
 def _es_doc(store: ElasticsearchStore, what: str, key: tuple[str, ...]) -> tuple[str, str]:
-    """(index, _id) of a record's document."""
+    """(index, _id) of a record's document (its _id does not hold the project yet)."""
     index = {"tasks": store.names.tasks, "recurring": store.names.recurring, "queues": store.names.queues}[what]
     return index, task_doc_id(*key) if what == "tasks" else key[0]
 
 
-async def stored_text(store: Store, what: str, key: tuple[str, ...]) -> str:
+async def stored_text(store: Store, what: str, key: tuple[str, ...], *, project: str = DEFAULT_PROJECT) -> str:
     """The record as the store holds it, bypassing every model: the SQLite row's body, or the `_source` of the
     Elasticsearch document (as JSON text). Keys as for `corrupt`."""
     if isinstance(store, SqliteStore):
-        table, where, params = _sqlite_row(what, key)
+        table, where, params = _sqlite_row(what, key, project)
         with contextlib.closing(sqlite3.connect(store._path)) as conn:
             (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
         return str(body)
@@ -46,10 +47,13 @@ async def stored_text(store: Store, what: str, key: tuple[str, ...]) -> str:
     return json.dumps((await store._client.get(index=index, id=doc_id)).body["_source"])
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...], mutate: Mutate) -> None:
-    """Apply `mutate` to the stored JSON of a task (`key` = queue, id), recurring task (id) or queue settings."""
+async def corrupt(
+    store: Store, what: str, key: tuple[str, ...], mutate: Mutate, *, project: str = DEFAULT_PROJECT
+) -> None:
+    """Apply `mutate` to the stored JSON of a task (`key` = queue, id), recurring task (id) or queue settings
+    (queue) of `project`."""
     if isinstance(store, SqliteStore):
-        table, where, params = _sqlite_row(what, key)
+        table, where, params = _sqlite_row(what, key, project)
         with sqlite3.connect(store._path) as conn:
             (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
             doc = json.loads(body)

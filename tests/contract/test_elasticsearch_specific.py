@@ -14,6 +14,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from tasques.config import ElasticsearchConfig
 from tasques.domain.errors import AlreadyExists, NotFound
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.clock import ManualClock
@@ -502,11 +503,13 @@ async def test_only_client_chosen_ids_cost_an_archive_search(make_store: StoreFa
     clock = ManualClock(ts(30))
     signals = QueueSignals()
     service = TaskService(store, TaskSettings(), clock, signals, QueueService(store, clock, signals))
-    created = await service.create_many([TaskSpec(queue="q", kind="k"), TaskSpec(queue="q", kind="k")])
-    created.append(await service.create(TaskSpec(queue="q", kind="k")))
+    created = await service.create_many(
+        [TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k"), TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k")]
+    )
+    created.append(await service.create(TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k")))
     assert all(isinstance(t, Task) for t in created)
     assert await _archive_searches(raw, store) == searches + 1
-    [refused] = await service.create_many([TaskSpec(queue="q", kind="k", id="a")])
+    [refused] = await service.create_many([TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="a")])
     assert isinstance(refused, AlreadyExists)
     assert await _archive_searches(raw, store) == searches + 2
 

@@ -17,6 +17,8 @@ import pytest
 
 from tasques.domain.errors import StoreUnavailable
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task, TaskState
 from tasques.service.clock import ManualClock
 from tasques.service.queues import QueueService
@@ -53,12 +55,14 @@ class CountingStore:
         limit: int,
         change: Callable[[Task], Task],
         target: TaskTarget = TaskTarget.PULL,
+        *,
+        project: str | None = DEFAULT_PROJECT,
     ) -> list[Task]:
         self.claims.append(limit)
         self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
-        return await self._inner.claim_tasks(queues, now, limit, change, target)
+        return await self._inner.claim_tasks(queues, now, limit, change, target, project=project)
 
 
 class Service:
@@ -70,7 +74,7 @@ class Service:
         settings = TaskSettings(poll_interval=tick)
         self.tasks = TaskService(real, settings, clock, signals, QueueService(real, clock, signals))
         self.unknown: list[tuple[str, datetime]] = []
-        self.tasks.on_unknown_claim = lambda worker_id, at: self.unknown.append((worker_id, at))
+        self.tasks.on_unknown_claim = lambda project, worker_id, at: self.unknown.append((worker_id, at))
 
     async def ready(self) -> None:
         # Queue settings cached: claims started together reach the shared claim in the same loop iteration.
@@ -96,7 +100,7 @@ async def test_concurrent_claims_are_one_store_claim_split_round_robin(store: St
     ids = await _queue_of(store, 20)
     await svc.ready()
     asks = [("w1", 1), ("w2", 2), ("shared", 3), ("shared", 4), ("w5", 10)]
-    results = await asyncio.gather(*(svc.tasks.claim(w, ["q"], n, timedelta(0)) for w, n in asks))
+    results = await asyncio.gather(*(svc.tasks.claim(w, DEFAULT_PROJECT, ["q"], n, timedelta(0)) for w, n in asks))
     assert svc.store.claims == [20]  # one store call for the summed amount
     # One task at a time to each caller that still needs one, in claim order.
     expected = [
@@ -122,13 +126,15 @@ async def test_fewer_tasks_than_asked_go_one_each_in_turn_and_the_rest_keep_long
     await _queue_of(store, 3)
     await svc.ready()
     workers = ["a", "b", "c", "d"]
-    claims = [asyncio.create_task(svc.tasks.claim(w, ["q"], 2, timedelta(seconds=30))) for w in workers]
+    claims = [
+        asyncio.create_task(svc.tasks.claim(w, DEFAULT_PROJECT, ["q"], 2, timedelta(seconds=30))) for w in workers
+    ]
     for claim in claims[:3]:
         await claim
     assert [[t.id for t in c.result()] for c in claims[:3]] == [["t00"], ["t01"], ["t02"]]
     assert svc.store.claims == [8]
     assert not claims[3].done()  # got nothing: still blocked
-    await svc.tasks.create(TaskSpec(queue="q", kind="k", id="late"))
+    await svc.tasks.create(TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="late"))
     [late] = await claims[3]
     assert (late.id, _check_claimed(late, "d")) == ("late", late.claim_id)
 
@@ -138,8 +144,8 @@ async def test_a_caller_cancelled_during_the_shared_claim_gets_its_share_handed_
     await _queue_of(store, 4)
     await svc.ready()
     svc.store.gate = asyncio.Event()
-    gone = asyncio.create_task(svc.tasks.claim("gone", ["q"], 2, timedelta(0)))
-    stays = asyncio.create_task(svc.tasks.claim("stays", ["q"], 2, timedelta(0)))
+    gone = asyncio.create_task(svc.tasks.claim("gone", DEFAULT_PROJECT, ["q"], 2, timedelta(0)))
+    stays = asyncio.create_task(svc.tasks.claim("stays", DEFAULT_PROJECT, ["q"], 2, timedelta(0)))
     await svc.store.entered.wait()  # both are in the one store call now
     gone.cancel()
     svc.store.gate.set()
@@ -157,9 +163,9 @@ async def test_a_caller_cancelled_before_its_batch_is_never_claimed_for(store: S
     await _queue_of(store, 3)
     await svc.ready()
     svc.store.gate = asyncio.Event()
-    first = asyncio.create_task(svc.tasks.claim("first", ["q"], 1, timedelta(0)))
+    first = asyncio.create_task(svc.tasks.claim("first", DEFAULT_PROJECT, ["q"], 1, timedelta(0)))
     await svc.store.entered.wait()
-    queued = asyncio.create_task(svc.tasks.claim("queued", ["q"], 2, timedelta(0)))
+    queued = asyncio.create_task(svc.tasks.claim("queued", DEFAULT_PROJECT, ["q"], 2, timedelta(0)))
     await asyncio.sleep(0.01)  # waiting for the next batch, behind the claim in flight
     queued.cancel()
     svc.store.gate.set()
@@ -176,9 +182,9 @@ async def test_claims_of_other_queues_or_targets_are_separate_store_calls(store:
     await _queue_of(store, 2, "b")
     await svc.ready()
     got = await asyncio.gather(
-        svc.tasks.claim("x", ["a"], 5, timedelta(0)),
-        svc.tasks.claim("y", ["b"], 5, timedelta(0)),
-        svc.tasks.claim_http("z", "a", 5),
+        svc.tasks.claim("x", DEFAULT_PROJECT, ["a"], 5, timedelta(0)),
+        svc.tasks.claim("y", DEFAULT_PROJECT, ["b"], 5, timedelta(0)),
+        svc.tasks.claim_http("z", QueueRef(DEFAULT_PROJECT, "a"), 5),
     )
     assert [len(g) for g in got] == [2, 2, 0]
     assert sorted(svc.store.claims) == [5, 5, 5]
@@ -197,8 +203,14 @@ async def _parked(svc: Service, claims: list[asyncio.Task[list[Task]]]) -> None:
 async def test_blocked_claims_are_polled_by_one_probe_and_woken_together(store: Store) -> None:
     svc = Service(store, tick=timedelta(milliseconds=50))
     await svc.ready()
-    waiters = [asyncio.create_task(svc.tasks.claim(f"w{i}", ["q"], 2, timedelta(seconds=60))) for i in range(4)]
-    others = [asyncio.create_task(svc.tasks.claim(f"o{i}", [f"other{i}"], 1, timedelta(seconds=60))) for i in range(3)]
+    waiters = [
+        asyncio.create_task(svc.tasks.claim(f"w{i}", DEFAULT_PROJECT, ["q"], 2, timedelta(seconds=60)))
+        for i in range(4)
+    ]
+    others = [
+        asyncio.create_task(svc.tasks.claim(f"o{i}", DEFAULT_PROJECT, [f"other{i}"], 1, timedelta(seconds=60)))
+        for i in range(3)
+    ]
     await _parked(svc, waiters + others)
     first_claims = len(svc.store.claims)  # one per key (the 4 on "q" share), made before parking
     assert first_claims <= 4
@@ -223,13 +235,19 @@ async def test_a_long_poll_restarted_on_a_queue_found_empty_waits_without_claimi
     # A tick longer than the test: only claims mark queues empty here.
     svc = Service(store, tick=timedelta(minutes=5))
     await svc.ready()
-    assert await svc.tasks.claim("w", ["q"], 1, timedelta(milliseconds=50)) == []
+    assert await svc.tasks.claim("w", DEFAULT_PROJECT, ["q"], 1, timedelta(milliseconds=50)) == []
     assert svc.store.claims == [1]
-    assert await svc.tasks.claim("w", ["q"], 1, timedelta(milliseconds=50)) == []  # known empty: no claim
-    assert await svc.tasks.claim("w", ["q"], 1, timedelta(0)) == []  # a non-blocking claim asks the store
+    assert (
+        await svc.tasks.claim("w", DEFAULT_PROJECT, ["q"], 1, timedelta(milliseconds=50)) == []
+    )  # known empty: no claim
+    assert (
+        await svc.tasks.claim("w", DEFAULT_PROJECT, ["q"], 1, timedelta(0)) == []
+    )  # a non-blocking claim asks the store
     assert svc.store.claims == [1, 1]
-    await svc.tasks.create(TaskSpec(queue="q", kind="k", id="new"))  # the signal clears the mark
-    [new] = await svc.tasks.claim("w", ["q"], 1, timedelta(seconds=5))
+    await svc.tasks.create(
+        TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="new")
+    )  # the signal clears the mark
+    [new] = await svc.tasks.claim("w", DEFAULT_PROJECT, ["q"], 1, timedelta(seconds=5))
     assert new.id == "new"
     assert svc.store.claims == [1, 1, 1]
 
@@ -287,7 +305,7 @@ async def test_an_outage_during_a_shared_claim_reaches_every_callers_unknown_cla
     failing.fail()
     workers = ["a", "b", "b"]
     results = await asyncio.gather(
-        *(svc.tasks.claim(w, ["q"], 2, timedelta(0)) for w in workers), return_exceptions=True
+        *(svc.tasks.claim(w, DEFAULT_PROJECT, ["q"], 2, timedelta(0)) for w in workers), return_exceptions=True
     )
     assert all(isinstance(r, StoreUnavailable) for r in results), results
     assert svc.store.claims == [6]

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from tasques.domain.errors import QuotaExceeded
+from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import TaskState
-from tasques.store.base import TaskFilter
-from tasques.store.sqlite import SqliteStore
-from tasques.store.sqlite import store as sqlite_store
+from tasques.store.base import QueueProbe, TaskFilter
+from tasques.store.sqlite import SqliteStore, queries
 from tasques.store.sqlite.schema import SCHEMA_VERSION
-from tests.contract import make_task, ts
+from tests.contract import claim_as, make_task, ts
+from tests.contract.raw import corrupt, unparseable_duration
 
 
 @pytest.fixture
@@ -44,23 +46,39 @@ def _assert_indexed(plan: str, index: str) -> None:
     assert "TEMP B-TREE" not in plan, plan
 
 
-@pytest.mark.parametrize(
-    ("sql", "params", "index"),
-    [
-        (sqlite_store.CLAIM_SQL, ("q", "pull", 0, 10), "tasks_claimable_by_target"),
-        (sqlite_store.TIMED_OUT_SQL, (0, 10), "tasks_timeouts"),
-        (sqlite_store.FINISHED_SQL, (0, 10), "tasks_finished_v2"),
-        (sqlite_store.OUTSTANDING_SQL, ("rec",), "tasks_outstanding_v2"),
-        (sqlite_store.COUNTS_SQL, (), "tasks_counts"),
-        (sqlite_store.EARLIEST_SQL, ("q",), "tasks_earliest"),
-    ],
-)
-def test_hot_queries_use_their_index(conn: sqlite3.Connection, sql: str, params: Any, index: str) -> None:
+# (query, params, the index it must use). Every access to `tasks` in the plan must be a seek in that index.
+_HOT = [
+    (queries.CLAIM_SQL, ("p", "q", "pull", 0, 10), "tasks_claimable_by_target"),
+    (queries.PROBE_SQL, ("p", "q", "pull", 0, 10), "tasks_claimable_by_target"),
+    (queries.PROJECTS_SQL, (), "tasks_claimable_by_target"),
+    (queries.PROBE_ALL_SQL, ("p", "p", "pull", 0), "tasks_claimable_by_target"),
+    (queries.probe_queues_sql(2), ("p", "a", "p", "b", "pull", 0), "tasks_claimable_by_target"),
+    (queries.TIMED_OUT_SQL, (0, 10), "tasks_timeouts"),
+    (queries.CLAIMED_SQL, ("p",), "tasks_claimed"),
+    (queries.FINISHED_SQL, (0, 10), "tasks_finished_v2"),
+    (queries.OUTSTANDING_SQL, ("p", "rec"), "tasks_outstanding_v2"),
+    (queries.UNFINISHED_SQL, ("p",), "tasks_unfinished"),
+    (queries.COUNTS_SQL, ("p",), "tasks_counts"),
+    (queries.EARLIEST_SQL, ("p", "q"), "tasks_earliest"),
+]
+
+
+@pytest.mark.parametrize(("sql", "params", "index"), _HOT)
+def test_hot_queries_seek_their_index(conn: sqlite3.Connection, sql: str, params: Any, index: str) -> None:
     plan = _plan(conn, sql, params)
     _assert_indexed(plan, index)
-    assert "TEMP B-TREE" not in plan, plan  # read in the index's order, never sorted
-    if index != "tasks_counts":
-        assert plan.startswith("SEARCH"), plan
+    on_tasks = [line for line in plan.splitlines() if line.startswith(("SEARCH tasks", "SCAN tasks"))]
+    assert on_tasks, plan
+    for line in on_tasks:
+        assert line.startswith(
+            (f"SEARCH tasks USING INDEX {index} (", f"SEARCH tasks USING COVERING INDEX {index} (")
+        ), plan
+        assert "(project" in line or index in {"tasks_timeouts", "tasks_finished_v2"}, plan  # per project: a seek on it
+
+
+def test_counts_of_every_project_walk_the_index_not_the_table(conn: sqlite3.Connection) -> None:
+    plan = _plan(conn, queries.COUNTS_ALL_SQL, ())
+    assert plan == "SCAN tasks USING COVERING INDEX tasks_counts", plan
 
 
 @pytest.mark.parametrize(
@@ -69,16 +87,19 @@ def test_hot_queries_use_their_index(conn: sqlite3.Connection, sql: str, params:
         (TaskFilter(), None, "tasks_listing"),
         (TaskFilter(), (0, "q", "id"), "tasks_listing"),
         (TaskFilter(states=frozenset({TaskState.DEAD})), (0, "q", "id"), "tasks_listing"),
+        (TaskFilter(project="alpha", kind="k"), None, "tasks_listing"),
         (TaskFilter(queue="q"), None, "tasks_queue_listing"),
         (TaskFilter(queue="q"), (0, "q", "id"), "tasks_queue_listing"),
         (TaskFilter(queue="q", kind="k"), (0, "r", "id"), "tasks_queue_listing"),
     ],
 )
-def test_list_query_uses_a_listing_index(
+def test_list_query_seeks_a_listing_index_of_its_project(
     conn: sqlite3.Connection, flt: TaskFilter, after: tuple[int, str, str] | None, index: str
 ) -> None:
-    sql, params = sqlite_store._list_query(flt, 10, after)
-    _assert_indexed(_plan(conn, sql, params), index)
+    sql, params = queries.list_query(flt, 10, after)
+    plan = _plan(conn, sql, params)
+    _assert_indexed(plan, index)
+    assert plan.startswith(f"SEARCH tasks USING INDEX {index} (project=?"), plan
 
 
 def test_file_is_wal_with_schema_version(conn: sqlite3.Connection) -> None:
@@ -149,53 +170,55 @@ async def test_naive_datetimes_are_refused(db_path: Path) -> None:
         await store.close()
 
 
-def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
-    """Schema 1 (before HTTP tasks): the new column and indexes appear, and existing tasks are pull tasks."""
-    path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    for statement in _V1_DDL:
-        conn.execute(statement)
-    task = make_task(id="old")
-    conn.execute(
-        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, 1, ?)",
-        ("q", "old", "queued", 0, 0, "k", 0, 0, task.model_dump_json()),
-    )
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
-
-    async def run() -> None:
-        store = SqliteStore(str(path))
-        await store.open()
-        try:
-            claimed = await store.claim_tasks(["q"], ts(1), 10, lambda t: t.claimed("w", ts(1), "c1"))
-            assert [t.id for t in claimed] == ["old"]
-            assert await store.list_queue_settings() == []
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-    conn = sqlite3.connect(path)
+async def test_a_quota_holds_with_two_stores_racing_on_one_file(db_path: Path) -> None:
+    # Two servers' stores on one file: each count is taken in the write transaction that inserts.
+    stores = [SqliteStore(str(db_path)) for _ in range(2)]
+    for s in stores:
+        await s.open()
     try:
-        assert conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION
-        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"tasks_claimable_by_target", "tasks_finished_v2", "tasks_outstanding_v2"} <= indexes
-        assert not {"tasks_claimable", "tasks_finished", "tasks_outstanding"} & indexes
-        assert conn.execute("SELECT target FROM tasks").fetchall() == [("pull",)]
+
+        async def fill(s: SqliteStore, n: int) -> int:
+            accepted = 0
+            for i in range(10):
+                try:
+                    await s.insert_tasks([make_task("q", f"{n}-{i}-{j}", project="alpha") for j in range(3)], quota=20)
+                    accepted += 3
+                except QuotaExceeded:
+                    pass
+            return accepted
+
+        accepted = await asyncio.gather(*(fill(s, n) for n, s in enumerate(stores)))
+        assert sum(accepted) == 18  # six batches of three fit in 20, a seventh would not
+        assert await stores[0].count_project_outstanding("alpha") == 18
     finally:
-        conn.close()
+        for s in stores:
+            await s.close()
 
 
-_V1_COLUMNS = """queue TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL,
-    run_at INTEGER NOT NULL, times_out_at INTEGER, kind TEXT NOT NULL, recurring_task_id TEXT,
-    created_at INTEGER NOT NULL, modified_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL"""
-_V1_DDL = (
-    f"CREATE TABLE tasks ({_V1_COLUMNS}, PRIMARY KEY (queue, id))",
-    "CREATE INDEX tasks_claimable ON tasks (queue, priority DESC, run_at) WHERE state IN ('queued', 'failed')",
-    "CREATE INDEX tasks_finished ON tasks (modified_at) WHERE state IN ('done', 'dead')",
-    "CREATE INDEX tasks_outstanding ON tasks (recurring_task_id) "
-    "WHERE recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead')",
-    f"CREATE TABLE archived_tasks ({_V1_COLUMNS}, archived_at INTEGER NOT NULL, PRIMARY KEY (queue, id))",
-    "CREATE TABLE recurring_tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL, seq INTEGER NOT NULL)",
-)
+async def test_a_quota_needs_one_project(db_path: Path) -> None:
+    store = SqliteStore(str(db_path))
+    await store.open()
+    try:
+        with pytest.raises(ValueError, match="one project"):
+            await store.insert_tasks([make_task("q", "a", project="alpha"), make_task("q", "b")], quota=10)
+        assert await store.count_project_outstanding("alpha") == 0
+        # Without a quota, one call may span projects.
+        assert len(await store.insert_tasks([make_task("q", "a", project="alpha"), make_task("q", "b")])) == 2
+    finally:
+        await store.close()
+
+
+async def test_an_unreadable_task_hides_nothing_in_another_project(db_path: Path) -> None:
+    # Unreadable tasks are remembered by (project, queue, id): the same key in another project is still claimable.
+    store = SqliteStore(str(db_path))
+    await store.open()
+    try:
+        await store.insert_tasks([make_task("q", "t", project=p) for p in ("alpha", "beta")])
+        await corrupt(store, "tasks", ("q", "t"), unparseable_duration, project="alpha")
+        assert await store.claim_tasks(["q"], ts(1), 5, claim_as("w", ts(1)), project="alpha") == []
+        probe = QueueProbe(TaskTarget.PULL, frozenset({"q"}), project=None)
+        assert await store.claimable_queues(ts(1), [probe]) == {("beta", "q", TaskTarget.PULL)}
+        [claimed] = await store.claim_tasks(["q"], ts(1), 5, claim_as("w", ts(1)), project=None)
+        assert (claimed.project, claimed.id) == ("beta", "t")
+    finally:
+        await store.close()

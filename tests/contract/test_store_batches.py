@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from tasques.domain.errors import AlreadyExists, ClaimMismatch, NotClaimed, NotFound, NotOwnedByWorker, VersionConflict
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task, TaskState
 from tasques.service.clock import ManualClock
 from tasques.service.queues import QueueService
@@ -35,10 +37,10 @@ class CountingStore:
         return getattr(self._inner, name)
 
     async def insert_tasks(
-        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset(), quota: int | None = None
     ) -> list[Task | AlreadyExists]:
         self.insert_calls.append(len(tasks))
-        return await self._inner.insert_tasks(tasks, generated=generated)
+        return await self._inner.insert_tasks(tasks, generated=generated, quota=quota)
 
     async def modify_tasks(self, changes: Sequence[TaskChange]) -> list[Task | Exception]:
         self.modify_calls.append(len(changes))
@@ -75,8 +77,8 @@ def _claim_id(task: Task) -> str:
 
 async def _claimed(service: TaskService, worker: str, n: int, queue: str = "q") -> list[Task]:
     for i in range(n):
-        await service.create(TaskSpec(queue=queue, kind="k", id=f"t{i}"))
-    tasks = await service.claim(worker, [queue], n, timedelta(0))
+        await service.create(TaskSpec(project=DEFAULT_PROJECT, queue=queue, kind="k", id=f"t{i}"))
+    tasks = await service.claim(worker, DEFAULT_PROJECT, [queue], n, timedelta(0))
     assert len(tasks) == n
     return sorted(tasks, key=lambda t: t.id)
 
@@ -160,9 +162,10 @@ async def test_a_change_made_through_another_instance_is_never_overwritten(store
 async def test_done_many_with_mixed_items(store: Store) -> None:
     service = _service(store, ManualClock(T0))
     a, b, c, d = await _claimed(service, "w", 4)
-    await service.create(TaskSpec(queue="q", kind="k", id="queued"))
+    await service.create(TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="queued"))
     results = await service.done_many(
         "w",
+        DEFAULT_PROJECT,
         [
             WorkerUpdate("q", a.id, _claim_id(a), {"ok": 1}),
             WorkerUpdate("q", "missing", None, None),
@@ -189,9 +192,11 @@ async def test_done_many_with_mixed_items(store: Store) -> None:
 async def test_another_workers_tasks_are_refused_per_item(store: Store) -> None:
     service = _service(store, ManualClock(T0))
     [mine] = await _claimed(service, "w", 1)
-    await service.create(TaskSpec(queue="q", kind="k", id="theirs"))
-    [theirs] = await service.claim("other", ["q"], 1, timedelta(0))
-    results = await service.fail_many("w", [WorkerUpdate("q", theirs.id), WorkerUpdate("q", mine.id, data={"e": 1})])
+    await service.create(TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="theirs"))
+    [theirs] = await service.claim("other", DEFAULT_PROJECT, ["q"], 1, timedelta(0))
+    results = await service.fail_many(
+        "w", DEFAULT_PROJECT, [WorkerUpdate("q", theirs.id), WorkerUpdate("q", mine.id, data={"e": 1})]
+    )
     assert isinstance(results[0], NotOwnedByWorker)
     assert isinstance(results[1], Task)
     assert results[1].state is TaskState.FAILED
@@ -202,9 +207,9 @@ async def test_a_retried_batch_has_the_outcome_of_one(store: Store) -> None:
     service = _service(store, ManualClock(T0))
     tasks = await _claimed(service, "w", 3)
     batch = [WorkerUpdate("q", t.id, _claim_id(t), {"i": i}) for i, t in enumerate(tasks)]
-    first = await service.done_many("w", batch)
+    first = await service.done_many("w", DEFAULT_PROJECT, batch)
     after_first = [await store.get_task("q", t.id) for t in tasks]
-    again = await service.done_many("w", batch)
+    again = await service.done_many("w", DEFAULT_PROJECT, batch)
     assert all(isinstance(r, Task) for r in first)
     # The retry is refused item by item (already done) and changes nothing.
     assert all(isinstance(r, NotClaimed) for r in again)
@@ -214,7 +219,7 @@ async def test_a_retried_batch_has_the_outcome_of_one(store: Store) -> None:
 async def test_a_task_named_twice_is_changed_in_order(store: Store) -> None:
     service = _service(store, ManualClock(T0))
     [a] = await _claimed(service, "w", 1)
-    first, second = await service.done_many("w", [WorkerUpdate("q", a.id, data={"n": 1})] * 2)
+    first, second = await service.done_many("w", DEFAULT_PROJECT, [WorkerUpdate("q", a.id, data={"n": 1})] * 2)
     assert isinstance(first, Task)
     assert first.state is TaskState.DONE
     assert isinstance(second, NotClaimed)
@@ -229,14 +234,14 @@ async def test_reports_push_the_timeout_out_and_keep_the_data(store: Store) -> N
     service = _service(store, clock)
     [a] = await _claimed(service, "w", 1)
     clock.advance(timedelta(seconds=10))
-    [reported] = await service.report_many("w", [WorkerUpdate("q", a.id, _claim_id(a), {"p": 50})])
+    [reported] = await service.report_many("w", DEFAULT_PROJECT, [WorkerUpdate("q", a.id, _claim_id(a), {"p": 50})])
     assert isinstance(reported, Task)
     assert reported.last_claimed is not None
     assert a.last_claimed is not None
     assert reported.last_claimed.times_out_at > a.last_claimed.times_out_at
     assert reported.last_claimed.last_report is not None
     assert reported.last_claimed.last_report.data == {"p": 50}
-    [done] = await service.done_many("w", [WorkerUpdate("q", a.id, _claim_id(a))])
+    [done] = await service.done_many("w", DEFAULT_PROJECT, [WorkerUpdate("q", a.id, _claim_id(a))])
     assert isinstance(done, Task)
     assert done.state is TaskState.DONE
 
@@ -244,9 +249,11 @@ async def test_reports_push_the_timeout_out_and_keep_the_data(store: Store) -> N
 async def test_unclaim_many_makes_the_tasks_claimable_again(store: Store) -> None:
     service = _service(store, ManualClock(T0))
     tasks = await _claimed(service, "w", 3)
-    results = await service.unclaim_many("w", [WorkerUpdate("q", t.id, _claim_id(t)) for t in tasks[:2]])
+    results = await service.unclaim_many(
+        "w", DEFAULT_PROJECT, [WorkerUpdate("q", t.id, _claim_id(t)) for t in tasks[:2]]
+    )
     assert [r.state for r in results if isinstance(r, Task)] == [TaskState.QUEUED, TaskState.QUEUED]
-    again = await service.claim("w2", ["q"], 10, timedelta(0))
+    again = await service.claim("w2", DEFAULT_PROJECT, ["q"], 10, timedelta(0))
     assert sorted(t.id for t in again) == sorted(t.id for t in tasks[:2])
 
 
@@ -256,9 +263,11 @@ async def test_a_batch_retries_lost_races_with_a_fresh_read(store: Store, twin: 
     service = _service(store, ManualClock(T0))
     other = _service(twin, ManualClock(T0))
     tasks = await _claimed(service, "w", 5)
-    reports = await other.report_many("w", [WorkerUpdate("q", t.id, data={"via": "twin"}) for t in tasks])
+    reports = await other.report_many(
+        "w", DEFAULT_PROJECT, [WorkerUpdate("q", t.id, data={"via": "twin"}) for t in tasks]
+    )
     assert all(isinstance(r, Task) for r in reports)
-    results = await service.done_many("w", [WorkerUpdate("q", t.id, _claim_id(t)) for t in tasks])
+    results = await service.done_many("w", DEFAULT_PROJECT, [WorkerUpdate("q", t.id, _claim_id(t)) for t in tasks])
     assert all(isinstance(r, Task) and r.state is TaskState.DONE for r in results)
     for t in tasks:
         stored = await store.get_task("q", t.id)
@@ -276,8 +285,8 @@ async def test_concurrent_single_calls_share_store_writes(store: Store) -> None:
     tasks = await _claimed(service, "w", 40)
     counting.modify_calls.clear()
     results = await asyncio.gather(
-        *(service.done("w", "q", t.id, {"i": i}, _claim_id(t)) for i, t in enumerate(tasks)),
-        service.done("w", "q", "missing", None),
+        *(service.done("w", QueueRef(DEFAULT_PROJECT, "q"), t.id, {"i": i}, _claim_id(t)) for i, t in enumerate(tasks)),
+        service.done("w", QueueRef(DEFAULT_PROJECT, "q"), "missing", None),
         return_exceptions=True,
     )
     assert all(isinstance(r, Task) and r.state is TaskState.DONE for r in results[:-1])
@@ -292,9 +301,11 @@ async def test_concurrent_single_creates_share_store_writes(store: Store) -> Non
     counting = CountingStore(store)
     clock = ManualClock(T0)
     service = _service(counting, clock)
-    await service.create(TaskSpec(queue="q", kind="k", id="taken"))
+    await service.create(TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="taken"))
     counting.insert_calls.clear()
-    specs = [TaskSpec(queue="q", kind="k", id=f"n{i}") for i in range(30)] + [TaskSpec(queue="q", kind="k", id="taken")]
+    specs = [TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id=f"n{i}") for i in range(30)] + [
+        TaskSpec(project=DEFAULT_PROJECT, queue="q", kind="k", id="taken")
+    ]
     now = clock()
     results = await asyncio.gather(
         *(service.insert(service.resolve(s, now), now) for s in specs), return_exceptions=True
@@ -303,4 +314,4 @@ async def test_concurrent_single_creates_share_store_writes(store: Store) -> Non
     assert isinstance(results[-1], AlreadyExists)
     # All arrived in one turn of the event loop: one write carries them all.
     assert counting.insert_calls == [31]
-    assert len(await service.claim("w", ["q"], 100, timedelta(0))) == 31
+    assert len(await service.claim("w", DEFAULT_PROJECT, ["q"], 100, timedelta(0))) == 31

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.queue import QueueSettings
+from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.clock import ManualClock
@@ -131,7 +133,9 @@ def _services(store: Store, clock: ManualClock) -> tuple[TaskService, RecurringS
 
 
 def _http_spec(queue: str) -> TaskSpec:
-    return TaskSpec(queue=queue, kind="http", http_request=HttpRequest(url="http://127.0.0.1:1/x"))
+    return TaskSpec(
+        project=DEFAULT_PROJECT, queue=queue, kind="http", http_request=HttpRequest(url="http://127.0.0.1:1/x")
+    )
 
 
 async def test_a_paused_queue_beyond_the_first_page_is_honoured(paged_store: Store) -> None:
@@ -139,18 +143,18 @@ async def test_a_paused_queue_beyond_the_first_page_is_honoured(paged_store: Sto
     tasks, _ = _services(paged_store, clock)
     for name in _names():
         await tasks.create(_http_spec(name))
-        await tasks.create(TaskSpec(queue=name, kind="pull"))
+        await tasks.create(TaskSpec(project=DEFAULT_PROJECT, queue=name, kind="pull"))
     last = _names()[-1]
-    await tasks.queues.pause(last)
+    await tasks.queues.pause(QueueRef(DEFAULT_PROJECT, last))
     # What the dispatcher iterates: every queue, the last one paused.
     listed = await tasks.queues.all()
-    assert sorted(listed) == _names()
-    assert [q for q, s in listed.items() if s.paused] == [last]
-    assert await tasks.claim_http("dispatcher", last, 5) == []
-    assert await tasks.claim("worker", [last], block_for=timedelta(0)) == []
-    assert len(await tasks.claim_http("dispatcher", _names()[-2], 5)) == 1
-    await tasks.queues.resume(last)
-    assert len(await tasks.claim_http("dispatcher", last, 5)) == 1
+    assert sorted(listed) == [QueueRef(DEFAULT_PROJECT, n) for n in _names()]
+    assert [q for q, s in listed.items() if s.paused] == [QueueRef(DEFAULT_PROJECT, last)]
+    assert await tasks.claim_http("dispatcher", QueueRef(DEFAULT_PROJECT, last), 5) == []
+    assert await tasks.claim("worker", DEFAULT_PROJECT, [last], block_for=timedelta(0)) == []
+    assert len(await tasks.claim_http("dispatcher", QueueRef(DEFAULT_PROJECT, _names()[-2]), 5)) == 1
+    await tasks.queues.resume(QueueRef(DEFAULT_PROJECT, last))
+    assert len(await tasks.claim_http("dispatcher", QueueRef(DEFAULT_PROJECT, last), 5)) == 1
 
 
 async def test_every_recurring_task_fires_beyond_the_first_page(paged_store: Store) -> None:
@@ -167,4 +171,4 @@ async def test_every_recurring_task_fires_beyond_the_first_page(paged_store: Sto
 async def test_the_probe_names_every_queue_with_work_beyond_the_first_page(paged_store: Store) -> None:
     await paged_store.insert_tasks([make_task(name, "t") for name in _names()])
     found = await paged_store.claimable_queues(ts(1), [QueueProbe(TaskTarget.PULL, frozenset(_names()))])
-    assert found == {(name, TaskTarget.PULL) for name in _names()}
+    assert found == {(DEFAULT_PROJECT, name, TaskTarget.PULL) for name in _names()}

@@ -22,11 +22,13 @@ from pydantic import BaseModel
 from tasques.domain.errors import StoreUnavailable
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
-from tasques.store.sqlite.schema import DDL, MIGRATE_1_TO_2, SCHEMA_VERSION
+from tasques.store.sqlite.migrate import migrate
 from tasques.store.unreadable import UnreadableRecords
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+# (project, queue, id): a task's key.
+TaskKey = tuple[str, str, str]
 
 log = logging.getLogger("tasques.store.sqlite")
 
@@ -36,6 +38,11 @@ _BUSY_TIMEOUT = timedelta(seconds=10)
 _UNAVAILABLE_CODES = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
 )
+
+
+def task_key(project: str, queue: str, task_id: str) -> str:
+    """A task's record key for `UnreadableRecords` (none of the three names may hold a '/')."""
+    return f"tasks/{project}/{queue}/{task_id}"
 
 
 class SqliteConnections:
@@ -59,7 +66,7 @@ class SqliteConnections:
             "tasques-sqlite-writer", lambda: _connect(self._path, read_only=False, busy_ms=self._busy_ms)
         )
         try:
-            await writer.run(_migrate)
+            await writer.run(lambda conn: _in_transaction(conn, migrate))
         except BaseException:
             await writer.close()
             raise
@@ -86,11 +93,12 @@ class SqliteConnections:
             self.unreadable.note(key, e)
             return None
 
-    def _unreadable_tasks(self) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
+    def _unreadable_tasks(self) -> set[TaskKey]:
+        """The (project, queue, id) of every unreadable task remembered (their record keys are `task_key`)."""
+        out: set[TaskKey] = set()
         for key in self.unreadable.task_keys():
-            queue, _, task_id = key.partition("/")
-            out.add((queue, task_id))
+            project, queue, task_id = key.split("/", 2)
+            out.add((project, queue, task_id))
         return out
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -162,18 +170,3 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
             conn.execute("ROLLBACK")
         raise
     return result
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    def run(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema version {version} is newer than this server's {SCHEMA_VERSION}")
-        if version == 1:
-            for statement in MIGRATE_1_TO_2:
-                conn.execute(statement)
-        for statement in DDL:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    _in_transaction(conn, run)

@@ -9,12 +9,18 @@ import sqlite3
 from datetime import datetime
 
 from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.timeline import Attempt
 from tasques.store.sealed_records import dump_json, load_json
 from tasques.store.sqlite.connection import SqliteConnections
 from tasques.store.sqlite.rows import _expected_seq, _micros, _versioned
+
+
+def _of_project(project: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause of a listing of one project (of every project when None), and its params."""
+    return ("", ()) if project is None else ("WHERE project = ?", (project,))
 
 
 class SqliteRecords(SqliteConnections):
@@ -26,8 +32,8 @@ class SqliteRecords(SqliteConnections):
         def run(conn: sqlite3.Connection) -> RecurringTask:
             stored = _versioned(task, 1)
             cur = conn.execute(
-                "INSERT INTO recurring_tasks (id, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.id, dump_json(stored, self.sealer)),
+                "INSERT INTO recurring_tasks (project, id, seq, body) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                (stored.project, stored.id, dump_json(stored, self.sealer)),
             )
             if cur.rowcount == 0:
                 raise AlreadyExists(f"recurring task {task.id} already exists")
@@ -35,9 +41,11 @@ class SqliteRecords(SqliteConnections):
 
         return await self._write(run)
 
-    async def get_recurring(self, task_id: str) -> RecurringTask:
+    async def get_recurring(self, task_id: str, *, project: str = DEFAULT_PROJECT) -> RecurringTask:
         def run(conn: sqlite3.Connection) -> RecurringTask:
-            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
+            rows = conn.execute(
+                "SELECT body FROM recurring_tasks WHERE project = ? AND id = ?", (project, task_id)
+            ).fetchall()
             if not rows:
                 raise NotFound(f"no recurring task {task_id}")
             return load_json(RecurringTask, rows[0][0], self.sealer)
@@ -49,31 +57,35 @@ class SqliteRecords(SqliteConnections):
             expected = _expected_seq(task.metadata.version)
             stored = _versioned(task, expected + 1)
             cur = conn.execute(
-                "UPDATE recurring_tasks SET seq = ?, body = ? WHERE id = ? AND seq = ?",
-                (expected + 1, dump_json(stored, self.sealer), task.id, expected),
+                "UPDATE recurring_tasks SET seq = ?, body = ? WHERE project = ? AND id = ? AND seq = ?",
+                (expected + 1, dump_json(stored, self.sealer), task.project, task.id, expected),
             )
             if cur.rowcount == 1:
                 return stored
-            if conn.execute("SELECT 1 FROM recurring_tasks WHERE id = ?", (task.id,)).fetchall():
+            key = (task.project, task.id)
+            if conn.execute("SELECT 1 FROM recurring_tasks WHERE project = ? AND id = ?", key).fetchall():
                 raise VersionConflict(f"recurring task {task.id} changed since it was read")
             raise NotFound(f"no recurring task {task.id}")
 
         return await self._write(run)
 
-    async def delete_recurring(self, task_id: str) -> RecurringTask:
+    async def delete_recurring(self, task_id: str, *, project: str = DEFAULT_PROJECT) -> RecurringTask:
         def run(conn: sqlite3.Connection) -> RecurringTask:
-            rows = conn.execute("SELECT body FROM recurring_tasks WHERE id = ?", (task_id,)).fetchall()
+            key = (project, task_id)
+            rows = conn.execute("SELECT body FROM recurring_tasks WHERE project = ? AND id = ?", key).fetchall()
             if not rows:
                 raise NotFound(f"no recurring task {task_id}")
-            conn.execute("DELETE FROM recurring_tasks WHERE id = ?", (task_id,))
+            conn.execute("DELETE FROM recurring_tasks WHERE project = ? AND id = ?", key)
             return load_json(RecurringTask, rows[0][0], self.sealer)
 
         return await self._write(run)
 
-    async def list_recurring(self) -> list[RecurringTask]:
+    async def list_recurring(self, *, project: str | None = None) -> list[RecurringTask]:
         def run(conn: sqlite3.Connection) -> list[RecurringTask]:
-            rows = conn.execute("SELECT id, body FROM recurring_tasks ORDER BY id").fetchall()
-            parsed = (self._parse(RecurringTask, f"recurring/{rid}", body) for rid, body in rows)
+            where, params = _of_project(project)
+            sql = f"SELECT project, id, body FROM recurring_tasks {where} ORDER BY project, id"
+            rows = conn.execute(sql, params).fetchall()
+            parsed = (self._parse(RecurringTask, f"recurring/{p}/{rid}", body) for p, rid, body in rows)
             return [r for r in parsed if r is not None]
 
         return await self._read(run)
@@ -84,8 +96,8 @@ class SqliteRecords(SqliteConnections):
         def run(conn: sqlite3.Connection) -> QueueSettings:
             stored = _versioned(settings, 1)
             cur = conn.execute(
-                "INSERT INTO queue_settings (queue, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.queue, stored.model_dump_json()),
+                "INSERT INTO queue_settings (project, queue, seq, body) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                (stored.project, stored.queue, stored.model_dump_json()),
             )
             if cur.rowcount == 0:
                 raise AlreadyExists(f"queue {settings.queue} already has settings")
@@ -93,9 +105,11 @@ class SqliteRecords(SqliteConnections):
 
         return await self._write(run)
 
-    async def get_queue_settings(self, queue: str) -> QueueSettings:
+    async def get_queue_settings(self, queue: str, *, project: str = DEFAULT_PROJECT) -> QueueSettings:
         def run(conn: sqlite3.Connection) -> QueueSettings:
-            rows = conn.execute("SELECT body FROM queue_settings WHERE queue = ?", (queue,)).fetchall()
+            rows = conn.execute(
+                "SELECT body FROM queue_settings WHERE project = ? AND queue = ?", (project, queue)
+            ).fetchall()
             if not rows:
                 raise NotFound(f"no settings for queue {queue}")
             return QueueSettings.model_validate_json(rows[0][0])
@@ -107,21 +121,24 @@ class SqliteRecords(SqliteConnections):
             expected = _expected_seq(settings.metadata.version)
             stored = _versioned(settings, expected + 1)
             cur = conn.execute(
-                "UPDATE queue_settings SET seq = ?, body = ? WHERE queue = ? AND seq = ?",
-                (expected + 1, stored.model_dump_json(), settings.queue, expected),
+                "UPDATE queue_settings SET seq = ?, body = ? WHERE project = ? AND queue = ? AND seq = ?",
+                (expected + 1, stored.model_dump_json(), settings.project, settings.queue, expected),
             )
             if cur.rowcount == 1:
                 return stored
-            if conn.execute("SELECT 1 FROM queue_settings WHERE queue = ?", (settings.queue,)).fetchall():
+            key = (settings.project, settings.queue)
+            if conn.execute("SELECT 1 FROM queue_settings WHERE project = ? AND queue = ?", key).fetchall():
                 raise VersionConflict(f"settings of queue {settings.queue} changed since they were read")
             raise NotFound(f"no settings for queue {settings.queue}")
 
         return await self._write(run)
 
-    async def list_queue_settings(self) -> list[QueueSettings]:
+    async def list_queue_settings(self, *, project: str | None = None) -> list[QueueSettings]:
         def run(conn: sqlite3.Connection) -> list[QueueSettings]:
-            rows = conn.execute("SELECT queue, body FROM queue_settings ORDER BY queue").fetchall()
-            parsed = (self._parse(QueueSettings, f"queues/{queue}", body) for queue, body in rows)
+            where, params = _of_project(project)
+            sql = f"SELECT project, queue, body FROM queue_settings {where} ORDER BY project, queue"
+            rows = conn.execute(sql, params).fetchall()
+            parsed = (self._parse(QueueSettings, f"queues/{p}/{queue}", body) for p, queue, body in rows)
             return [s for s in parsed if s is not None]
 
         return await self._read(run)
@@ -130,18 +147,20 @@ class SqliteRecords(SqliteConnections):
 
     async def insert_attempt(self, attempt: Attempt) -> None:
         a = attempt
-        row = (a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
+        row = (a.project, a.queue, a.task_id, a.run, a.attempt, _micros(a.ended_at), a.model_dump_json())
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO attempts (queue, task_id, run, attempt, ended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO attempts (project, queue, task_id, run, attempt, ended_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
 
-    async def list_attempts(self, queue: str, task_id: str) -> list[Attempt]:
+    async def list_attempts(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> list[Attempt]:
         def run(conn: sqlite3.Connection) -> list[Attempt]:
             rows = conn.execute(
-                "SELECT body FROM attempts WHERE queue = ? AND task_id = ? ORDER BY run, attempt", (queue, task_id)
+                "SELECT body FROM attempts WHERE project = ? AND queue = ? AND task_id = ? ORDER BY run, attempt",
+                (project, queue, task_id),
             ).fetchall()
             return [Attempt.model_validate_json(row[0]) for row in rows]
 

@@ -1,17 +1,24 @@
-"""The SQLite schema. Bump `SCHEMA_VERSION` (the `user_version` pragma) and add a migration on any change."""
+"""The SQLite schema. Bump `SCHEMA_VERSION` (the `user_version` pragma) and add a migration on any change.
+
+Every record's key starts with its project (a tenant), and so does every index a per-project query uses; the
+leader's sweeps across projects (timeouts, archiving, attempt retention) keep indexes without it.
+"""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+from tasques.domain.limits import DEFAULT_PROJECT
+
+SCHEMA_VERSION = 3
 
 # Columns shared by live and archived tasks. `body` is the whole Task as JSON, including its version;
 # the other columns are copies of the fields the queries filter and sort on.
 TASK_COLUMNS = (
-    "queue, id, state, priority, run_at, times_out_at, kind, recurring_task_id, created_at, modified_at, seq, body, "
-    "target"
+    "project, queue, id, state, priority, run_at, times_out_at, kind, recurring_task_id, created_at, modified_at, "
+    "seq, body, target"
 )
 
 _TASK_COLUMN_DEFS = """
+    project TEXT NOT NULL,
     queue TEXT NOT NULL,
     id TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -34,32 +41,53 @@ FINISHED = "state IN ('done', 'dead', 'cancelled')"
 # The claimable states again, written otherwise: a partial index is usable only by queries repeating its text.
 WAITING = "state IN ('failed', 'queued')"
 OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', 'cancelled')"
+# What a project's quota counts.
+UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
+CLAIMED = "state = 'claimed'"
 
-DDL: tuple[str, ...] = (
-    f"CREATE TABLE IF NOT EXISTS tasks ({_TASK_COLUMN_DEFS},\n    PRIMARY KEY (queue, id))",
-    f"CREATE INDEX IF NOT EXISTS tasks_claimable_by_target ON tasks (queue, target, priority DESC, run_at) "
-    f"WHERE {CLAIMABLE}",
-    "CREATE INDEX IF NOT EXISTS tasks_timeouts ON tasks (times_out_at) WHERE state = 'claimed'",
+# Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
+TABLES: dict[str, str] = {
+    "tasks": f"CREATE TABLE IF NOT EXISTS tasks ({_TASK_COLUMN_DEFS},\n    PRIMARY KEY (project, queue, id))",
+    "archived_tasks": f"CREATE TABLE IF NOT EXISTS archived_tasks ({_TASK_COLUMN_DEFS},\n"
+    "    archived_at INTEGER NOT NULL,\n    PRIMARY KEY (project, queue, id))",
+    "recurring_tasks": "CREATE TABLE IF NOT EXISTS recurring_tasks (project TEXT NOT NULL, id TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (project, id))",
+    "queue_settings": "CREATE TABLE IF NOT EXISTS queue_settings (project TEXT NOT NULL, queue TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (project, queue))",
+    "attempts": "CREATE TABLE IF NOT EXISTS attempts (project TEXT NOT NULL, queue TEXT NOT NULL, "
+    "task_id TEXT NOT NULL, run INTEGER NOT NULL, attempt INTEGER NOT NULL, ended_at INTEGER NOT NULL, "
+    "body TEXT NOT NULL, PRIMARY KEY (project, queue, task_id, run, attempt))",
+    "locks": "CREATE TABLE IF NOT EXISTS locks ("
+    "name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL, seq INTEGER NOT NULL)",
+    "projects": "CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+    "tokens": "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, project TEXT NOT NULL, "
+    "created_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+}
+
+INDEXES: tuple[str, ...] = (
+    # Claims and probes of one project's queue; the dispatcher's claims across projects seek it per project.
+    "CREATE INDEX IF NOT EXISTS tasks_claimable_by_target ON tasks "
+    f"(project, queue, target, priority DESC, run_at) WHERE {CLAIMABLE}",
+    # The reaper's sweep across every project, oldest deadline first.
+    f"CREATE INDEX IF NOT EXISTS tasks_timeouts ON tasks (times_out_at) WHERE {CLAIMED}",
+    # find_claimed_by: one project's claimed tasks.
+    f"CREATE INDEX IF NOT EXISTS tasks_claimed ON tasks (project) WHERE {CLAIMED}",
+    # The archiver's sweep across every project.
     f"CREATE INDEX IF NOT EXISTS tasks_finished_v2 ON tasks (modified_at) WHERE {FINISHED}",
-    f"CREATE INDEX IF NOT EXISTS tasks_outstanding_v2 ON tasks (recurring_task_id) WHERE {OUTSTANDING}",
-    "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (created_at, queue, id)",
-    "CREATE INDEX IF NOT EXISTS tasks_queue_listing ON tasks (queue, created_at, id)",
-    "CREATE INDEX IF NOT EXISTS tasks_counts ON tasks (queue, state)",
+    f"CREATE INDEX IF NOT EXISTS tasks_outstanding_v2 ON tasks (project, recurring_task_id) WHERE {OUTSTANDING}",
+    f"CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (project) WHERE {UNFINISHED}",
+    "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (project, created_at, queue, id)",
+    "CREATE INDEX IF NOT EXISTS tasks_queue_listing ON tasks (project, queue, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS tasks_counts ON tasks (project, queue, state)",
     # A queue's earliest waiting run_at in one index seek (queue_counts). Its WHERE is WAITING, not CLAIMABLE,
     # so the claim query cannot pick it (and sort) over tasks_claimable_by_target. A new index needs no schema
     # version: every open creates what is missing, and older servers ignore it.
-    f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (queue, run_at) WHERE {WAITING}",
-    f"CREATE TABLE IF NOT EXISTS archived_tasks ({_TASK_COLUMN_DEFS},\n"
-    "    archived_at INTEGER NOT NULL,\n    PRIMARY KEY (queue, id))",
-    "CREATE TABLE IF NOT EXISTS recurring_tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS queue_settings (queue TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS attempts (queue TEXT NOT NULL, task_id TEXT NOT NULL, run INTEGER NOT NULL, "
-    "attempt INTEGER NOT NULL, ended_at INTEGER NOT NULL, body TEXT NOT NULL, "
-    "PRIMARY KEY (queue, task_id, run, attempt))",
+    f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {WAITING}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
-    "CREATE TABLE IF NOT EXISTS locks ("
-    "name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL, seq INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
 )
+
+DDL: tuple[str, ...] = (*TABLES.values(), *INDEXES)
 
 # Run before DDL on a database at user_version 1: the new column, and the indexes whose WHERE clauses changed.
 MIGRATE_1_TO_2: tuple[str, ...] = (
@@ -69,3 +97,15 @@ MIGRATE_1_TO_2: tuple[str, ...] = (
     "DROP INDEX IF EXISTS tasks_finished",
     "DROP INDEX IF EXISTS tasks_outstanding",
 )
+
+# Version 3 puts the project first in these tables' primary keys; their version-2 columns, copied as they are.
+_V2_TASK_COLUMNS = TASK_COLUMNS.removeprefix("project, ")
+V2_COLUMNS: dict[str, str] = {
+    "tasks": _V2_TASK_COLUMNS,
+    "archived_tasks": f"{_V2_TASK_COLUMNS}, archived_at",
+    "recurring_tasks": "id, seq, body",
+    "queue_settings": "queue, seq, body",
+    "attempts": "queue, task_id, run, attempt, ended_at, body",
+}
+# Where the records of a database older than version 3 go: the project of a server without auth.
+MIGRATED_PROJECT = DEFAULT_PROJECT

@@ -1,66 +1,51 @@
 """The SQLite store: one server process, one database file.
 
-`SqliteStore` is the `Store`: the task methods are here; recurring tasks, queue settings, the timeline and the
-leader lock come from `records.py`; the connection threads and transactions from `connection.py`; the SQL
-and row conversion from `rows.py`.
+`SqliteStore` is the `Store`. Its layers, each a class on top of the one before: `connection.py` (the connection
+threads, transactions, migration on open), `records.py` (recurring tasks, queue settings, the timeline, the leader
+lock), `admin.py` (projects, tokens), `claims.py` (claims, the probe, timeouts), and here the other task methods.
+The SQL of the task queries is in `queries.py`, row conversion in `rows.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from tasques.domain.errors import (
     AlreadyExists,
     FieldProblem,
     InvalidInput,
     NotFound,
+    QuotaExceeded,
     StoreUnavailable,
     TasquesError,
     VersionConflict,
 )
-from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
-from tasques.store.base import GeneratedKeys, QueueCounts, QueueProbe, TaskChange, TaskFilter, TaskPage, check_distinct
+from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
+from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
-from tasques.store.sqlite.records import SqliteRecords
-from tasques.store.sqlite.rows import (
-    _ARCHIVE_SQL,
-    _UPDATE_TASK_SQL,
-    _check_identity,
-    _from_micros,
-    _insert_task,
-    _micros,
-    _update_params,
-    _update_task,
-    _versioned,
-    probe_queues_sql,
+from tasques.store.sqlite.queries import (
+    COUNTS_ALL_SQL,
+    COUNTS_SQL,
+    EARLIEST_SQL,
+    FINISHED_SQL,
+    OUTSTANDING_SQL,
+    UNFINISHED_SQL,
+    list_query,
 )
+from tasques.store.sqlite.rows import _ARCHIVE_SQL, _check_identity, _from_micros, _insert_task, _micros, _update_task
 
-# Re-exported: tests/contract/test_sqlite_specific.py reads these from this module.
-from tasques.store.sqlite.rows import CLAIM_SQL as CLAIM_SQL
-from tasques.store.sqlite.rows import CLAIMED_SQL as CLAIMED_SQL
-from tasques.store.sqlite.rows import COUNTS_SQL as COUNTS_SQL
-from tasques.store.sqlite.rows import EARLIEST_SQL as EARLIEST_SQL
-from tasques.store.sqlite.rows import FINISHED_SQL as FINISHED_SQL
-from tasques.store.sqlite.rows import OUTSTANDING_SQL as OUTSTANDING_SQL
-from tasques.store.sqlite.rows import PROBE_ALL_SQL as PROBE_ALL_SQL
-from tasques.store.sqlite.rows import PROBE_SQL as PROBE_SQL
-from tasques.store.sqlite.rows import TIMED_OUT_SQL as TIMED_OUT_SQL
-from tasques.store.sqlite.rows import _list_query as _list_query
-
-# Queues per probe statement, well under SQLite's limit on bound parameters.
-PROBE_CHUNK = 500
+_KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteRecords):
+class SqliteStore(SqliteClaims):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
@@ -79,18 +64,34 @@ class SqliteStore(SqliteRecords):
         return stored
 
     async def insert_tasks(
-        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset(), quota: int | None = None
     ) -> list[Task | AlreadyExists]:
         if not tasks:
             return []
-        return await self._write(lambda conn: [_insert_task(conn, t, self.sealer) for t in tasks])
+        projects = {t.project for t in tasks}
+        if quota is not None and len(projects) != 1:
+            raise ValueError("insert_tasks with a quota needs tasks of one project")
 
-    async def get_task(self, queue: str, task_id: str) -> Task:
+        def run(conn: sqlite3.Connection) -> list[Task | AlreadyExists]:
+            # Counted in the write transaction that inserts: no other writer can get in between.
+            if quota is not None:
+                (project,) = projects
+                (outstanding,) = conn.execute(UNFINISHED_SQL, (project,)).fetchone()
+                if outstanding + len(tasks) > quota:
+                    raise QuotaExceeded(
+                        f"project {project} has {outstanding} outstanding tasks: {len(tasks)} more would pass "
+                        f"its quota of {quota}"
+                    )
+            return [_insert_task(conn, t, self.sealer) for t in tasks]
+
+        return await self._write(run)
+
+    async def get_task(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> Task:
         def run(conn: sqlite3.Connection) -> Task:
+            key = (project, queue, task_id)
             rows = conn.execute(
-                "SELECT body FROM tasks WHERE queue = ? AND id = ? "
-                "UNION ALL SELECT body FROM archived_tasks WHERE queue = ? AND id = ? LIMIT 1",
-                (queue, task_id, queue, task_id),
+                f"SELECT body FROM tasks WHERE {_KEY} UNION ALL SELECT body FROM archived_tasks WHERE {_KEY} LIMIT 1",
+                (*key, *key),
             ).fetchall()
             if not rows:
                 raise NotFound(f"no task {task_id} in queue {queue}")
@@ -131,115 +132,6 @@ class SqliteStore(SqliteRecords):
 
         return await self._write(run)
 
-    async def claim_tasks(
-        self,
-        queues: Sequence[str],
-        now: datetime,
-        limit: int,
-        change: Callable[[Task], Task],
-        target: TaskTarget = TaskTarget.PULL,
-    ) -> list[Task]:
-        if limit <= 0 or not queues:
-            return []
-        now_us = _micros(now)
-        unique_queues = list(dict.fromkeys(queues))
-
-        def run(conn: sqlite3.Connection) -> list[Task]:
-            # One indexed query per queue, each already in claim order; merge, then parse only the winners.
-            # An unreadable task is passed over (and looked past from then on): it never takes a claim's place.
-            claimed: list[Task] = []
-            params: list[tuple[Any, ...]] = []
-            seen: set[tuple[str, str]] = set()
-            while True:
-                skip = self._unreadable_tasks() | seen
-                wanted = limit - len(claimed)
-                candidates: list[tuple[int, int, int, str, str, str]] = []
-                for queue in unique_queues:
-                    rows = conn.execute(CLAIM_SQL, (queue, target.value, now_us, wanted + len(skip))).fetchall()
-                    candidates.extend(
-                        (-priority, run_at, seq, queue, task_id, body)
-                        for priority, run_at, seq, task_id, body in rows
-                        if (queue, task_id) not in skip
-                    )
-                unreadable = 0
-                for _, _, seq, queue, task_id, body in heapq.nsmallest(wanted, candidates, key=lambda c: (c[0], c[1])):
-                    seen.add((queue, task_id))
-                    task = self._parse(Task, f"tasks/{queue}/{task_id}", body)
-                    if task is None:
-                        unreadable += 1
-                        continue
-                    try:
-                        changed = change(task)
-                    except TasquesError:
-                        continue
-                    _check_identity(task, changed)
-                    stored = _versioned(changed, seq + 1)
-                    params.append(_update_params(stored, seq, self.sealer))
-                    claimed.append(stored)
-                if not unreadable or len(claimed) >= limit:
-                    break
-            if params:
-                conn.executemany(_UPDATE_TASK_SQL, params)
-            return claimed
-
-        return await self._write(run)
-
-    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
-        now_us = _micros(now)
-
-        def run(conn: sqlite3.Connection) -> set[tuple[str, TaskTarget]]:
-            skip = self._unreadable_tasks()
-            found: set[tuple[str, TaskTarget]] = set()
-            for probe in probes:
-                target = probe.target.value
-                if probe.queues is None:
-                    names = [row[0] for row in conn.execute(PROBE_ALL_SQL, (target, now_us))]
-                else:
-                    names = []
-                    wanted = sorted(probe.queues)
-                    for i in range(0, len(wanted), PROBE_CHUNK):
-                        chunk = wanted[i : i + PROBE_CHUNK]
-                        names += [
-                            row[0] for row in conn.execute(probe_queues_sql(len(chunk)), (*chunk, target, now_us))
-                        ]
-                for queue in set(names) - probe.excluding:
-                    # A queue whose only claimable tasks are unreadable has nothing a claim would take.
-                    if any(q == queue for q, _ in skip):
-                        rows = conn.execute(PROBE_SQL, (queue, target, now_us, len(skip) + 1)).fetchall()
-                        if all((queue, task_id) in skip for (task_id,) in rows):
-                            continue
-                    found.add((queue, probe.target))
-            return found
-
-        return await self._read(run)
-
-    async def timed_out_tasks(self, now: datetime, limit: int) -> list[Task]:
-        if limit <= 0:
-            return []
-        now_us = _micros(now)
-
-        def run(conn: sqlite3.Connection) -> list[Task]:
-            bad = self._unreadable_tasks()
-            rows = conn.execute(TIMED_OUT_SQL, (now_us, limit + len(bad))).fetchall()
-            parsed = (self._parse(Task, f"tasks/{q}/{i}", body) for q, i, body in rows if (q, i) not in bad)
-            return [t for t in parsed if t is not None][:limit]
-
-        return await self._read(run)
-
-    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
-        _micros(claimed_at)
-
-        def matches(task: Task) -> bool:
-            claim = task.last_claimed
-            return claim is not None and claim.worker_id == worker_id and claim.claimed_at == claimed_at
-
-        # Rare (only after a failed claim): a scan of the claimed tasks through their partial index is enough.
-        def run(conn: sqlite3.Connection) -> list[Task]:
-            parsed = (self._parse(Task, f"tasks/{q}/{i}", body) for q, i, body in conn.execute(CLAIMED_SQL))
-            return [t for t in parsed if t is not None and matches(t)]
-
-        return await self._read(run)
-
     async def ping(self, within: timedelta) -> None:
         try:
             async with asyncio.timeout(within.total_seconds()):
@@ -251,7 +143,7 @@ class SqliteStore(SqliteRecords):
         if limit <= 0:
             raise InvalidInput("limit must be positive", [FieldProblem(field="limit", problem="must be at least 1")])
         after = decode_cursor(cursor) if cursor is not None else None
-        sql, params = _list_query(flt, limit + 1, after)
+        sql, params = list_query(flt, limit + 1, after)
 
         def run(conn: sqlite3.Connection) -> TaskPage:
             rows = conn.execute(sql, params).fetchall()
@@ -261,24 +153,29 @@ class SqliteStore(SqliteRecords):
 
         return await self._read(run)
 
-    async def queue_counts(self) -> list[QueueCounts]:
+    async def queue_counts(self, *, project: str | None = None) -> list[QueueCounts]:
         def run(conn: sqlite3.Connection) -> list[QueueCounts]:
-            by_queue: dict[str, dict[TaskState, int]] = {}
-            for queue, state, count in conn.execute(COUNTS_SQL).fetchall():
-                by_queue.setdefault(queue, {})[TaskState(state)] = count
+            by_queue: dict[tuple[str, str], dict[TaskState, int]] = {}
+            rows = conn.execute(COUNTS_ALL_SQL) if project is None else conn.execute(COUNTS_SQL, (project,))
+            for p, queue, state, count in rows.fetchall():
+                by_queue.setdefault((p, queue), {})[TaskState(state)] = count
             out = []
-            for queue, counts in by_queue.items():
+            for (p, queue), counts in by_queue.items():
                 earliest = None
                 if counts.get(TaskState.QUEUED) or counts.get(TaskState.FAILED):
-                    row = conn.execute(EARLIEST_SQL, (queue,)).fetchone()
+                    row = conn.execute(EARLIEST_SQL, (p, queue)).fetchone()
                     earliest = _from_micros(row[0]) if row is not None else None
-                out.append(QueueCounts(queue=queue, counts=counts, earliest_run_at=earliest))
+                out.append(QueueCounts(queue=queue, project=p, counts=counts, earliest_run_at=earliest))
             return out
 
         return await self._read(run)
 
-    async def count_outstanding(self, recurring_task_id: str) -> int:
-        rows = await self._read(lambda conn: conn.execute(OUTSTANDING_SQL, (recurring_task_id,)).fetchall())
+    async def count_outstanding(self, recurring_task_id: str, *, project: str = DEFAULT_PROJECT) -> int:
+        rows = await self._read(lambda conn: conn.execute(OUTSTANDING_SQL, (project, recurring_task_id)).fetchall())
+        return int(rows[0][0])
+
+    async def count_project_outstanding(self, project: str) -> int:
+        rows = await self._read(lambda conn: conn.execute(UNFINISHED_SQL, (project,)).fetchall())
         return int(rows[0][0])
 
     async def archive_finished(self, finished_before: datetime, limit: int) -> int:
@@ -297,11 +194,11 @@ class SqliteStore(SqliteRecords):
 
 
 def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | None) -> Task | Exception:
-    key = (item.queue, item.id)
-    rows = conn.execute("SELECT body FROM tasks WHERE queue = ? AND id = ?", key).fetchall()
+    key = (item.project, item.queue, item.id)
+    rows = conn.execute(f"SELECT body FROM tasks WHERE {_KEY}", key).fetchall()
     archived = not rows
     if archived:
-        rows = conn.execute("SELECT body FROM archived_tasks WHERE queue = ? AND id = ?", key).fetchall()
+        rows = conn.execute(f"SELECT body FROM archived_tasks WHERE {_KEY}", key).fetchall()
         if not rows:
             return NotFound(f"no task {item.id} in queue {item.queue}")
     try:
