@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import logging
 import os
@@ -400,6 +402,48 @@ class AuthConfig(_Section):
         return _long_secret(value)
 
 
+class EncryptionKey(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the key id stored with every value it seals")
+    # SecretStr: repr, str and model_dump show asterisks, so no log line or dump of the config holds a key.
+    key: SecretStr = Field(description="base64 of 32 random bytes, e.g. the output of `openssl rand -base64 32`")
+
+    @field_validator("key")
+    @classmethod
+    def _thirty_two_bytes(cls, key: SecretStr) -> SecretStr:
+        try:
+            raw = base64.b64decode(key.get_secret_value().strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64 of 32 bytes (the value is not valid base64)") from None
+        if len(raw) != 32:
+            raise ValueError(f"must be base64 of 32 bytes, not {len(raw)}")
+        return key
+
+    def material(self) -> bytes:
+        return base64.b64decode(self.key.get_secret_value().strip())
+
+
+class EncryptionConfig(_Section):
+    """Encryption at rest (AES-256-GCM): HTTP-target headers, bodies and TLS keys, and sensitive tasks' args."""
+
+    keys: list[EncryptionKey] = Field(
+        default_factory=list,
+        description="the keyring, as a list of {id, key}; values sealed with any listed key can be read. Empty: "
+        "nothing is encrypted, and tasks created with sensitive: true are refused",
+    )
+    current: str | None = Field(
+        None, description="the id of the key new writes use; the last listed when unset (rotate by adding one)"
+    )
+
+    @model_validator(mode="after")
+    def _known_current(self) -> EncryptionConfig:
+        ids = [k.id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("encryption.keys: every key id must be listed once")
+        if self.current is not None and self.current not in ids:
+            raise ValueError(f"encryption.current: {self.current!r} is not the id of a listed key")
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -411,6 +455,7 @@ class Config(_Section):
     apm: ApmConfig = ApmConfig()
     logging: LoggingConfig = LoggingConfig()
     auth: AuthConfig = AuthConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
 
 
 class ConfigError(ValueError):

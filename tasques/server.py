@@ -41,6 +41,7 @@ from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
 from tasques.service.tracing import NO_TRACING, Tracer
 from tasques.store.base import ReportsClaimConflicts, Store
+from tasques.store.sealing import Sealer
 
 if TYPE_CHECKING:
     from tasques.observe.apm_agent import Agent
@@ -83,14 +84,18 @@ async def bounded(what: str, step: Awaitable[object], seconds: float) -> None:
 
 
 def open_store(config: Config) -> Store:
+    """The configured store, sealing with the configured encryption keys (none: nothing is sealed)."""
+    sealer = Sealer.from_config(config.encryption)
+    if sealer is not None:  # key ids only, never key material
+        log.info("encryption at rest on: keys %s, new writes use %s", ", ".join(sealer.key_ids), sealer.current)
     if config.store.kind == "sqlite":
         from tasques.store.sqlite.store import SqliteStore
 
-        return SqliteStore(config.store.sqlite.path, config.store.sqlite.busy_timeout)
+        return SqliteStore(config.store.sqlite.path, config.store.sqlite.busy_timeout, sealer=sealer)
     if config.store.kind == "elasticsearch":
         from tasques.store.elasticsearch import ElasticsearchStore
 
-        return ElasticsearchStore.from_config(config.store.elasticsearch)
+        return ElasticsearchStore.from_config(config.store.elasticsearch, sealer=sealer)
     raise ConfigError(f"unknown store.kind {config.store.kind!r}")
 
 
@@ -170,7 +175,10 @@ def build_server(
     signals = QueueSignals()
     queues = QueueService(store, clock, signals)
     d = config.dispatch
-    settings = dataclasses.replace(task_settings(config.tasks), tls_files_dir=d.tls_files_dir)
+    # The store must seal with the same keys (`open_store`): a sensitive task is refused by a store without them.
+    settings = dataclasses.replace(
+        task_settings(config.tasks), tls_files_dir=d.tls_files_dir, encrypts_at_rest=bool(config.encryption.keys)
+    )
     projects = ProjectService(store, clock, project_settings(config))
     tasks = TaskService(store, settings, clock, signals, queues, events, projects.quota_of)
     resolver = ClaimResolver(store, tasks)

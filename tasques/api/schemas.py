@@ -127,7 +127,11 @@ class NewTask(_Request):
     retry_policy: RetryPolicy | None = Field(
         None, description="how failed attempts are retried; the queue's default, else the server's backoff"
     )
-    sensitive: bool = Field(False, description="encrypt args and context at rest (needs encryption keys configured)")
+    sensitive: bool = Field(
+        False,
+        description="encrypt args and context at rest (HTTP headers, bodies and TLS keys always are); refused "
+        "with 400 by a server without encryption keys. Responses show them in plaintext",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -40,6 +40,9 @@ class TaskDefinition(BaseModel):
     context: JsonObj | None = Field(None, description="context for each task")
     http_request: HttpRequest | None = Field(None, description="makes each task an HTTP-target task")
     retry_policy: RetryPolicy | None = Field(None, description="each task's retry policy")
+    sensitive: bool = Field(
+        False, description="each task's args and context are encrypted at rest (refused without encryption keys)"
+    )
 
 
 class RecurringTask(BaseModel):
@@ -100,6 +103,7 @@ class RecurringTask(BaseModel):
             recurring_task_id=self.id,
             http_request=d.http_request,
             retry_policy=d.retry_policy,
+            sensitive=d.sensitive,
             project=self.project,
         )
 

@@ -90,6 +90,8 @@ class RecurringService:
     def _check_request(self, definition: TaskDefinition) -> None:
         if definition.http_request is not None:
             self._tasks.check_http_request(definition.http_request, "task_definition.http_request")
+        if definition.sensitive:
+            self._tasks.check_sensitive("task_definition.sensitive")
 
     async def get(self, project: str, task_id: str) -> RecurringTask:
         return self.effective(await self._store.get_recurring(task_id, project=project))

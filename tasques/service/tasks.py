@@ -67,6 +67,8 @@ class TaskSettings:
     max_list_limit: int = 1000
     # TLS file paths in HTTP requests are accepted only inside this directory (refused when None).
     tls_files_dir: str | None = None
+    # The store seals sensitive fields (encryption keys are configured); without it `sensitive: true` is refused.
+    encrypts_at_rest: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class TaskSpec:
     http_request: HttpRequest | None = None
     retry_policy: RetryPolicy | None = None
     repeat: Repeat | None = None
-    sensitive: bool = False
+    sensitive: bool = False  # args and context encrypted at rest
     # Required, and given by name: every task is created in the caller's project.
     project: str = field(kw_only=True)
 
@@ -178,6 +180,8 @@ class TaskService:
             raise InvalidInput("invalid task", [FieldProblem("processing_timeout", "must be a positive duration")])
         if spec.http_request is not None:
             self.check_http_request(spec.http_request, "http_request")
+        if spec.sensitive:
+            self.check_sensitive("sensitive")
         return NewTask(
             id=spec.id or str(uuid.uuid4()),
             queue=spec.queue,
@@ -194,6 +198,14 @@ class TaskService:
             project=spec.project,
             sensitive=spec.sensitive,
         )
+
+    def check_sensitive(self, field: str) -> None:
+        """InvalidInput naming `field` when the store cannot encrypt a sensitive task's args and context."""
+        if not self._settings.encrypts_at_rest:
+            problem = (
+                "args and context cannot be encrypted at rest: this server has no encryption keys (encryption.keys)"
+            )
+            raise InvalidInput("sensitive tasks are not available", [FieldProblem(field, problem)])
 
     def check_http_request(self, request: HttpRequest, field: str) -> None:
         """InvalidInput naming `field.<sub-field>` for a request the dispatcher would refuse to send."""

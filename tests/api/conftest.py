@@ -28,6 +28,7 @@ from tasques.api.http import WORKER_ID_HEADER
 from tasques.config import Config
 from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import Clock, ManualClock
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite.store import SqliteStore
 
 Client = TestClient[web.Request, web.Application]
@@ -104,7 +105,8 @@ def make_client(aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualCloc
             finally:
                 await blocker.close()
 
-        app = tasques.server.build_server(config, SqliteStore(db), clock=use_clock, holder="test-server")
+        store = SqliteStore(db, sealer=Sealer.from_config(config.encryption))
+        app = tasques.server.build_server(config, store, clock=use_clock, holder="test-server")
         return await aiohttp_client(app)
 
     return make

@@ -60,6 +60,7 @@ async def test_create(client: Client) -> None:
         "processing_timeout": "1m30s",
         "args": {"a": 1},
         "context": {"c": 2},
+        "sensitive": False,
     }
     assert created["skip_if_outstanding_tasks_exist"] is True
     meta = created["metadata"]
@@ -79,6 +80,7 @@ async def test_create_defaults(client: Client) -> None:
         "priority": 0,
         "retry_times": 25,
         "processing_timeout": "30m0s",
+        "sensitive": False,
     }
 
 
@@ -238,6 +240,7 @@ async def test_update_definition_and_skip(client: Client) -> None:
         "priority": 0,
         "retry_times": 25,
         "processing_timeout": "30m0s",
+        "sensitive": False,
     }
     assert updated["skip_if_outstanding_tasks_exist"] is False
 

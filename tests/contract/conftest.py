@@ -12,13 +12,21 @@ import pytest
 from tasques.config import ElasticsearchConfig
 from tasques.store.base import Store
 from tasques.store.elasticsearch.store import ElasticsearchStore
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite import SqliteStore
 from tests.process import delete_es_prefix
+
+# Every contract store seals, so every contract test runs through the sealed serialization (HTTP tasks are sealed).
+CONTRACT_KEY = ("contract-k1", bytes(range(32)))
+
+
+def contract_sealer() -> Sealer:
+    return Sealer([CONTRACT_KEY])
 
 
 @asynccontextmanager
 async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    store = SqliteStore(str(tmp_path / "tasques.db"))
+    store = SqliteStore(str(tmp_path / "tasques.db"), sealer=contract_sealer())
     await store.open()
     try:
         yield store
@@ -35,7 +43,7 @@ def es_settings(url: str, prefix: str, **overrides: Any) -> ElasticsearchConfig:
 async def _elasticsearch(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     url: str = request.getfixturevalue("elasticsearch_url")
     prefix: str = request.getfixturevalue("es_index_prefix")
-    store = ElasticsearchStore.from_config(es_settings(url, prefix))
+    store = ElasticsearchStore.from_config(es_settings(url, prefix), sealer=contract_sealer())
     try:
         await store.open()
         yield store

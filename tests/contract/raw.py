@@ -1,7 +1,9 @@
-"""Rewrite a stored record's raw JSON, bypassing every model: data as an older version or a bad disk left it."""
+"""A stored record's raw JSON, bypassing every model: read it as it is on disk, or rewrite it as an older version
+or a bad disk left it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -19,15 +21,39 @@ Mutate = Callable[[dict[str, Any]], None]
 _TABLES = {"tasks": ("tasks", None), "recurring": ("recurring_tasks", "id"), "queues": ("queue_settings", "queue")}
 
 
+def _sqlite_row(what: str, key: tuple[str, ...], project: str) -> tuple[str, str, tuple[str, ...]]:
+    """(table, WHERE clause, params) of a record's row: the project is first in every key."""
+    table, column = _TABLES[what]
+    where = "project = ? AND queue = ? AND id = ?" if column is None else f"project = ? AND {column} = ?"
+    return table, where, (project, *key)
+
+
+def _es_doc(store: ElasticsearchStore, what: str, key: tuple[str, ...]) -> tuple[str, str]:
+    """(index, _id) of a record's document (its _id does not hold the project yet)."""
+    index = {"tasks": store.names.tasks, "recurring": store.names.recurring, "queues": store.names.queues}[what]
+    return index, task_doc_id(*key) if what == "tasks" else key[0]
+
+
+async def stored_text(store: Store, what: str, key: tuple[str, ...], *, project: str = DEFAULT_PROJECT) -> str:
+    """The record as the store holds it, bypassing every model: the SQLite row's body, or the `_source` of the
+    Elasticsearch document (as JSON text). Keys as for `corrupt`."""
+    if isinstance(store, SqliteStore):
+        table, where, params = _sqlite_row(what, key, project)
+        with contextlib.closing(sqlite3.connect(store._path)) as conn:
+            (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
+        return str(body)
+    assert isinstance(store, ElasticsearchStore)
+    index, doc_id = _es_doc(store, what, key)
+    return json.dumps((await store._client.get(index=index, id=doc_id)).body["_source"])
+
+
 async def corrupt(
     store: Store, what: str, key: tuple[str, ...], mutate: Mutate, *, project: str = DEFAULT_PROJECT
 ) -> None:
     """Apply `mutate` to the stored JSON of a task (`key` = queue, id), recurring task (id) or queue settings
     (queue) of `project`."""
     if isinstance(store, SqliteStore):
-        table, column = _TABLES[what]
-        where = "project = ? AND queue = ? AND id = ?" if column is None else f"project = ? AND {column} = ?"
-        params = (project, *key)
+        table, where, params = _sqlite_row(what, key, project)
         with sqlite3.connect(store._path) as conn:
             (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
             doc = json.loads(body)
@@ -35,8 +61,7 @@ async def corrupt(
             conn.execute(f"UPDATE {table} SET body = ? WHERE {where}", (json.dumps(doc), *params))
         return
     assert isinstance(store, ElasticsearchStore)
-    index = {"tasks": store.names.tasks, "recurring": store.names.recurring, "queues": store.names.queues}[what]
-    doc_id = task_doc_id(*key) if what == "tasks" else key[0]
+    index, doc_id = _es_doc(store, what, key)
     client = store._client
     source = (await client.get(index=index, id=doc_id)).body["_source"]
     mutate(source)

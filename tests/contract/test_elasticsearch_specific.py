@@ -163,7 +163,7 @@ async def test_the_tasks_index_is_sorted_in_claim_order(
     assert not [r for r in caplog.records if "not sorted" in r.getMessage()]
     # The template carries it, so an index recreated behind Tasques' back is sorted too.
     await raw.indices.delete(index=store.names.tasks)
-    await raw.index(index=store.names.tasks, id="q/x", document=_source_of(make_task("q", "x")))
+    await raw.index(index=store.names.tasks, id="q/x", document=_source_of(make_task("q", "x"), None))
     assert await _index_sort(raw, store.names.tasks) == wanted
     # The claim sort is the index sort, so each segment's search can stop at its first hits.
     assert [next(iter(s.items())) for s in CLAIM_SORT] == list(

@@ -16,7 +16,7 @@ from tasques.domain.http_target import TaskTarget
 from tasques.domain.task import Task, TaskState, claim_order_key
 from tasques.log_fields import about
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
-from tasques.store.elasticsearch.documents import _CLAIMABLE, _OK, _task_from, _versioned, es_date
+from tasques.store.elasticsearch.documents import _CLAIMABLE, _OK, _versioned, es_date
 from tasques.store.elasticsearch.mappings import CLAIM_SORT, JsonDict
 
 # A claim re-searches at most this many times when it lost races and is still short of its limit.
@@ -127,7 +127,7 @@ class ClaimsMixin(StoreCore):
                 if hit["_id"] in self._claiming:
                     lost += 1
                     continue
-                parsed = self._parse(_task_from, "tasks", hit)
+                parsed = self._parse(self.task_of, "tasks", hit)
                 if parsed is None:
                     refused.add(hit["_id"])
                     continue
@@ -198,7 +198,7 @@ class ClaimsMixin(StoreCore):
             limit=limit,
             seq_no_primary_term=True,
         )
-        parsed = (self._parse(_task_from, "tasks", hit) for hit in hits)
+        parsed = (self._parse(self.task_of, "tasks", hit) for hit in hits)
         return [t for t in parsed if t is not None]
 
     async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
@@ -220,5 +220,5 @@ class ClaimsMixin(StoreCore):
             seq_no_primary_term=True,
             track_total_hits=False,
         )
-        parsed = (self._parse(_task_from, "tasks", hit) for hit in resp.body["hits"]["hits"])
+        parsed = (self._parse(self.task_of, "tasks", hit) for hit in resp.body["hits"]["hits"])
         return [t for t in parsed if t is not None]

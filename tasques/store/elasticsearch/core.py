@@ -17,10 +17,12 @@ from typing import Any, Self, TypeVar
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
+from tasques.domain.queue import QueueSettings
+from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task
 from tasques.store.base import ClaimConflicts
 from tasques.store.elasticsearch.archive import ArchiveLifecycle, error_type
-from tasques.store.elasticsearch.documents import _OK, _source_of
+from tasques.store.elasticsearch.documents import _OK, _recurring_from, _source_of, _task_from
 from tasques.store.elasticsearch.faults import own_writes
 from tasques.store.elasticsearch.mappings import (
     TASKS_INDEX_SORT,
@@ -43,6 +45,7 @@ from tasques.store.elasticsearch.mappings import (
 )
 from tasques.store.elasticsearch.recent import RecentTasks
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
+from tasques.store.sealing import Sealer
 from tasques.store.unreadable import UnreadableRecords
 
 log = logging.getLogger("tasques.store.elasticsearch")
@@ -86,10 +89,13 @@ class StoreCore:
         *,
         owns_client: bool = False,
         maintain_archive_every: float | None = ARCHIVE_MAINTENANCE_EVERY,
+        sealer: Sealer | None = None,
     ) -> None:
         """`maintain_archive_every`: seconds between the archive maintenance runs `archive_finished` makes
-        without ILM; None leaves maintenance to explicit `maintain_archive` calls."""
+        without ILM; None leaves maintenance to explicit `maintain_archive` calls. `sealer`: encrypts the
+        sensitive fields of what is written, and opens them on reads (see `tasques/store/sealed_records.py`)."""
         self._client = client
+        self.sealer = sealer
         self._maintain_every = maintain_archive_every
         self._settings = settings
         self._owns_client = owns_client
@@ -116,10 +122,20 @@ class StoreCore:
 
     @classmethod
     def from_config(
-        cls, settings: ElasticsearchConfig, *, maintain_archive_every: float | None = ARCHIVE_MAINTENANCE_EVERY
+        cls,
+        settings: ElasticsearchConfig,
+        *,
+        maintain_archive_every: float | None = ARCHIVE_MAINTENANCE_EVERY,
+        sealer: Sealer | None = None,
     ) -> Self:
         """A store with its own client, closed by `close()`."""
-        return cls(build_client(settings), settings, owns_client=True, maintain_archive_every=maintain_archive_every)
+        return cls(
+            build_client(settings),
+            settings,
+            owns_client=True,
+            maintain_archive_every=maintain_archive_every,
+            sealer=sealer,
+        )
 
     # Lifecycle
 
@@ -258,6 +274,17 @@ class StoreCore:
     def _unreadable_tasks(self) -> set[str]:
         return self.unreadable.task_keys()
 
+    # Documents, sealed and opened with this store's keys
+
+    def task_of(self, doc: JsonDict) -> Task:
+        return _task_from(doc, self.sealer)
+
+    def recurring_of(self, doc: JsonDict) -> RecurringTask:
+        return _recurring_from(doc, self.sealer)
+
+    def source_of(self, record: Task | RecurringTask | QueueSettings) -> JsonDict:
+        return _source_of(record, self.sealer)
+
     async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:
         """Of a bulk's 409s on the tasks index, the writes that were our own (see `faults.own_writes`)."""
         wanted = {i["_id"]: o for i, o in zip(items, ops[1::2], strict=True) if i["status"] == 409}
@@ -274,4 +301,4 @@ class StoreCore:
                 "if_primary_term": version.primary_term,
             }
         }
-        return action, _source_of(new)
+        return action, self.source_of(new)

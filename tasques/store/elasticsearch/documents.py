@@ -2,7 +2,8 @@
 
 Pure helpers, no I/O: `es_date` (query bounds), `_source_of` (a record's `_source`, without its version),
 `_versioned`/`_with_version` (the version is the document's `_seq_no`/`_primary_term`, rebuilt on every read
-and after every write), the `*_from` parsers, and `_item_error` for a bulk item that failed.
+and after every write), the `*_from` parsers, and `_item_error` for a bulk item that failed. Sensitive fields
+are sealed in `_source_of` and opened in the parsers (`tasques/store/sealed_records.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, Version
 from tasques.store.elasticsearch.faults import UNAVAILABLE_STATUSES
 from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.sealed_records import needs_sealing, seal_record, unseal_recurring, unseal_task
+from tasques.store.sealing import Sealer
 
 _NO_VERSION: Mapping[str, Any] = {"metadata": {"version"}}
 _CLAIMABLE = sorted(s.value for s in CLAIMABLE_STATES)
@@ -35,9 +38,11 @@ def es_date(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _source_of(record: Task | RecurringTask | QueueSettings) -> JsonDict:
+def _source_of(record: Task | RecurringTask | QueueSettings, sealer: Sealer | None) -> JsonDict:
     # The version is not stored: it is the document's _seq_no/_primary_term, rebuilt on every read.
     source = record.model_dump(mode="json", exclude=_NO_VERSION)
+    if isinstance(record, Task | RecurringTask) and needs_sealing(record):
+        seal_record(record, source, sealer)  # the sealed fields are opaque in the mappings
     if isinstance(record, Task):
         source["target"] = record.target.value  # derived, indexed for claims
     return source
@@ -58,15 +63,15 @@ def _with_version(doc: JsonDict) -> JsonDict:
     return source
 
 
-def _task_from(doc: JsonDict) -> Task:
+def _task_from(doc: JsonDict, sealer: Sealer | None) -> Task:
     source = _with_version(doc)
     source.pop("archived_at", None)
     source.pop("target", None)
-    return Task.model_validate(source)
+    return Task.model_validate(unseal_task(source, sealer))
 
 
-def _recurring_from(doc: JsonDict) -> RecurringTask:
-    return RecurringTask.model_validate(_with_version(doc))
+def _recurring_from(doc: JsonDict, sealer: Sealer | None) -> RecurringTask:
+    return RecurringTask.model_validate(unseal_recurring(_with_version(doc), sealer))
 
 
 def _queue_settings_from(doc: JsonDict) -> QueueSettings:

@@ -135,6 +135,9 @@ def task_properties() -> JsonDict:
         "first_attempted_at": _DATE,
         "repeat": _OPAQUE,
         "repeated": _INTEGER,
+        "project": _KEYWORD,
+        # Searchable, so a key rotation can find the tasks whose args and context are sealed.
+        "sensitive": _BOOLEAN,
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
@@ -171,6 +174,7 @@ def recurring_mappings() -> JsonDict:
             "last_slot_at": _DATE,
             "last_error": _STORED_KEYWORD,
             "last_error_at": _DATE,
+            "project": _KEYWORD,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }
@@ -186,6 +190,7 @@ def queue_settings_mappings() -> JsonDict:
             "max_dispatches_per_second": {"type": "double"},
             "max_concurrent_dispatches": _INTEGER,
             "retry_policy": _OPAQUE,
+            "project": _KEYWORD,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }
@@ -209,6 +214,7 @@ def timeline_mappings() -> JsonDict:
             "response_headers": _OPAQUE,
             "response_body": _STORED_KEYWORD,
             "error": _STORED_KEYWORD,
+            "project": _KEYWORD,
         },
     }
 

@@ -15,7 +15,7 @@ from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.task import Task
 from tasques.store.base import TaskChange, check_distinct
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore
-from tasques.store.elasticsearch.documents import _OK, _item_error, _task_from, _versioned
+from tasques.store.elasticsearch.documents import _OK, _item_error, _versioned
 from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
 
 # Where a read came from: the live index or our copy of it (writable), or the archive (answers NotFound).
@@ -43,6 +43,8 @@ class ModifyMixin(StoreCore):
                 found = reads.get(ids[i])
                 if found is None:
                     results[i] = NotFound(f"no task {changes[i].id} in queue {changes[i].queue}")
+                elif isinstance(found, Exception):
+                    results[i] = found  # unreadable (corrupt, or sealed with a key we lack): this slot's answer
                 else:
                     self._apply(changes[i], found[0], found[1], i, results, writes)
         if writes:
@@ -74,13 +76,16 @@ class ModifyMixin(StoreCore):
             writes[slot] = (read, changed)
         return True
 
-    async def _read_tasks(self, doc_ids: list[str]) -> dict[str, tuple[Task, str]]:
-        """The live tasks (realtime), and for the ids not live, archived ones."""
-        out: dict[str, tuple[Task, str]] = {}
+    async def _read_tasks(self, doc_ids: list[str]) -> dict[str, tuple[Task, str] | Exception]:
+        """The live tasks (realtime), and for the ids not live, archived ones; why one cannot be read, in its place."""
+        out: dict[str, tuple[Task, str] | Exception] = {}
         resp = await self._client.mget(index=self.names.tasks, ids=doc_ids)
         for doc in resp.body["docs"]:
             if doc.get("found"):
-                out[doc["_id"]] = (_task_from(doc), _LIVE)
+                try:
+                    out[doc["_id"]] = (self.task_of(doc), _LIVE)
+                except ValueError as e:  # one unreadable task fails its own slot, never the batch
+                    out[doc["_id"]] = e
         missing = [d for d in doc_ids if d not in out]
         for start in range(0, len(missing), MAX_PAGE):
             chunk = missing[start : start + MAX_PAGE]
@@ -92,7 +97,7 @@ class ModifyMixin(StoreCore):
                 track_total_hits=False,
             )
             for hit in found.body["hits"]["hits"]:
-                out.setdefault(hit["_id"], (_task_from(hit), _ARCHIVED))
+                out.setdefault(hit["_id"], (self.task_of(hit), _ARCHIVED))
         return out
 
     async def _write_changes(

@@ -24,8 +24,6 @@ from tasques.store.elasticsearch.core import StoreCore
 from tasques.store.elasticsearch.documents import (
     _OK,
     _queue_settings_from,
-    _recurring_from,
-    _source_of,
     _Versioned,
     _versioned,
     _with_version,
@@ -49,7 +47,7 @@ class RecordsMixin(StoreCore):
             resp = await self._client.get(index=self.names.recurring, id=task_id)
         except NotFoundError:
             raise NotFound(f"no recurring task {task_id}") from None
-        return _recurring_from(resp.body)
+        return self.recurring_of(resp.body)
 
     async def update_recurring(self, task: RecurringTask) -> RecurringTask:
         return await self._replace_small(self.names.recurring, task.id, task, f"recurring task {task.id}")
@@ -77,7 +75,7 @@ class RecordsMixin(StoreCore):
         hits = await self._search_all(
             self.names.recurring, {"match_all": {}}, [{"id": "asc"}], seq_no_primary_term=True
         )
-        parsed = (self._parse(_recurring_from, "recurring", hit) for hit in hits)
+        parsed = (self._parse(self.recurring_of, "recurring", hit) for hit in hits)
         return [r for r in parsed if r is not None]
 
     # Queue settings: rare writes, each refreshed at once so every server's list_queue_settings sees it.
@@ -103,7 +101,7 @@ class RecordsMixin(StoreCore):
         """Create a rarely written record, refreshed at once so every server lists it."""
         try:
             resp = await self._client.index(
-                index=index, id=doc_id, document=_source_of(record), op_type="create", refresh=True
+                index=index, id=doc_id, document=self.source_of(record), op_type="create", refresh=True
             )
         except ConflictError:
             raise AlreadyExists(taken) from None
@@ -116,7 +114,7 @@ class RecordsMixin(StoreCore):
             resp = await self._client.index(
                 index=index,
                 id=doc_id,
-                document=_source_of(record),
+                document=self.source_of(record),
                 if_seq_no=version.seq_num,
                 if_primary_term=version.primary_term,
                 refresh=True,

@@ -23,8 +23,6 @@ from tasques.store.elasticsearch.documents import (
     _FINISHED,
     _OK,
     _item_error,
-    _source_of,
-    _task_from,
     _versioned,
 )
 from tasques.store.elasticsearch.mappings import JsonDict, doc_log_fields, task_doc_id
@@ -48,7 +46,7 @@ class TasksMixin(StoreCore):
         ops: list[JsonDict] = []
         for task in tasks:
             ops.append({"create": {"_index": index, "_id": task_doc_id(task.queue, task.id)}})
-            ops.append(_source_of(task))
+            ops.append(self.source_of(task))
         items = await self._bulk(ops)
         results: list[Task | AlreadyExists] = []
         created: dict[str, tuple[int, JsonDict]] = {}
@@ -121,7 +119,7 @@ class TasksMixin(StoreCore):
         except NotFoundError:
             pass
         else:
-            return _task_from(resp.body)
+            return self.task_of(resp.body)
         resp = await self._client.search(
             index=self.names.archive_alias,
             query={"ids": {"values": [doc_id]}},
@@ -132,16 +130,18 @@ class TasksMixin(StoreCore):
         hits = resp.body["hits"]["hits"]
         if not hits:
             raise NotFound(f"no task {task_id} in queue {queue}")
-        return _task_from(hits[0])
+        return self.task_of(hits[0])
 
     async def update_task(self, task: Task) -> Task:
         doc_id = task_doc_id(task.queue, task.id)
         version = task.metadata.version
+        # Built once: sealed fields take a fresh nonce each time, and the own-write check below compares it.
+        document = self.source_of(task)
         try:
             resp = await self._client.index(
                 index=self.names.tasks,
                 id=doc_id,
-                document=_source_of(task),
+                document=document,
                 if_seq_no=version.seq_num,
                 if_primary_term=version.primary_term,
             )
@@ -152,7 +152,7 @@ class TasksMixin(StoreCore):
                 current = await self._client.get(index=self.names.tasks, id=doc_id)
             except NotFoundError:
                 raise NotFound(f"no task {task.id} in queue {task.queue}") from None
-            if current.body["_source"] != _source_of(task):
+            if current.body["_source"] != document:
                 raise VersionConflict(f"task {task.id} in queue {task.queue} changed since it was read") from None
             resp = current  # our own write, applied before a transport retry of the same request
         except BaseException:
@@ -225,7 +225,7 @@ class TasksMixin(StoreCore):
             **kwargs,
         )
         hits: list[JsonDict] = resp.body["hits"]["hits"]
-        tasks = [_task_from(hit) for hit in hits[:limit]]
+        tasks = [self.task_of(hit) for hit in hits[:limit]]
         next_cursor = None
         if len(hits) > limit:
             created_ns, queue, task_id = hits[limit - 1]["sort"]

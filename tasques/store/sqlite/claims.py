@@ -84,7 +84,7 @@ class SqliteClaims(SqliteAdmin):
                         continue
                     _check_identity(task, changed)
                     stored = _versioned(changed, seq + 1)
-                    params.append(_update_params(stored, seq))
+                    params.append(_update_params(stored, seq, self.sealer))
                     claimed.append(stored)
                 if not unreadable or len(claimed) >= limit:
                     break

@@ -20,6 +20,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from tasques.domain.errors import StoreUnavailable
+from tasques.store.sealed_records import load_json
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite.migrate import migrate
 from tasques.store.unreadable import UnreadableRecords
 
@@ -46,8 +48,10 @@ def task_key(project: str, queue: str, task_id: str) -> str:
 class SqliteConnections:
     """The lifecycle of the writer and reader threads, and reads, writes and parsing on them."""
 
-    def __init__(self, path: str, busy_timeout: timedelta = _BUSY_TIMEOUT) -> None:
+    def __init__(self, path: str, busy_timeout: timedelta = _BUSY_TIMEOUT, *, sealer: Sealer | None = None) -> None:
+        """`sealer`: encrypts the sensitive fields of what is written, and opens them on reads (see sealed_records.py)."""
         self._path = path
+        self.sealer = sealer
         self._busy_ms = max(1, int(busy_timeout.total_seconds() * 1000))
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
@@ -84,8 +88,8 @@ class SqliteConnections:
         """Parse a stored record for a loop or a claim. One that cannot be parsed (corrupt, or written by another
         version) is logged once, counted and remembered, and skipped: it never fails the pass for the others."""
         try:
-            return model.model_validate_json(body)
-        except ValueError as e:
+            return load_json(model, body, self.sealer)
+        except ValueError as e:  # Unsealable too: a value sealed with an unknown key, or altered
             self.unreadable.note(key, e)
             return None
 

@@ -13,6 +13,7 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.timeline import Attempt
+from tasques.store.sealed_records import dump_json, load_json
 from tasques.store.sqlite.connection import SqliteConnections
 from tasques.store.sqlite.rows import _expected_seq, _micros, _versioned
 
@@ -32,7 +33,7 @@ class SqliteRecords(SqliteConnections):
             stored = _versioned(task, 1)
             cur = conn.execute(
                 "INSERT INTO recurring_tasks (project, id, seq, body) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.project, stored.id, stored.model_dump_json()),
+                (stored.project, stored.id, dump_json(stored, self.sealer)),
             )
             if cur.rowcount == 0:
                 raise AlreadyExists(f"recurring task {task.id} already exists")
@@ -47,7 +48,7 @@ class SqliteRecords(SqliteConnections):
             ).fetchall()
             if not rows:
                 raise NotFound(f"no recurring task {task_id}")
-            return RecurringTask.model_validate_json(rows[0][0])
+            return load_json(RecurringTask, rows[0][0], self.sealer)
 
         return await self._read(run)
 
@@ -57,7 +58,7 @@ class SqliteRecords(SqliteConnections):
             stored = _versioned(task, expected + 1)
             cur = conn.execute(
                 "UPDATE recurring_tasks SET seq = ?, body = ? WHERE project = ? AND id = ? AND seq = ?",
-                (expected + 1, stored.model_dump_json(), task.project, task.id, expected),
+                (expected + 1, dump_json(stored, self.sealer), task.project, task.id, expected),
             )
             if cur.rowcount == 1:
                 return stored
@@ -75,7 +76,7 @@ class SqliteRecords(SqliteConnections):
             if not rows:
                 raise NotFound(f"no recurring task {task_id}")
             conn.execute("DELETE FROM recurring_tasks WHERE project = ? AND id = ?", key)
-            return RecurringTask.model_validate_json(rows[0][0])
+            return load_json(RecurringTask, rows[0][0], self.sealer)
 
         return await self._write(run)
 

@@ -14,6 +14,8 @@ from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, Version
+from tasques.store.sealed_records import dump_json
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite.schema import TASK_COLUMNS
 
 _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
@@ -54,7 +56,7 @@ def _expected_seq(version: Version) -> int:
     return version.seq_num if version.primary_term == _TERM else -1
 
 
-def _columns(task: Task) -> tuple[Any, ...]:
+def _columns(task: Task, sealer: Sealer | None) -> tuple[Any, ...]:
     """The row of a task, in `TASK_COLUMNS` order."""
     claim = task.last_claimed
     return (
@@ -70,31 +72,31 @@ def _columns(task: Task) -> tuple[Any, ...]:
         _micros(task.metadata.created_at),
         _micros(task.metadata.modified_at),
         task.metadata.version.seq_num,
-        task.model_dump_json(),
+        dump_json(task, sealer),
         task.target.value,
     )
 
 
-def _update_params(task: Task, expected_seq: int) -> tuple[Any, ...]:
+def _update_params(task: Task, expected_seq: int, sealer: Sealer | None) -> tuple[Any, ...]:
     """Parameters of `_UPDATE_TASK_SQL`: the non-key columns, the key, then the version it must still have."""
-    project, queue, task_id, *rest = _columns(task)
+    project, queue, task_id, *rest = _columns(task, sealer)
     return (*rest, project, queue, task_id, expected_seq)
 
 
-def _insert_task(conn: sqlite3.Connection, task: Task) -> Task | AlreadyExists:
+def _insert_task(conn: sqlite3.Connection, task: Task, sealer: Sealer | None) -> Task | AlreadyExists:
     key = (task.project, task.queue, task.id)
     if conn.execute("SELECT 1 FROM archived_tasks WHERE project = ? AND queue = ? AND id = ?", key).fetchall():
         return AlreadyExists(f"task {task.id} already exists in queue {task.queue} (archived)")
     stored = _versioned(task, 1)
-    if conn.execute(_INSERT_TASK_SQL, _columns(stored)).rowcount == 0:
+    if conn.execute(_INSERT_TASK_SQL, _columns(stored, sealer)).rowcount == 0:
         return AlreadyExists(f"task {task.id} already exists in queue {task.queue}")
     return stored
 
 
-def _update_task(conn: sqlite3.Connection, task: Task) -> Task | VersionConflict | NotFound:
+def _update_task(conn: sqlite3.Connection, task: Task, sealer: Sealer | None) -> Task | VersionConflict | NotFound:
     expected = _expected_seq(task.metadata.version)
     stored = _versioned(task, expected + 1)
-    if conn.execute(_UPDATE_TASK_SQL, _update_params(stored, expected)).rowcount == 1:
+    if conn.execute(_UPDATE_TASK_SQL, _update_params(stored, expected, sealer)).rowcount == 1:
         return stored
     key = (task.project, task.queue, task.id)
     if conn.execute("SELECT 1 FROM tasks WHERE project = ? AND queue = ? AND id = ?", key).fetchall():

@@ -27,6 +27,8 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
+from tasques.store.sealed_records import load_json
+from tasques.store.sealing import Sealer
 from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.queries import (
@@ -56,7 +58,7 @@ class SqliteStore(SqliteClaims):
 
     # `generated` is ignored: the archived-id check is a primary-key lookup in the same transaction, next to free.
     async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
-        stored = await self._write(lambda conn: _insert_task(conn, task))
+        stored = await self._write(lambda conn: _insert_task(conn, task, self.sealer))
         if isinstance(stored, AlreadyExists):
             raise stored
         return stored
@@ -80,7 +82,7 @@ class SqliteStore(SqliteClaims):
                         f"project {project} has {outstanding} outstanding tasks: {len(tasks)} more would pass "
                         f"its quota of {quota}"
                     )
-            return [_insert_task(conn, t) for t in tasks]
+            return [_insert_task(conn, t, self.sealer) for t in tasks]
 
         return await self._write(run)
 
@@ -93,12 +95,12 @@ class SqliteStore(SqliteClaims):
             ).fetchall()
             if not rows:
                 raise NotFound(f"no task {task_id} in queue {queue}")
-            return Task.model_validate_json(rows[0][0])
+            return load_json(Task, rows[0][0], self.sealer)
 
         return await self._read(run)
 
     async def update_task(self, task: Task) -> Task:
-        stored = await self._write(lambda conn: _update_task(conn, task))
+        stored = await self._write(lambda conn: _update_task(conn, task, self.sealer))
         if isinstance(stored, TasquesError):
             raise stored
         return stored
@@ -110,7 +112,7 @@ class SqliteStore(SqliteClaims):
         def run(conn: sqlite3.Connection) -> list[Task | VersionConflict]:
             results: list[Task | VersionConflict] = []
             for task in tasks:
-                stored = _update_task(conn, task)
+                stored = _update_task(conn, task, self.sealer)
                 if isinstance(stored, NotFound):
                     # The protocol's slot type has no NotFound; a re-read by the caller will tell.
                     stored = VersionConflict(str(stored))
@@ -126,7 +128,7 @@ class SqliteStore(SqliteClaims):
 
         # Read and write in the one write transaction: nothing can get in between, so no slot ever conflicts.
         def run(conn: sqlite3.Connection) -> list[Task | Exception]:
-            return [_modify_one(conn, c) for c in changes]
+            return [_modify_one(conn, c, self.sealer) for c in changes]
 
         return await self._write(run)
 
@@ -145,7 +147,7 @@ class SqliteStore(SqliteClaims):
 
         def run(conn: sqlite3.Connection) -> TaskPage:
             rows = conn.execute(sql, params).fetchall()
-            tasks = [Task.model_validate_json(row[3]) for row in rows[:limit]]
+            tasks = [load_json(Task, row[3], self.sealer) for row in rows[:limit]]
             next_cursor = encode_cursor(rows[limit - 1][:3]) if len(rows) > limit else None
             return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
@@ -191,7 +193,7 @@ class SqliteStore(SqliteClaims):
         return await self._write(run)
 
 
-def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
+def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | None) -> Task | Exception:
     key = (item.project, item.queue, item.id)
     rows = conn.execute(f"SELECT body FROM tasks WHERE {_KEY}", key).fetchall()
     archived = not rows
@@ -200,11 +202,11 @@ def _modify_one(conn: sqlite3.Connection, item: TaskChange) -> Task | Exception:
         if not rows:
             return NotFound(f"no task {item.id} in queue {item.queue}")
     try:
-        task = Task.model_validate_json(rows[0][0])
+        task = load_json(Task, rows[0][0], sealer)
         changed = item.change(task)
         _check_identity(task, changed)
     except Exception as e:  # this slot's answer; the others go on
         return e
     if archived:
         return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
-    return _update_task(conn, changed)
+    return _update_task(conn, changed, sealer)
