@@ -41,7 +41,9 @@ def _audit(request: web.Request, action: str, project: str, token_id: str | None
 @requires(Role.ADMIN)
 async def create_project(request: web.Request) -> web.Response:
     body = await read_body(request, NewProject)
-    created = await request.app[PROJECTS].create(body.name, body.max_outstanding_tasks, unlimited=body.unlimited)
+    created = await request.app[PROJECTS].create(
+        body.name, body.max_outstanding_tasks, unlimited=body.unlimited, rate_per_second=body.rate_per_second
+    )
     _audit(request, "project.create", created.name)
     return json_model(ProjectInfo.of(created), status=201)
 
@@ -65,7 +67,7 @@ async def get_project(request: web.Request) -> web.Response:
 async def update_project(request: web.Request) -> web.Response:
     name = _project(request)
     body = await read_body(request, ProjectUpdate)
-    updated = await request.app[PROJECTS].set_quota(name, body.max_outstanding_tasks)
+    updated = await request.app[PROJECTS].update(name, **body.model_dump(include=body.model_fields_set))
     _audit(request, "project.update", name)
     return json_model(ProjectInfo.of(updated))
 

@@ -13,6 +13,7 @@ from tasques.domain.project import ApiToken, Project, Role
 
 MAX_QUOTA = 100_000_000
 Quota = Annotated[int, Field(ge=1, le=MAX_QUOTA)]
+Rate = Annotated[float, Field(gt=0, le=1_000_000)]
 # A network as CIDR text (`10.0.0.0/8`, `2001:db8::/32`); checked strictly by the service.
 Network = Annotated[str, Field(min_length=2, max_length=49)]
 
@@ -28,15 +29,20 @@ class NewProject(_Strict):
         None, description="most tasks not yet done, dead or cancelled; the server default (1,000) if absent"
     )
     unlimited: bool = Field(False, description="no quota at all")
+    rate_per_second: Rate | None = Field(None, description="each token's requests a second; the server's if absent")
 
 
 class ProjectUpdate(_Strict):
-    max_outstanding_tasks: Quota | None = Field(description="the new quota; null: unlimited")
+    """Only the fields given change."""
+
+    max_outstanding_tasks: Quota | None = Field(None, description="the new quota; null: unlimited")
+    rate_per_second: Rate | None = Field(None, description="each token's requests a second; null: the server's")
 
 
 class ProjectInfo(BaseModel):
     name: str
     max_outstanding_tasks: int | None = Field(description="the quota; absent: unlimited")
+    rate_per_second: float | None = Field(None, description="each token's request rate; absent: the server's")
     outstanding_tasks: int | None = Field(None, description="tasks not yet done, dead or cancelled (GET only)")
     created_at: datetime
     modified_at: datetime
@@ -46,6 +52,7 @@ class ProjectInfo(BaseModel):
         return cls(
             name=project.name,
             max_outstanding_tasks=project.max_outstanding_tasks,
+            rate_per_second=project.rate_per_second,
             outstanding_tasks=outstanding,
             created_at=project.metadata.created_at,
             modified_at=project.metadata.modified_at,

@@ -57,11 +57,23 @@ class ProjectService:
         return self._settings
 
     # Projects
-    async def create(self, name: str, max_outstanding_tasks: int | None = None, *, unlimited: bool = False) -> Project:
+    async def create(
+        self,
+        name: str,
+        max_outstanding_tasks: int | None = None,
+        *,
+        unlimited: bool = False,
+        rate_per_second: float | None = None,
+    ) -> Project:
         """A new project; its quota is the default unless given (`unlimited`: none)."""
         now = self._clock()
         quota = None if unlimited else (max_outstanding_tasks or self._settings.default_max_outstanding_tasks)
-        project = Project(name=name, max_outstanding_tasks=quota, metadata=Metadata(created_at=now, modified_at=now))
+        project = Project(
+            name=name,
+            max_outstanding_tasks=quota,
+            rate_per_second=rate_per_second,
+            metadata=Metadata(created_at=now, modified_at=now),
+        )
         created = await self._store.insert_project(project)
         self._quotas.invalidate(name)
         return created
@@ -84,11 +96,16 @@ class ProjectService:
     async def list_all(self) -> list[Project]:
         return await self._store.list_projects()
 
-    async def set_quota(self, name: str, max_outstanding_tasks: int | None) -> Project:
+    async def update(self, name: str, **changes: int | float | None) -> Project:
+        """Change `max_outstanding_tasks` and/or `rate_per_second` (None: unlimited, or the server default)."""
+        unknown = set(changes) - {"max_outstanding_tasks", "rate_per_second"}
+        if unknown:
+            raise ValueError(f"not project settings: {sorted(unknown)}")
+
         async def attempt() -> Project:
             current = await self._store.get_project(name)
             metadata = current.metadata.model_copy(update={"modified_at": self._clock()})
-            changed = current.model_copy(update={"max_outstanding_tasks": max_outstanding_tasks, "metadata": metadata})
+            changed = current.model_copy(update={**changes, "metadata": metadata})
             return await self._store.update_project(changed)
 
         updated = await retry_conflicts(f"project {name}", attempt)

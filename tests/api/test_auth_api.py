@@ -231,3 +231,20 @@ async def test_auth_failures_and_admin_actions_are_audited_without_secrets(
     for forbidden in (secret, secret[:-2], ADMIN, "sekrit-without-scheme"):
         assert forbidden not in text
     assert token.split("_")[1] in text  # the token id is named
+
+
+async def test_a_projects_own_rate_applies_to_its_tokens(make_client: MakeClient) -> None:
+    client = await auth_client(make_client, burst=2)
+    await new_project(client, "alpha", rate_per_second=0.01)
+    await new_project(client, "beta")
+    slow, fast = await issue(client, "alpha", Role.VIEWER), await issue(client, "beta", Role.VIEWER)
+    for _ in range(2):
+        await call(client, "GET", "/tasques", status=200, headers=bearer(slow))
+    await call(client, "GET", "/tasques", status=429, headers=bearer(slow))
+    for _ in range(2):
+        await call(client, "GET", "/tasques", status=200, headers=bearer(fast))
+    info = await call(
+        client, "PUT", "/projects/alpha", status=200, body={"rate_per_second": 1000}, headers=ADMIN_HEADERS
+    )
+    assert info["rate_per_second"] == 1000
+    assert info["max_outstanding_tasks"] == 1000  # unchanged: only the fields given change
