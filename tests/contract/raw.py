@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tasques.store.base import Store
-from tasques.store.elasticsearch.mappings import task_doc_id
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.store.elasticsearch.names import queue_doc_id, recurring_doc_id, task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite.store import SqliteStore
 
@@ -31,7 +32,13 @@ async def corrupt(store: Store, what: str, key: tuple[str, ...], mutate: Mutate)
         return
     assert isinstance(store, ElasticsearchStore)
     index = {"tasks": store.names.tasks, "recurring": store.names.recurring, "queues": store.names.queues}[what]
-    doc_id = task_doc_id(*key) if what == "tasks" else key[0]
+    # The records of the default project (what every test that corrupts one writes).
+    if what == "tasks":
+        doc_id = task_doc_id(DEFAULT_PROJECT, *key)
+    elif what == "recurring":
+        doc_id = recurring_doc_id(DEFAULT_PROJECT, key[0])
+    else:
+        doc_id = queue_doc_id(DEFAULT_PROJECT, key[0])
     client = store._client
     source = (await client.get(index=index, id=doc_id)).body["_source"]
     mutate(source)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasques.domain.http_target import HttpRequest, TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.queue import QueueSettings
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -167,4 +168,4 @@ async def test_every_recurring_task_fires_beyond_the_first_page(paged_store: Sto
 async def test_the_probe_names_every_queue_with_work_beyond_the_first_page(paged_store: Store) -> None:
     await paged_store.insert_tasks([make_task(name, "t") for name in _names()])
     found = await paged_store.claimable_queues(ts(1), [QueueProbe(TaskTarget.PULL, frozenset(_names()))])
-    assert found == {(name, TaskTarget.PULL) for name in _names()}
+    assert found == {(DEFAULT_PROJECT, name, TaskTarget.PULL) for name in _names()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT as D
 from tasques.domain.task import TaskState
 from tasques.store.base import QueueProbe, Store
 from tests.contract import BACKOFF, claim_as, finished, make_task, ts
@@ -13,7 +14,7 @@ NOW = ts(10)
 
 
 def _pull(*queues: str, excluding: frozenset[str] = frozenset()) -> QueueProbe:
-    return QueueProbe(PULL, frozenset(queues), excluding)
+    return QueueProbe(PULL, frozenset(queues), frozenset((D, q) for q in excluding))
 
 
 async def _fill(store: Store) -> None:
@@ -41,24 +42,26 @@ async def test_the_probe_names_the_queues_and_targets_with_claimable_tasks(store
     await _fill(store)
     every = ("pull", "http", "both", "later", "claimed", "done", "failed", "none")
     found = await store.claimable_queues(NOW, [_pull(*every), QueueProbe(HTTP)])
-    assert found == {("pull", PULL), ("both", PULL), ("failed", PULL), ("http", HTTP), ("both", HTTP)}
-    assert await store.claimable_queues(NOW, [QueueProbe(HTTP, frozenset({"http", "pull"}))]) == {("http", HTTP)}
+    assert found == {(D, "pull", PULL), (D, "both", PULL), (D, "failed", PULL), (D, "http", HTTP), (D, "both", HTTP)}
+    assert await store.claimable_queues(NOW, [QueueProbe(HTTP, frozenset({"http", "pull"}))]) == {(D, "http", HTTP)}
     # Left out: queues the caller serves anyway.
-    assert await store.claimable_queues(NOW, [QueueProbe(HTTP, None, frozenset({"http"}))]) == {("both", HTTP)}
-    assert await store.claimable_queues(NOW, [_pull("pull", "both", excluding=frozenset({"pull"}))]) == {("both", PULL)}
+    http_less = QueueProbe(HTTP, None, frozenset({(D, "http")}))
+    assert await store.claimable_queues(NOW, [http_less]) == {(D, "both", HTTP)}
+    less_pull = _pull("pull", "both", excluding=frozenset({"pull"}))
+    assert await store.claimable_queues(NOW, [less_pull]) == {(D, "both", PULL)}
     # `now` decides what is due, as for a claim.
-    assert ("later", PULL) in await store.claimable_queues(ts(3600), [_pull("later")])
+    assert (D, "later", PULL) in await store.claimable_queues(ts(3600), [_pull("later")])
     assert await store.claimable_queues(ts(0), [_pull("failed")]) == set()
 
 
 async def test_the_probe_sees_this_instances_claims_and_new_tasks_at_once(store: Store) -> None:
     await store.insert_task(make_task("q", "a"))
-    assert await store.claimable_queues(NOW, [_pull("q")]) == {("q", PULL)}
+    assert await store.claimable_queues(NOW, [_pull("q")]) == {(D, "q", PULL)}
     [claimed] = await store.claim_tasks(["q"], NOW, 5, claim_as("w", NOW))
     assert claimed.state is TaskState.CLAIMED
     assert await store.claimable_queues(NOW, [_pull("q")]) == set()  # what a claim now finds: nothing
     assert await store.claim_tasks(["q"], NOW, 5, claim_as("w", NOW)) == []
     await store.update_task(claimed.unclaimed("w", NOW))
-    assert await store.claimable_queues(NOW, [_pull("q")]) == {("q", PULL)}
+    assert await store.claimable_queues(NOW, [_pull("q")]) == {(D, "q", PULL)}
     # And so does a claim, at once (Elasticsearch: no longer excluded as our unrefreshed take-out).
     assert [t.id for t in await store.claim_tasks(["q"], NOW, 5, claim_as("w", NOW))] == ["a"]

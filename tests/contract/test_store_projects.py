@@ -90,7 +90,7 @@ async def test_changes_reach_only_the_named_project(store: Store) -> None:
     b = await store.get_task("q", "t", project=B)
     b2 = await store.update_task(b.model_copy(update={"priority": 1}))
     assert b2.priority == 1
-    assert (await store.get_task("q", "t", project=A)).priority == 0
+    assert (await store.get_task("q", "t", project=A)).priority == 3
 
 
 async def test_listings_and_counts_are_per_project(store: Store) -> None:

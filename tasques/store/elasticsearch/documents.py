@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from tasques.domain.errors import StoreUnavailable
+from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, Version
@@ -35,7 +36,7 @@ def es_date(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _source_of(record: Task | RecurringTask | QueueSettings) -> JsonDict:
+def _source_of(record: Task | RecurringTask | QueueSettings | Project | ApiToken) -> JsonDict:
     # The version is not stored: it is the document's _seq_no/_primary_term, rebuilt on every read.
     source = record.model_dump(mode="json", exclude=_NO_VERSION)
     if isinstance(record, Task):
@@ -43,7 +44,7 @@ def _source_of(record: Task | RecurringTask | QueueSettings) -> JsonDict:
     return source
 
 
-_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
+_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings, Project, ApiToken)
 
 
 def _versioned(record: _Versioned, seq_no: int, primary_term: int) -> _Versioned:
@@ -71,6 +72,14 @@ def _recurring_from(doc: JsonDict) -> RecurringTask:
 
 def _queue_settings_from(doc: JsonDict) -> QueueSettings:
     return QueueSettings.model_validate(_with_version(doc))
+
+
+def _project_from(doc: JsonDict) -> Project:
+    return Project.model_validate(_with_version(doc))
+
+
+def _token_from(doc: JsonDict) -> ApiToken:
+    return ApiToken.model_validate(_with_version(doc))
 
 
 def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError | StoreUnavailable:
