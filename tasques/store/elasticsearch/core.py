@@ -63,6 +63,8 @@ ARCHIVE_MAINTENANCE_EVERY = 60.0
 RMW_RETRIES = 5
 
 _R = TypeVar("_R")
+# An insert call waiting for its quota admission (quota.py): its `_id`s, its quota, where its answer goes.
+Waiting = tuple[list[str], int, "asyncio.Future[None]"]
 
 
 def build_client(settings: ElasticsearchConfig) -> AsyncElasticsearch:
@@ -126,6 +128,7 @@ class StoreCore:
         # lock that makes this instance's admissions to one project wait for each other rather than race.
         self._admissions: dict[str, tuple[int | None, int | None, list[JsonDict]]] = {}
         self._quota_locks: dict[str, asyncio.Lock] = {}
+        self._quota_waiting: dict[str, list[Waiting]] = {}  # project -> insert calls waiting for admission
 
     @classmethod
     def from_config(

@@ -37,7 +37,7 @@ from elasticsearch import ConflictError, NotFoundError
 
 from tasques.domain.errors import QuotaExceeded, StoreUnavailable
 from tasques.domain.task import Task
-from tasques.store.elasticsearch.core import RMW_RETRIES, StoreCore
+from tasques.store.elasticsearch.core import RMW_RETRIES, StoreCore, Waiting
 from tasques.store.elasticsearch.documents import _FINISHED, es_date
 from tasques.store.elasticsearch.mappings import JsonDict
 
@@ -62,21 +62,52 @@ class QuotaMixin(StoreCore):
         if len(tasks) > quota:
             raise QuotaExceeded(f"project {project}: {len(tasks)} tasks exceed its quota of {quota}")
         await self.refresher.ensure_fresh()  # this server's earlier writes (finishes too) are counted exactly
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._quota_waiting.setdefault(project, [])
+        waiting.append((doc_ids, quota, answer))
+        # Calls that queue up while an admission is in flight are decided together, in one write: this server
+        # then takes one turn per round trip, so another server's turns cannot starve it of its retries.
         async with self._quota_locks.setdefault(project, asyncio.Lock()):
-            for _ in range(RMW_RETRIES):
-                now = datetime.now(UTC)
-                read = self._admissions.get(project) or await self._read_admissions(project)
-                window = admission_window(self._settings.refresh_interval)
-                recent = [e for e in read[2] if datetime.fromisoformat(e["at"]) > now - window]
-                held = await self._held(project, {i for e in recent for i in e["ids"]})
-                if held + len(tasks) > quota:
-                    raise QuotaExceeded(
+            if not answer.done():
+                batch = list(waiting)
+                waiting.clear()
+                try:
+                    await self._admit_batch(project, batch)
+                except BaseException as e:
+                    # The others waiting in this batch hear of it too (as an outage, whatever stopped it).
+                    failed = e if isinstance(e, Exception) else StoreUnavailable("the quota admission was interrupted")
+                    for _, _, other in batch:
+                        if other is not answer and not other.done():
+                            other.set_exception(failed)
+                    raise
+        await answer
+
+    async def _admit_batch(self, project: str, batch: list[Waiting]) -> None:
+        for _ in range(RMW_RETRIES):
+            now = datetime.now(UTC)
+            read = self._admissions.get(project) or await self._read_admissions(project)
+            window = admission_window(self._settings.refresh_interval)
+            recent = [e for e in read[2] if datetime.fromisoformat(e["at"]) > now - window]
+            held = await self._held(project, {i for e in recent for i in e["ids"]})
+            admitted: list[str] = []
+            refused: dict[int, QuotaExceeded] = {}
+            for n, (doc_ids, quota, _) in enumerate(batch):
+                if held + len(doc_ids) > quota:
+                    refused[n] = QuotaExceeded(
                         f"project {project} holds {held} outstanding tasks of its quota of {quota}: "
-                        f"{len(tasks)} more would exceed it"
+                        f"{len(doc_ids)} more would exceed it"
                     )
-                entries = [*recent, {"at": es_date(now), "ids": doc_ids}]
-                if await self._write_admissions(project, read, entries):
-                    return
+                else:
+                    held += len(doc_ids)
+                    admitted.extend(doc_ids)
+            entries = [*recent, {"at": es_date(now), "ids": admitted}] if admitted else None
+            if entries is None or await self._write_admissions(project, read, entries):
+                for n, (_, _, answer) in enumerate(batch):
+                    if n in refused:
+                        answer.set_exception(refused[n])
+                    else:
+                        answer.set_result(None)
+                return
         raise StoreUnavailable(f"the quota admissions of project {project} kept changing; try again")
 
     async def _read_admissions(self, project: str) -> tuple[int | None, int | None, list[JsonDict]]:
