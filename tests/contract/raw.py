@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from tasques.store.base import Store
 from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.store.base import Store
 from tasques.store.elasticsearch.names import queue_doc_id, recurring_doc_id, task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite.store import SqliteStore

@@ -17,7 +17,8 @@ admitted longer ago has been written and refreshed (while its bulk took less tha
 clock skew), so the search count sees it. A recent id counts once however many entries name it, and by its
 current state once visible, so finishing a just-admitted task frees its place at once. A lost conditional
 write reads the document again and decides again, at most `RMW_RETRIES` times (then `StoreUnavailable`: try
-again later); within one server, admissions to one project wait for each other instead of racing.
+again later); within one server, the calls waiting for an admission to one project are decided together,
+in one write, so the other server's faster turns cannot starve this one's retries.
 
 Limits: it may refuse early (never admit past the quota) for up to W after an insert whose slots were refused
 (a duplicate of an archived id) or whose bulk failed. Tasks inserted *without* a quota are not admitted: they
