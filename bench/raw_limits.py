@@ -215,14 +215,19 @@ class _RawEs:
     def create_lines(self, ids: Sequence[str]) -> list[str]:
         out: list[str] = []
         for i in ids:
-            out.append(json.dumps({"create": {"_index": self.index, "_id": task_doc_id(QUEUE, i)}}))
+            out.append(json.dumps({"create": {"_index": self.index, "_id": task_doc_id(DEFAULT_PROJECT, QUEUE, i)}}))
             out.append(self.sources[0].replace(_ID, i))
         return out
 
     def update_lines(self, ids: Sequence[str], versions: Sequence[tuple[int, int]], state: int) -> list[str]:
         out: list[str] = []
         for i, (seq_no, term) in zip(ids, versions, strict=True):
-            action = {"_index": self.index, "_id": task_doc_id(QUEUE, i), "if_seq_no": seq_no, "if_primary_term": term}
+            action = {
+                "_index": self.index,
+                "_id": task_doc_id(DEFAULT_PROJECT, QUEUE, i),
+                "if_seq_no": seq_no,
+                "if_primary_term": term,
+            }
             out.append(json.dumps({"index": action}))
             out.append(self.sources[state].replace(_ID, i))
         return out

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.store.base import Store
-from tasques.store.elasticsearch.mappings import task_doc_id
+from tasques.store.elasticsearch.names import queue_doc_id, recurring_doc_id, task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite.store import SqliteStore
 
@@ -28,10 +28,13 @@ def _sqlite_row(what: str, key: tuple[str, ...], project: str) -> tuple[str, str
     return table, where, (project, *key)
 
 
-def _es_doc(store: ElasticsearchStore, what: str, key: tuple[str, ...]) -> tuple[str, str]:
-    """(index, _id) of a record's document (its _id does not hold the project yet)."""
-    index = {"tasks": store.names.tasks, "recurring": store.names.recurring, "queues": store.names.queues}[what]
-    return index, task_doc_id(*key) if what == "tasks" else key[0]
+def _es_doc(store: ElasticsearchStore, what: str, key: tuple[str, ...], project: str) -> tuple[str, str]:
+    """(index, _id) of a record's document: the project is first in every _id."""
+    if what == "tasks":
+        return store.names.tasks, task_doc_id(project, *key)
+    if what == "recurring":
+        return store.names.recurring, recurring_doc_id(project, key[0])
+    return store.names.queues, queue_doc_id(project, key[0])
 
 
 async def stored_text(store: Store, what: str, key: tuple[str, ...], *, project: str = DEFAULT_PROJECT) -> str:
@@ -43,7 +46,7 @@ async def stored_text(store: Store, what: str, key: tuple[str, ...], *, project:
             (body,) = conn.execute(f"SELECT body FROM {table} WHERE {where}", params).fetchone()
         return str(body)
     assert isinstance(store, ElasticsearchStore)
-    index, doc_id = _es_doc(store, what, key)
+    index, doc_id = _es_doc(store, what, key, project)
     return json.dumps((await store._client.get(index=index, id=doc_id)).body["_source"])
 
 
@@ -61,7 +64,7 @@ async def corrupt(
             conn.execute(f"UPDATE {table} SET body = ? WHERE {where}", (json.dumps(doc), *params))
         return
     assert isinstance(store, ElasticsearchStore)
-    index, doc_id = _es_doc(store, what, key)
+    index, doc_id = _es_doc(store, what, key, project)
     client = store._client
     source = (await client.get(index=index, id=doc_id)).body["_source"]
     mutate(source)

@@ -21,7 +21,7 @@ async def test_a_task_the_archive_refuses_does_not_stop_archiving(elasticsearch_
         # A newer server added a field to the live index only (a rolling upgrade): the strict archive refuses it.
         client = store._client
         await client.indices.put_mapping(index=store.names.tasks, properties={"added_later": {"type": "keyword"}})
-        doc_id = task_doc_id("q", "t0")
+        doc_id = task_doc_id("default", "q", "t0")
         source = (await client.get(index=store.names.tasks, id=doc_id)).body["_source"]
         await client.index(index=store.names.tasks, id=doc_id, document={**source, "added_later": "x"}, refresh=True)
 

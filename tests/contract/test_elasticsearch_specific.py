@@ -90,11 +90,11 @@ async def test_mapping_is_strict(make_store: StoreFactory, raw: AsyncElasticsear
     task = await store.insert_task(make_task("q", "a"))
     source = task.model_dump(mode="json", exclude={"metadata": {"version"}})
     with pytest.raises(BadRequestError) as info:
-        await raw.index(index=store.names.tasks, id="q/b", document={**source, "id": "b", "surprise": 1})
+        await raw.index(index=store.names.tasks, id="default/q/b", document={**source, "id": "b", "surprise": 1})
     assert "strict_dynamic_mapping_exception" in str(info.value)
     with pytest.raises(BadRequestError):
         await raw.index(
-            index=store.names.tasks, id="q/c", document={**source, "id": "c", "metadata": {"version": {"x": 1}}}
+            index=store.names.tasks, id="default/q/c", document={**source, "id": "c", "metadata": {"version": {"x": 1}}}
         )
 
 
@@ -128,7 +128,7 @@ async def test_version_is_seq_no_and_primary_term_not_source(make_store: StoreFa
     store = await make_store()
     inserted = await store.insert_task(make_task("q", "a"))
     updated = await store.update_task(inserted.claimed("w", ts(1), "c1"))
-    doc = (await raw.get(index=store.names.tasks, id="q/a")).body
+    doc = (await raw.get(index=store.names.tasks, id="default/q/a")).body
     assert "version" not in doc["_source"]["metadata"]
     assert (updated.metadata.version.seq_num, updated.metadata.version.primary_term) == (
         doc["_seq_no"],
@@ -163,7 +163,7 @@ async def test_the_tasks_index_is_sorted_in_claim_order(
     assert not [r for r in caplog.records if "not sorted" in r.getMessage()]
     # The template carries it, so an index recreated behind Tasques' back is sorted too.
     await raw.indices.delete(index=store.names.tasks)
-    await raw.index(index=store.names.tasks, id="q/x", document=_source_of(make_task("q", "x"), None))
+    await raw.index(index=store.names.tasks, id="default/q/x", document=_source_of(make_task("q", "x"), None))
     assert await _index_sort(raw, store.names.tasks) == wanted
     # The claim sort is the index sort, so each segment's search can stop at its first hits.
     assert [next(iter(s.items())) for s in CLAIM_SORT] == list(
@@ -473,8 +473,10 @@ async def test_archived_tasks_are_found_and_their_ids_stay_taken_across_servers(
     assert isinstance(results[1], Task)
     # The refused re-insert left nothing live.
     with pytest.raises(NotFoundError):
-        await raw.get(index=a.names.tasks, id="q/a")
-    hits = (await raw.search(index=a.names.archive_alias, query={"ids": {"values": ["q/a"]}})).body["hits"]["hits"]
+        await raw.get(index=a.names.tasks, id="default/q/a")
+    hits = (await raw.search(index=a.names.archive_alias, query={"ids": {"values": ["default/q/a"]}})).body["hits"][
+        "hits"
+    ]
     assert len(hits) == 1
     assert hits[0]["_index"] == a.names.first_archive_index
     assert "archived_at" in hits[0]["_source"]
@@ -554,7 +556,9 @@ async def test_manual_rollover_and_retention(make_store: StoreFactory, raw: Asyn
     # New archive writes go to the new write index.
     await store.insert_task(finished(make_task("q", "new"), ts(50)))
     assert await store.archive_finished(ts(100), 10) == 1
-    hit = (await raw.search(index=names.archive_alias, query={"ids": {"values": ["q/new"]}})).body["hits"]["hits"][0]
+    hit = (await raw.search(index=names.archive_alias, query={"ids": {"values": ["default/q/new"]}})).body["hits"][
+        "hits"
+    ][0]
     assert hit["_index"] == f"{names.prefix}-archive-000002"
     assert (await store.get_task("q", "old0")).state is TaskState.DONE
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasques.domain.http_target import TaskTarget
-from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.limits import DEFAULT_PROJECT as D
 from tasques.domain.task import TaskState
 from tasques.store.base import QueueProbe, Store
 from tests.contract import BACKOFF, claim_as, finished, make_task, ts
@@ -11,7 +11,6 @@ from tests.contract.test_store_queues import _http_task
 
 PULL, HTTP = TaskTarget.PULL, TaskTarget.HTTP
 NOW = ts(10)
-D = DEFAULT_PROJECT
 
 
 def _pull(*queues: str, excluding: frozenset[str] = frozenset()) -> QueueProbe:
@@ -46,10 +45,10 @@ async def test_the_probe_names_the_queues_and_targets_with_claimable_tasks(store
     assert found == {(D, "pull", PULL), (D, "both", PULL), (D, "failed", PULL), (D, "http", HTTP), (D, "both", HTTP)}
     assert await store.claimable_queues(NOW, [QueueProbe(HTTP, frozenset({"http", "pull"}))]) == {(D, "http", HTTP)}
     # Left out: queues the caller serves anyway.
-    assert await store.claimable_queues(NOW, [QueueProbe(HTTP, None, frozenset({(D, "http")}))]) == {(D, "both", HTTP)}
-    assert await store.claimable_queues(NOW, [_pull("pull", "both", excluding=frozenset({"pull"}))]) == {
-        (D, "both", PULL)
-    }
+    http_less = QueueProbe(HTTP, None, frozenset({(D, "http")}))
+    assert await store.claimable_queues(NOW, [http_less]) == {(D, "both", HTTP)}
+    less_pull = _pull("pull", "both", excluding=frozenset({"pull"}))
+    assert await store.claimable_queues(NOW, [less_pull]) == {(D, "both", PULL)}
     # `now` decides what is due, as for a claim.
     assert (D, "later", PULL) in await store.claimable_queues(ts(3600), [_pull("later")])
     assert await store.claimable_queues(ts(0), [_pull("failed")]) == set()

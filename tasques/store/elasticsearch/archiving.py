@@ -16,7 +16,8 @@ from elasticsearch import ApiError, TransportError
 from tasques.store.elasticsearch.archive import MaintenanceResult
 from tasques.store.elasticsearch.core import StoreCore, log
 from tasques.store.elasticsearch.documents import _FINISHED, _OK, es_date
-from tasques.store.elasticsearch.mappings import JsonDict, doc_log_fields
+from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.elasticsearch.names import doc_log_fields
 from tasques.store.unreadable import MAX_UNREADABLE
 
 

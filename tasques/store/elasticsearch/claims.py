@@ -13,6 +13,7 @@ from datetime import datetime
 
 from tasques.domain.errors import TasquesError
 from tasques.domain.http_target import TaskTarget
+from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState, claim_order_key
 from tasques.log_fields import about
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
@@ -41,6 +42,8 @@ class ClaimsMixin(StoreCore):
         limit: int,
         change: Callable[[Task], Task],
         target: TaskTarget = TaskTarget.PULL,
+        *,
+        project: str | None = DEFAULT_PROJECT,
     ) -> list[Task]:
         if limit <= 0 or not queues:
             return []
@@ -50,7 +53,7 @@ class ClaimsMixin(StoreCore):
         refused: set[str] = set()  # ids the change refused: not offered again in a later round
         for _ in range(CLAIM_ROUNDS):
             size = min((limit - len(claimed)) * self._settings.claim_overfetch, MAX_PAGE)
-            query = await self._claim_query(unique_queues, now_es, target, refused)
+            query = await self._claim_query(project, unique_queues, now_es, target, refused)
             resp = await self._client.search(
                 index=self.names.tasks,
                 query=query,
@@ -76,8 +79,11 @@ class ClaimsMixin(StoreCore):
     def _empty_claim_refresh_gap(self) -> float:
         return max(EMPTY_CLAIM_REFRESH_GAP, self._settings.refresh_interval.total_seconds())
 
-    async def _claim_query(self, queues: list[str], now_es: str, target: TaskTarget, refused: set[str]) -> JsonDict:
-        """One round's search for claimable tasks; waits for the refresh the round needs first."""
+    async def _claim_query(
+        self, project: str | None, queues: list[str], now_es: str, target: TaskTarget, refused: set[str]
+    ) -> JsonDict:
+        """One round's search for claimable tasks (of `project`, or of every project when None); waits for the
+        refresh the round needs first."""
         query: JsonDict = {
             "bool": {
                 "filter": [
@@ -87,6 +93,8 @@ class ClaimsMixin(StoreCore):
                 ]
             }
         }
+        if project is not None:
+            query["bool"]["filter"].append({"term": {"project": project}})
         # Tasks written before `target` existed have none: they are pull tasks.
         target_is_http: JsonDict = {"term": {"target": TaskTarget.HTTP.value}}
         must_not: list[JsonDict] = []
@@ -137,8 +145,8 @@ class ClaimsMixin(StoreCore):
                 except TasquesError:
                     refused.add(hit["_id"])
                     continue
-                if (changed.queue, changed.id) != (task.queue, task.id):
-                    raise ValueError(f"a claim change must not move task {task.queue}/{task.id}")
+                if (changed.project, changed.queue, changed.id) != (task.project, task.queue, task.id):
+                    raise ValueError(f"a claim change must not move task {hit['_id']}")
                 batch.append((task, changed))
             if not batch:
                 break
@@ -194,14 +202,16 @@ class ClaimsMixin(StoreCore):
                     "must_not": [{"ids": {"values": sorted(self._unreadable_tasks())}}],
                 }
             },
-            [{"last_claimed.times_out_at": "asc"}, {"queue": "asc"}, {"id": "asc"}],
+            [{"last_claimed.times_out_at": "asc"}, {"project": "asc"}, {"queue": "asc"}, {"id": "asc"}],
             limit=limit,
             seq_no_primary_term=True,
         )
         parsed = (self._parse(self.task_of, "tasks", hit) for hit in hits)
         return [t for t in parsed if t is not None]
 
-    async def find_claimed_by(self, worker_id: str, claimed_at: datetime) -> list[Task]:
+    async def find_claimed_by(
+        self, worker_id: str, claimed_at: datetime, *, project: str = DEFAULT_PROJECT
+    ) -> list[Task]:
         at = es_date(claimed_at)
         # Rare (only after a failed claim), and it must see every server's and every late write: refresh.
         await self._refresh_tasks()
@@ -210,6 +220,7 @@ class ClaimsMixin(StoreCore):
             query={
                 "bool": {
                     "filter": [
+                        {"term": {"project": project}},
                         {"term": {"state": TaskState.CLAIMED.value}},
                         {"term": {"last_claimed.worker_id": worker_id}},
                         {"range": {"last_claimed.claimed_at": {"gte": at, "lte": at}}},

@@ -9,6 +9,7 @@ mixins in their own modules, combined into `ElasticsearchStore` in `store.py`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from typing import Any, Self, TypeVar
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
+from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task
@@ -26,23 +28,29 @@ from tasques.store.elasticsearch.documents import _OK, _recurring_from, _source_
 from tasques.store.elasticsearch.faults import own_writes
 from tasques.store.elasticsearch.mappings import (
     TASKS_INDEX_SORT,
-    IndexNames,
     JsonDict,
+    admission_mappings,
+    admissions_template_body,
     dynamic_settings,
     lock_mappings,
     locks_template_body,
+    project_mappings,
+    projects_template_body,
     queue_settings_mappings,
     queues_template_body,
     recurring_mappings,
     recurring_template_body,
     small_index_settings,
-    task_doc_id,
     task_mappings,
     tasks_settings,
     tasks_template_body,
     timeline_mappings,
     timeline_template_body,
+    token_mappings,
+    tokens_template_body,
 )
+from tasques.store.elasticsearch.migrate import migrate_to_projects
+from tasques.store.elasticsearch.names import IndexNames, task_doc_id
 from tasques.store.elasticsearch.recent import RecentTasks
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 from tasques.store.sealing import Sealer
@@ -55,8 +63,12 @@ log = logging.getLogger("tasques.store.elasticsearch")
 MAX_PAGE = ES_MAX_PAGE
 # Without ILM, archive_finished rolls over and prunes the archive at most this often (wall-clock seconds).
 ARCHIVE_MAINTENANCE_EVERY = 60.0
+# A read-modify-write whose conditional write keeps losing to other writers gives up after this many reads.
+RMW_RETRIES = 5
 
 _R = TypeVar("_R")
+# An insert call waiting for its quota admission (quota.py): its `_id`s, its quota, where its answer goes.
+Waiting = tuple[list[str], int, "asyncio.Future[None]"]
 
 
 def build_client(settings: ElasticsearchConfig) -> AsyncElasticsearch:
@@ -119,6 +131,11 @@ class StoreCore:
         self._held_locks: dict[str, tuple[str, int, int]] = {}
         # The tasks this instance wrote last: where a read-modify-write starts (see recent.py).
         self.recent = RecentTasks()
+        # project -> (seq_no, primary_term, entries) of our last write of its admissions (quota.py), and the
+        # lock that makes this instance's admissions to one project wait for each other rather than race.
+        self._admissions: dict[str, tuple[int | None, int | None, list[JsonDict]]] = {}
+        self._quota_locks: dict[str, asyncio.Lock] = {}
+        self._quota_waiting: dict[str, list[Waiting]] = {}  # project -> insert calls waiting for admission
 
     @classmethod
     def from_config(
@@ -143,18 +160,26 @@ class StoreCore:
         if self._opened:
             return
         n, s = self.names, self._settings
-        await self._client.indices.put_index_template(name=n.template("tasks"), body=tasks_template_body(n, s))
-        await self._client.indices.put_index_template(name=n.template("recurring"), body=recurring_template_body(n, s))
-        await self._client.indices.put_index_template(name=n.template("locks"), body=locks_template_body(n, s))
-        await self._client.indices.put_index_template(name=n.template("queues"), body=queues_template_body(n, s))
-        await self._client.indices.put_index_template(name=n.template("timeline"), body=timeline_template_body(n, s))
+        small = small_index_settings(s)
+        # (template name, template body, index, mappings, settings) of every index but the archive's.
+        indices: list[tuple[str, JsonDict, str, JsonDict, JsonDict]] = [
+            ("tasks", tasks_template_body(n, s), n.tasks, task_mappings(), tasks_settings(s)),
+            ("recurring", recurring_template_body(n, s), n.recurring, recurring_mappings(), small),
+            ("locks", locks_template_body(n, s), n.locks, lock_mappings(), small),
+            ("queues", queues_template_body(n, s), n.queues, queue_settings_mappings(), small),
+            ("timeline", timeline_template_body(n, s), n.timeline, timeline_mappings(), small),
+            ("projects", projects_template_body(n, s), n.projects, project_mappings(), small),
+            ("tokens", tokens_template_body(n, s), n.tokens, token_mappings(), small),
+            ("admissions", admissions_template_body(n, s), n.admissions, admission_mappings(), small),
+        ]
+        for what, body, *_ in indices:
+            await self._client.indices.put_index_template(name=n.template(what), body=body)
         await self.archive.setup()
-        if not await self._ensure_index(n.tasks, task_mappings(), tasks_settings(s)):
-            await self._warn_if_unsorted()
-        await self._ensure_index(n.recurring, recurring_mappings(), small_index_settings(s))
-        await self._ensure_index(n.locks, lock_mappings(), small_index_settings(s))
-        await self._ensure_index(n.queues, queue_settings_mappings(), small_index_settings(s))
-        await self._ensure_index(n.timeline, timeline_mappings(), small_index_settings(s))
+        for _, _, index, mappings, settings in indices:
+            if not await self._ensure_index(index, mappings, settings) and index == n.tasks:
+                await self._warn_if_unsorted()
+        # Documents of a Tasques before projects (TEMPLATE_VERSION < 5) move into the default project.
+        await migrate_to_projects(self._client, n, self._bulk_raw, self._settings.page_size)
         self._opened = True
 
     async def _ensure_index(self, index: str, mappings: JsonDict, settings: JsonDict) -> bool:
@@ -200,16 +225,20 @@ class StoreCore:
     async def _refresh_timeline(self) -> None:
         await self._client.indices.refresh(index=self.names.timeline)
 
+    async def _bulk_raw(self, operations: list[JsonDict]) -> list[JsonDict]:
+        """One `_bulk` with no bookkeeping; returns its items (each action's result)."""
+        resp = await self._client.bulk(operations=operations)
+        return [next(iter(item.values())) for item in resp.body["items"]]
+
     async def _bulk(self, operations: list[JsonDict], *, live: bool = True, claimable: bool = True) -> list[JsonDict]:
         """One `_bulk`; returns its items. Writes to the live index count as writes for read-your-writes;
         `claimable=False` says none of them can make a task claimable (claims, done, deletes)."""
         generation = 0
         try:
-            resp = await self._client.bulk(operations=operations)
+            items = await self._bulk_raw(operations)
         finally:
             if live:
                 generation = self.refresher.wrote(claimable=claimable)
-        items = [next(iter(item.values())) for item in resp.body["items"]]
         if live:
             written = (item["_id"] for item in items if item["status"] in _OK)
             if claimable:
@@ -282,7 +311,7 @@ class StoreCore:
     def recurring_of(self, doc: JsonDict) -> RecurringTask:
         return _recurring_from(doc, self.sealer)
 
-    def source_of(self, record: Task | RecurringTask | QueueSettings) -> JsonDict:
+    def source_of(self, record: Task | RecurringTask | QueueSettings | Project | ApiToken) -> JsonDict:
         return _source_of(record, self.sealer)
 
     async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:
@@ -296,7 +325,7 @@ class StoreCore:
         action = {
             "index": {
                 "_index": self.names.tasks,
-                "_id": task_doc_id(new.queue, new.id),
+                "_id": task_doc_id(new.project, new.queue, new.id),
                 "if_seq_no": version.seq_num,
                 "if_primary_term": version.primary_term,
             }

@@ -2,8 +2,7 @@
 
 Pure helpers, no I/O: `es_date` (query bounds), `_source_of` (a record's `_source`, without its version),
 `_versioned`/`_with_version` (the version is the document's `_seq_no`/`_primary_term`, rebuilt on every read
-and after every write), the `*_from` parsers, and `_item_error` for a bulk item that failed. Sensitive fields
-are sealed in `_source_of` and opened in the parsers (`tasques/store/sealed_records.py`).
+and after every write), the `*_from` parsers, and `_item_error` for a bulk item that failed.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from tasques.domain.errors import StoreUnavailable
+from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, Version
@@ -38,7 +38,7 @@ def es_date(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _source_of(record: Task | RecurringTask | QueueSettings, sealer: Sealer | None) -> JsonDict:
+def _source_of(record: Task | RecurringTask | QueueSettings | Project | ApiToken, sealer: Sealer | None) -> JsonDict:
     # The version is not stored: it is the document's _seq_no/_primary_term, rebuilt on every read.
     source = record.model_dump(mode="json", exclude=_NO_VERSION)
     if isinstance(record, Task | RecurringTask) and needs_sealing(record):
@@ -48,7 +48,7 @@ def _source_of(record: Task | RecurringTask | QueueSettings, sealer: Sealer | No
     return source
 
 
-_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings)
+_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings, Project, ApiToken)
 
 
 def _versioned(record: _Versioned, seq_no: int, primary_term: int) -> _Versioned:
@@ -76,6 +76,14 @@ def _recurring_from(doc: JsonDict, sealer: Sealer | None) -> RecurringTask:
 
 def _queue_settings_from(doc: JsonDict) -> QueueSettings:
     return QueueSettings.model_validate(_with_version(doc))
+
+
+def _project_from(doc: JsonDict) -> Project:
+    return Project.model_validate(_with_version(doc))
+
+
+def _token_from(doc: JsonDict) -> ApiToken:
+    return ApiToken.model_validate(_with_version(doc))
 
 
 def _item_error(action: str, item: JsonDict) -> ElasticsearchStoreError | StoreUnavailable:

@@ -5,12 +5,15 @@ Every function here is pure, so tests can check exactly what is sent to the clus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from tasques.config import ElasticsearchConfig
-from tasques.log_fields import about
+
+# Re-exported: they lived here before names.py.
+from tasques.store.elasticsearch.names import IndexNames as IndexNames
+from tasques.store.elasticsearch.names import doc_log_fields as doc_log_fields
+from tasques.store.elasticsearch.names import task_doc_id as task_doc_id
 
 JsonDict = dict[str, Any]
 
@@ -18,68 +21,9 @@ JsonDict = dict[str, Any]
 # templates of a default distribution (logs-*-*, metrics-*-* and friends use 100).
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
-TEMPLATE_VERSION = 4
+# 5: the project (tenant) in every document and `_id`; documents of earlier versions migrate at open (migrate.py).
+TEMPLATE_VERSION = 5
 _META: JsonDict = {"managed_by": "tasques"}
-
-
-@dataclass(frozen=True)
-class IndexNames:
-    """Every index, alias, template and policy name Tasques uses under one prefix."""
-
-    prefix: str
-
-    @property
-    def tasks(self) -> str:
-        return f"{self.prefix}-tasks"
-
-    @property
-    def recurring(self) -> str:
-        return f"{self.prefix}-recurring"
-
-    @property
-    def queues(self) -> str:
-        """Queue settings, one document per queue."""
-        return f"{self.prefix}-queues"
-
-    @property
-    def timeline(self) -> str:
-        """Attempts of HTTP-target tasks, `_id` = `{queue}/{task id}/{attempt}`."""
-        return f"{self.prefix}-timeline"
-
-    @property
-    def locks(self) -> str:
-        return f"{self.prefix}-locks"
-
-    @property
-    def archive_alias(self) -> str:
-        """Write alias of the archive; searching it covers every archive index."""
-        return f"{self.prefix}-archive"
-
-    @property
-    def archive_pattern(self) -> str:
-        return f"{self.prefix}-archive-*"
-
-    @property
-    def first_archive_index(self) -> str:
-        return f"{self.prefix}-archive-000001"
-
-    @property
-    def archive_policy(self) -> str:
-        return f"{self.prefix}-archive-policy"
-
-    def template(self, what: str) -> str:
-        return f"{self.prefix}-{what}"
-
-
-def task_doc_id(queue: str, task_id: str) -> str:
-    """`_id` of a task. The API excludes '/' from queue names and ids, so this is unambiguous."""
-    return f"{queue}/{task_id}"
-
-
-def doc_log_fields(doc_id: str) -> dict[str, str]:
-    """The task and queue of a task's `_id`, for `extra=` on a log line about it."""
-    queue, _, task_id = doc_id.partition("/")
-    return about(task_id=task_id, queue=queue) if task_id else {}
 
 
 def es_time(value: timedelta) -> str:
@@ -116,8 +60,10 @@ _OPAQUE: JsonDict = {"type": "object", "enabled": False}
 def task_properties() -> JsonDict:
     """Every field of a `Task` except `metadata.version`, which is `_seq_no`/`_primary_term`."""
     return {
+        "project": _KEYWORD,
         "id": _KEYWORD,
         "queue": _KEYWORD,
+        "sensitive": _BOOLEAN,
         "kind": _KEYWORD,
         "priority": _INTEGER,
         "run_at": _DATE,
@@ -135,9 +81,6 @@ def task_properties() -> JsonDict:
         "first_attempted_at": _DATE,
         "repeat": _OPAQUE,
         "repeated": _INTEGER,
-        "project": _KEYWORD,
-        # Searchable, so a key rotation can find the tasks whose args and context are sealed.
-        "sensitive": _BOOLEAN,
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,
@@ -166,6 +109,7 @@ def recurring_mappings() -> JsonDict:
         "dynamic": "strict",
         "_meta": _META,
         "properties": {
+            "project": _KEYWORD,
             "id": _KEYWORD,
             "schedule_expression": _STORED_KEYWORD,
             "task_definition": _OPAQUE,
@@ -174,7 +118,6 @@ def recurring_mappings() -> JsonDict:
             "last_slot_at": _DATE,
             "last_error": _STORED_KEYWORD,
             "last_error_at": _DATE,
-            "project": _KEYWORD,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }
@@ -185,12 +128,12 @@ def queue_settings_mappings() -> JsonDict:
         "dynamic": "strict",
         "_meta": _META,
         "properties": {
+            "project": _KEYWORD,
             "queue": _KEYWORD,
             "paused": _BOOLEAN,
             "max_dispatches_per_second": {"type": "double"},
             "max_concurrent_dispatches": _INTEGER,
             "retry_policy": _OPAQUE,
-            "project": _KEYWORD,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }
@@ -201,6 +144,7 @@ def timeline_mappings() -> JsonDict:
         "dynamic": "strict",
         "_meta": _META,
         "properties": {
+            "project": _KEYWORD,
             "queue": _KEYWORD,
             "task_id": _KEYWORD,
             "run": _INTEGER,
@@ -214,13 +158,48 @@ def timeline_mappings() -> JsonDict:
             "response_headers": _OPAQUE,
             "response_body": _STORED_KEYWORD,
             "error": _STORED_KEYWORD,
-            "project": _KEYWORD,
         },
     }
 
 
 def lock_mappings() -> JsonDict:
     return {"dynamic": "strict", "_meta": _META, "properties": {"holder": _KEYWORD, "expires_at": _DATE}}
+
+
+def project_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "name": _KEYWORD,
+            "max_outstanding_tasks": {"type": "long"},
+            "rate_per_second": {"type": "double"},
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
+def token_mappings() -> JsonDict:
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "id": _KEYWORD,
+            "project": _KEYWORD,
+            "role": _KEYWORD,
+            "name": _STORED_KEYWORD,
+            "secret_hash": _STORED_KEYWORD,
+            "expires_at": _DATE,
+            "allowed_networks": _STORED_KEYWORD,
+            "revoked_at": _DATE,
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
+def admission_mappings() -> JsonDict:
+    """One document per project: its recent quota admissions, only ever read by realtime GET."""
+    return {"dynamic": "strict", "_meta": _META, "properties": {"project": _KEYWORD, "admissions": _OPAQUE}}
 
 
 # Settings
@@ -250,7 +229,7 @@ def dynamic_settings(settings: JsonDict) -> JsonDict:
 
 
 def small_index_settings(settings: ElasticsearchConfig) -> JsonDict:
-    """Recurring tasks, locks, queue settings and the timeline: one shard each (few documents, or few reads)."""
+    """Recurring tasks, locks, queue settings, the timeline, projects, tokens and admissions: one shard each (few documents, or few reads)."""
     return {"number_of_shards": 1, "number_of_replicas": settings.replicas}
 
 
@@ -286,6 +265,18 @@ def timeline_template_body(names: IndexNames, settings: ElasticsearchConfig) -> 
 
 def locks_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.locks], small_index_settings(settings), lock_mappings())
+
+
+def projects_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.projects], small_index_settings(settings), project_mappings())
+
+
+def tokens_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.tokens], small_index_settings(settings), token_mappings())
+
+
+def admissions_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.admissions], small_index_settings(settings), admission_mappings())
 
 
 def archive_settings(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:

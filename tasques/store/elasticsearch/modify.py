@@ -16,7 +16,8 @@ from tasques.domain.task import Task
 from tasques.store.base import TaskChange, check_distinct
 from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore
 from tasques.store.elasticsearch.documents import _OK, _item_error, _versioned
-from tasques.store.elasticsearch.mappings import JsonDict, task_doc_id
+from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.elasticsearch.names import task_doc_id
 
 # Where a read came from: the live index or our copy of it (writable), or the archive (answers NotFound).
 _LIVE, _COPY, _ARCHIVED = "live", "copy", "archived"
@@ -29,7 +30,7 @@ class ModifyMixin(StoreCore):
         if not changes:
             return []
         check_distinct(changes)
-        ids = [task_doc_id(c.queue, c.id) for c in changes]
+        ids = [task_doc_id(c.project, c.queue, c.id) for c in changes]
         results: list[Task | Exception | None] = [None] * len(changes)
         writes: dict[int, tuple[Task, Task]] = {}
         unread: list[int] = []  # no copy, or the copy was refused: ask the index
@@ -63,8 +64,8 @@ class ModifyMixin(StoreCore):
         """Apply one change; False only when it refused a copy (so the index must be asked)."""
         try:
             changed = item.change(read)
-            if (changed.queue, changed.id) != (read.queue, read.id):
-                raise ValueError(f"a change must not move task {read.queue}/{read.id}")
+            if (changed.project, changed.queue, changed.id) != (read.project, read.queue, read.id):
+                raise ValueError(f"a change must not move task {read.project}/{read.queue}/{read.id}")
         except Exception as e:
             if source == _COPY:
                 return False

@@ -1,8 +1,8 @@
-"""The idle probe of the Elasticsearch store: which queues hold claimable tasks, in one search.
+"""The idle probe of the Elasticsearch store: which (project, queue)s hold claimable tasks, in one search.
 
 Blocked claims and the dispatcher of one server ask this once per tick instead of claiming per queue, so an
 idle server sends one request per tick. The search is `size: 0` with a composite aggregation by (queue,
-target), filtered like a claim search (claimable state, `run_at <= now`, our own unrefreshed take-outs and
+project, queue, target), filtered like a claim search (claimable state, `run_at <= now`, our own unrefreshed take-outs and
 unreadable tasks excluded), so it visits only claimable tasks of the probed queues. See README.md, "Claims".
 """
 
@@ -22,7 +22,7 @@ from tasques.store.elasticsearch.mappings import JsonDict
 class ProbeMixin(StoreCore):
     """`claimable_queues`."""
 
-    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, TaskTarget]]:
+    async def claimable_queues(self, now: datetime, probes: Sequence[QueueProbe]) -> set[tuple[str, str, TaskTarget]]:
         clauses = [c for c in (_probe_clause(p) for p in probes) if c is not None]
         if not clauses:
             return set()
@@ -36,12 +36,13 @@ class ProbeMixin(StoreCore):
         skip = await self._probe_skip()
         if skip:
             query["bool"]["must_not"] = [{"ids": {"values": sorted(skip)}}]
-        found: set[tuple[str, TaskTarget]] = set()
+        found: set[tuple[str, str, TaskTarget]] = set()
         after: JsonDict | None = None
         while True:
             composite: JsonDict = {
                 "size": self._settings.page_size,  # more queues with work than this cost another page
                 "sources": [
+                    {"project": {"terms": {"field": "project"}}},
                     {"queue": {"terms": {"field": "queue"}}},
                     # Tasks written before `target` existed have none: they are pull tasks.
                     {"target": {"terms": {"field": "target", "missing_bucket": True}}},
@@ -60,7 +61,7 @@ class ProbeMixin(StoreCore):
             buckets: list[JsonDict] = result["buckets"]
             for bucket in buckets:
                 key = bucket["key"]
-                found.add((key["queue"], TaskTarget(key["target"] or TaskTarget.PULL.value)))
+                found.add((key["project"], key["queue"], TaskTarget(key["target"] or TaskTarget.PULL.value)))
             after = result.get("after_key")
             if len(buckets) < self._settings.page_size or after is None:
                 return found
@@ -83,13 +84,22 @@ def _probe_clause(probe: QueueProbe) -> JsonDict | None:
         filters.append(target_is_http)
     else:
         must_not.append(target_is_http)
+    if probe.project is not None:
+        filters.append({"term": {"project": probe.project}})
     if probe.queues is not None:
-        queues = sorted(probe.queues - probe.excluding)
+        if probe.project is None:
+            raise ValueError("a probe of every project names no queues")
+        queues = sorted(probe.queues - {q for p, q in probe.excluding if p == probe.project})
         if not queues:
             return None
         filters.append({"terms": {"queue": queues}})
-    elif probe.excluding:
-        must_not.append({"terms": {"queue": sorted(probe.excluding)}})
+    else:
+        excluded: dict[str, list[str]] = {}  # per project, so the clause count grows with projects, not queues
+        for project, queue in sorted(probe.excluding):
+            if probe.project in (None, project):
+                excluded.setdefault(project, []).append(queue)
+        for project, queues in excluded.items():
+            must_not.append({"bool": {"filter": [{"term": {"project": project}}, {"terms": {"queue": queues}}]}})
     clause: JsonDict = {"bool": {"filter": filters}}
     if must_not:
         clause["bool"]["must_not"] = must_not

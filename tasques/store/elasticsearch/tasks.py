@@ -1,34 +1,33 @@
-"""Task reads and writes of the Elasticsearch store, claims and archiving aside.
+"""Task reads and writes of the Elasticsearch store, claims, listings and archiving aside.
 
-Inserts (one `_bulk` of `op_type=create`, then the check that refuses archived ids, skipped for ids the
-server generated), the realtime `get_task` with its archive fallback, conditional updates, `list_tasks`
-(keyset paging), `queue_counts`, `count_outstanding` and `ping`. See README.md, "Writes" and "Listing and counts".
+Inserts (one `_bulk` of `op_type=create`, after the quota's admission when one is asked for, then the check
+that refuses archived ids, skipped for ids the server generated), the realtime `get_task` with its archive
+fallback, conditional updates and `ping`. See README.md, "Writes" and "Quotas".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from elasticsearch import ApiError, ConflictError, NotFoundError
 
-from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound, StoreUnavailable, VersionConflict
-from tasques.domain.task import Task, TaskState
-from tasques.store.base import GeneratedKeys, QueueCounts, TaskFilter, TaskPage
-from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
+from tasques.domain.errors import AlreadyExists, NotFound, StoreUnavailable, VersionConflict
+from tasques.domain.limits import DEFAULT_PROJECT
+from tasques.domain.task import Task
+from tasques.store.base import GeneratedKeys
+from tasques.store.elasticsearch.core import MAX_PAGE, log
 from tasques.store.elasticsearch.documents import (
-    _CLAIMABLE,
-    _FINISHED,
     _OK,
     _item_error,
     _versioned,
 )
-from tasques.store.elasticsearch.mappings import JsonDict, doc_log_fields, task_doc_id
+from tasques.store.elasticsearch.mappings import JsonDict
+from tasques.store.elasticsearch.names import doc_log_fields, task_doc_id
+from tasques.store.elasticsearch.quota import QuotaMixin
 
 
-class TasksMixin(StoreCore):
+class TasksMixin(QuotaMixin):
     """Inserts, gets, updates, listing and counts of tasks."""
 
     async def insert_task(self, task: Task, *, generated: GeneratedKeys = frozenset()) -> Task:
@@ -38,14 +37,17 @@ class TasksMixin(StoreCore):
         return stored
 
     async def insert_tasks(
-        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset()
+        self, tasks: Sequence[Task], *, generated: GeneratedKeys = frozenset(), quota: int | None = None
     ) -> list[Task | AlreadyExists]:
         if not tasks:
             return []
         index = self.names.tasks
+        doc_ids = [task_doc_id(task.project, task.queue, task.id) for task in tasks]
+        if quota is not None:
+            await self._admit(tasks, doc_ids, quota)  # or QuotaExceeded, nothing written
         ops: list[JsonDict] = []
-        for task in tasks:
-            ops.append({"create": {"_index": index, "_id": task_doc_id(task.queue, task.id)}})
+        for task, doc_id in zip(tasks, doc_ids, strict=True):
+            ops.append({"create": {"_index": index, "_id": doc_id}})
             ops.append(self.source_of(task))
         items = await self._bulk(ops)
         results: list[Task | AlreadyExists] = []
@@ -59,7 +61,7 @@ class TasksMixin(StoreCore):
                     created[item["_id"]] = (len(results), item)
                 results.append(_versioned(task, item["_seq_no"], item["_primary_term"]))
             elif status == 409:
-                results.append(AlreadyExists(f"task {task.id} already exists in queue {task.queue}"))
+                results.append(AlreadyExists(f"task {task.id} already exists in queue {task.queue}"))  # its project
             else:
                 raise _item_error("insert", item)
         if created:
@@ -112,8 +114,8 @@ class TasksMixin(StoreCore):
             found.update(hit["_id"] for hit in resp.body["hits"]["hits"])
         return found
 
-    async def get_task(self, queue: str, task_id: str) -> Task:
-        doc_id = task_doc_id(queue, task_id)
+    async def get_task(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> Task:
+        doc_id = task_doc_id(project, queue, task_id)
         try:
             resp = await self._client.get(index=self.names.tasks, id=doc_id)
         except NotFoundError:
@@ -133,7 +135,7 @@ class TasksMixin(StoreCore):
         return self.task_of(hits[0])
 
     async def update_task(self, task: Task) -> Task:
-        doc_id = task_doc_id(task.queue, task.id)
+        doc_id = task_doc_id(task.project, task.queue, task.id)
         version = task.metadata.version
         # Built once: sealed fields take a fresh nonce each time, and the own-write check below compares it.
         document = self.source_of(task)
@@ -195,97 +197,3 @@ class TasksMixin(StoreCore):
             await self._client.options(request_timeout=within.total_seconds()).count(index=self.names.tasks)
         except ApiError as e:  # e.g. the index is missing: not ready either
             raise StoreUnavailable(f"elasticsearch answered {e.meta.status} ({e.error})") from e
-
-    async def list_tasks(self, flt: TaskFilter, limit: int, cursor: str | None) -> TaskPage:
-        if limit <= 0:
-            raise InvalidInput("limit must be positive", [FieldProblem(field="limit", problem="must be at least 1")])
-        limit = min(limit, MAX_PAGE - 1)
-        after = decode_cursor(cursor) if cursor is not None else None
-        filters: list[JsonDict] = []
-        if flt.queue is not None:
-            filters.append({"term": {"queue": flt.queue}})
-        if flt.states:
-            filters.append({"terms": {"state": sorted(s.value for s in flt.states)}})
-        if flt.kind is not None:
-            filters.append({"term": {"kind": flt.kind}})
-        if flt.recurring_task_id is not None:
-            filters.append({"term": {"recurring_task_id": flt.recurring_task_id}})
-        kwargs: dict[str, Any] = {}
-        if after is not None:
-            created_us, queue, task_id = after
-            kwargs["search_after"] = [created_us * 1_000, queue, task_id]  # date_nanos sorts on nanoseconds
-        await self.refresher.ensure_fresh()
-        resp = await self._client.search(
-            index=self.names.tasks,
-            query={"bool": {"filter": filters}},
-            sort=[{"metadata.created_at": "desc"}, {"queue": "desc"}, {"id": "desc"}],
-            size=limit + 1,
-            seq_no_primary_term=True,
-            track_total_hits=False,
-            **kwargs,
-        )
-        hits: list[JsonDict] = resp.body["hits"]["hits"]
-        tasks = [self.task_of(hit) for hit in hits[:limit]]
-        next_cursor = None
-        if len(hits) > limit:
-            created_ns, queue, task_id = hits[limit - 1]["sort"]
-            next_cursor = encode_cursor((int(created_ns) // 1_000, str(queue), str(task_id)))
-        return TaskPage(tasks=tasks, next_cursor=next_cursor)
-
-    async def queue_counts(self) -> list[QueueCounts]:
-        """Every queue's counts: a composite aggregation paged by `after_key`, `page_size` queues at a time."""
-        await self.refresher.ensure_fresh()
-        out: list[QueueCounts] = []
-        after: JsonDict | None = None
-        while True:
-            composite: JsonDict = {
-                "size": self._settings.page_size,
-                "sources": [{"queue": {"terms": {"field": "queue"}}}],
-            }
-            if after is not None:
-                composite["after"] = after
-            resp = await self._client.search(
-                index=self.names.tasks,
-                size=0,
-                track_total_hits=False,
-                aggs={
-                    "queues": {
-                        "composite": composite,
-                        "aggs": {
-                            "states": {"terms": {"field": "state", "size": len(TaskState)}},
-                            "waiting": {
-                                "filter": {"terms": {"state": _CLAIMABLE}},
-                                "aggs": {"earliest": {"min": {"field": "run_at"}}},
-                            },
-                        },
-                    }
-                },
-            )
-            agg = resp.body["aggregations"]["queues"]
-            for bucket in agg["buckets"]:
-                counts = {TaskState(b["key"]): int(b["doc_count"]) for b in bucket["states"]["buckets"]}
-                earliest = bucket["waiting"]["earliest"].get("value")
-                out.append(
-                    QueueCounts(
-                        queue=str(bucket["key"]["queue"]),
-                        counts=counts,
-                        # A min over date_nanos answers epoch milliseconds: close enough for an age.
-                        earliest_run_at=datetime.fromtimestamp(earliest / 1000, UTC) if earliest is not None else None,
-                    )
-                )
-            after = agg.get("after_key")
-            if len(agg["buckets"]) < self._settings.page_size or after is None:
-                return out
-
-    async def count_outstanding(self, recurring_task_id: str) -> int:
-        await self.refresher.ensure_fresh()
-        resp = await self._client.count(
-            index=self.names.tasks,
-            query={
-                "bool": {
-                    "filter": [{"term": {"recurring_task_id": recurring_task_id}}],
-                    "must_not": [{"terms": {"state": _FINISHED}}],
-                }
-            },
-        )
-        return int(resp.body["count"])

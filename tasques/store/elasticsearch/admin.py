@@ -1,0 +1,63 @@
+"""Project and API token records of the Elasticsearch store: `{prefix}-projects` (`_id` = name) and
+`{prefix}-tokens` (`_id` = token id, `project` a keyword).
+
+Admin records, not per project themselves. Like recurring tasks, they are rare writes made with
+`refresh=true` (so every server's listings see them at once) and read by realtime GET, so a revocation is
+seen by the next authentication on every server.
+"""
+
+from __future__ import annotations
+
+from elasticsearch import NotFoundError
+
+from tasques.domain.errors import NotFound
+from tasques.domain.project import ApiToken, Project
+from tasques.store.elasticsearch.documents import _project_from, _token_from
+from tasques.store.elasticsearch.records import RecordsMixin
+
+
+class AdminMixin(RecordsMixin):
+    """Projects and tokens."""
+
+    async def insert_project(self, project: Project) -> Project:
+        return await self._create_small(self.names.projects, project.name, project, f"project {project.name} exists")
+
+    async def get_project(self, name: str) -> Project:
+        try:
+            resp = await self._client.get(index=self.names.projects, id=name)
+        except NotFoundError:
+            raise NotFound(f"no project {name}") from None
+        return _project_from(resp.body)
+
+    async def update_project(self, project: Project) -> Project:
+        return await self._replace_small(self.names.projects, project.name, project, f"project {project.name}")
+
+    async def list_projects(self) -> list[Project]:
+        hits = await self._search_all(
+            self.names.projects, {"match_all": {}}, [{"name": "asc"}], seq_no_primary_term=True
+        )
+        parsed = (self._parse(_project_from, "projects", hit) for hit in hits)
+        return [p for p in parsed if p is not None]
+
+    async def insert_token(self, token: ApiToken) -> ApiToken:
+        return await self._create_small(self.names.tokens, token.id, token, f"token {token.id} exists")
+
+    async def get_token(self, token_id: str) -> ApiToken:
+        try:
+            resp = await self._client.get(index=self.names.tokens, id=token_id)
+        except NotFoundError:
+            raise NotFound(f"no token {token_id}") from None
+        return _token_from(resp.body)
+
+    async def update_token(self, token: ApiToken) -> ApiToken:
+        return await self._replace_small(self.names.tokens, token.id, token, f"token {token.id}")
+
+    async def list_tokens(self, project: str) -> list[ApiToken]:
+        hits = await self._search_all(
+            self.names.tokens,
+            {"term": {"project": project}},
+            [{"metadata.created_at": "asc"}, {"id": "asc"}],
+            seq_no_primary_term=True,
+        )
+        parsed = (self._parse(_token_from, "tokens", hit) for hit in hits)
+        return [t for t in parsed if t is not None]
