@@ -47,12 +47,7 @@ async def serve(config: Config) -> None:
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("tasques serving on http://%s:%d with the %s store", host, port, config.store.kind)
-    if not config.auth.enabled and not config.server.basic_auth and not _loopback(host):
-        log.warning(
-            "AUTH IS OFF on a non-loopback address (%s): anyone who can reach this port can create, claim and "
-            "delete tasks. Set auth.enabled (see README, Projects and auth) or bind 127.0.0.1",
-            host,
-        )
+    warn_if_open(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -95,6 +90,19 @@ async def _stop(app: web.Application, runner: web.AppRunner, grace: float) -> No
     if stuck:
         _exit_now(f"tasks {stuck} ignored cancellation; exiting now")
     hard_stop.cancel()
+
+
+def warn_if_open(config: Config) -> bool:
+    """Log a loud warning (and say so) when a server without auth listens beyond loopback."""
+    host, _ = split_host_port(config.server.bind_address)
+    if config.auth.enabled or config.server.basic_auth or _loopback(host):
+        return False
+    log.warning(
+        "AUTH IS OFF on a non-loopback address (%s): anyone who can reach this port can create, claim and "
+        "cancel tasks. Set auth.enabled (see the README, Projects and auth) or bind 127.0.0.1",
+        host,
+    )
+    return True
 
 
 def _loopback(host: str) -> bool:
