@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from elasticsearch import AsyncElasticsearch
 
 from tasques.config import ElasticsearchConfig
 from tasques.store.base import Store
@@ -67,3 +68,33 @@ _MARKS = {"elasticsearch": [pytest.mark.elasticsearch]}
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with FACTORIES[request.param](request, tmp_path) as opened:
         yield opened
+
+
+# Elasticsearch stores a test opens itself (several, as separate servers would be), and a raw client.
+StoreFactory = Callable[..., Awaitable[ElasticsearchStore]]
+
+
+@pytest.fixture
+async def make_store(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterator[StoreFactory]:
+    """Opened stores on the test's prefix, each with its own client (as separate servers would have)."""
+    opened: list[ElasticsearchStore] = []
+
+    async def make(maintain_archive_every: float | None = 60.0, **overrides: Any) -> ElasticsearchStore:
+        settings = es_settings(elasticsearch_url, es_index_prefix, **overrides)
+        store = ElasticsearchStore.from_config(settings, maintain_archive_every=maintain_archive_every)
+        opened.append(store)
+        await store.open()
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in opened:
+            await store.close()
+        await delete_es_prefix(elasticsearch_url, es_index_prefix)
+
+
+@pytest.fixture
+async def raw(elasticsearch_url: str) -> AsyncIterator[AsyncElasticsearch]:
+    async with AsyncElasticsearch(elasticsearch_url, request_timeout=30) as client:
+        yield client

@@ -4,7 +4,6 @@ and the quota holding while two servers (two store instances on one prefix) inse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -33,38 +32,11 @@ from tasques.store.elasticsearch.migrate import migrate_to_projects
 from tasques.store.elasticsearch.quota import admission_window
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tests.contract import T0, claim_as, finished, make_recurring, make_task, ts
-from tests.contract.conftest import es_settings
-from tests.process import delete_es_prefix
+from tests.contract.conftest import StoreFactory, es_settings
 
 pytestmark = pytest.mark.elasticsearch
 
-StoreFactory = Callable[..., Awaitable[ElasticsearchStore]]
 LEGACY_VERSION = 4  # the last template version before projects
-
-
-@pytest.fixture
-async def make_store(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterator[StoreFactory]:
-    """Opened stores on the test's prefix, each with its own client (as separate servers would have)."""
-    opened: list[ElasticsearchStore] = []
-
-    async def make(**overrides: Any) -> ElasticsearchStore:
-        store = ElasticsearchStore.from_config(es_settings(elasticsearch_url, es_index_prefix, **overrides))
-        opened.append(store)
-        await store.open()
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in opened:
-            await store.close()
-        await delete_es_prefix(elasticsearch_url, es_index_prefix)
-
-
-@pytest.fixture
-async def raw(elasticsearch_url: str) -> AsyncIterator[AsyncElasticsearch]:
-    async with AsyncElasticsearch(elasticsearch_url, request_timeout=30) as client:
-        yield client
 
 
 # Migration

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -44,38 +43,9 @@ from tasques.store.elasticsearch.mappings import (
 from tasques.store.elasticsearch.refresh import CoalescedRefresher
 from tasques.store.elasticsearch.store import ElasticsearchStore, es_date
 from tests.contract import claim_as, finished, make_task, ts
-from tests.contract.conftest import es_settings
-from tests.process import delete_es_prefix
+from tests.contract.conftest import StoreFactory
 
 pytestmark = pytest.mark.elasticsearch
-
-StoreFactory = Callable[..., Awaitable[ElasticsearchStore]]
-
-
-@pytest.fixture
-async def make_store(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterator[StoreFactory]:
-    """Opened stores on the test's prefix, each with its own client (as separate servers would have)."""
-    opened: list[ElasticsearchStore] = []
-
-    async def make(maintain_archive_every: float | None = 60.0, **overrides: Any) -> ElasticsearchStore:
-        settings = es_settings(elasticsearch_url, es_index_prefix, **overrides)
-        store = ElasticsearchStore.from_config(settings, maintain_archive_every=maintain_archive_every)
-        opened.append(store)
-        await store.open()
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in opened:
-            await store.close()
-        await delete_es_prefix(elasticsearch_url, es_index_prefix)
-
-
-@pytest.fixture
-async def raw(elasticsearch_url: str) -> AsyncIterator[AsyncElasticsearch]:
-    async with AsyncElasticsearch(elasticsearch_url, request_timeout=30) as client:
-        yield client
 
 
 def _big_json(n: int) -> dict[str, Any]:
