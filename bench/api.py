@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import aiohttp
@@ -12,13 +13,46 @@ from bench.env import Json, check
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 BULK_MAX = 1000
+_STATUS_CLASS = re.compile(r'status_class="([^"]+)"')
 
 
-def session(connections: int = 32) -> aiohttp.ClientSession:
+def session(connections: int = 32, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """`headers` go with every request (e.g. `bearer(token)` for a server with auth on)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections),
         timeout=aiohttp.ClientTimeout(total=300),
+        headers=headers,
     )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _created(http: aiohttp.ClientSession, url: str, body: Json) -> Json:
+    async with http.post(url, json=body) as resp:
+        text = await resp.text()
+        check(resp.status == 201, f"POST {url} answered {resp.status}: {text[:300]}")
+    answer: Json = json.loads(text)
+    return answer
+
+
+async def issue_tokens(admin: aiohttp.ClientSession, url: str, project: str, roles: Sequence[str]) -> list[str]:
+    """Create `project` (no quota) through `admin` (a session sending the admin token); one token per role."""
+    await _created(admin, f"{url}/projects", {"name": project, "unlimited": True})
+    return [str((await _created(admin, f"{url}/projects/{project}/tokens", {"role": r}))["token"]) for r in roles]
+
+
+async def http_answers(http: aiohttp.ClientSession, url: str) -> dict[str, int]:
+    """Requests the server answered so far by status class (`2xx`, `4xx`, ...), from its metrics."""
+    async with http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+        check(resp.status == 200, f"GET /metrics answered {resp.status}: {text[:300]}")
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("tasques_http_requests_total{") and (m := _STATUS_CLASS.search(line)):
+            out[m[1]] = out.get(m[1], 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 def task_body(queue: str, i: int, task_id: str | None = None) -> str:

@@ -36,6 +36,10 @@ class Params:
     observability_claim_amount: int = 100
     observability_tasks: int = 60_000  # per run: longer than the e2e runs, so one noisy second weighs less
     observability_rounds: int = 3  # each runs every mode once
+    # 9. authentication cost: off/token pairs of end-to-end runs, as in 7
+    auth_claim_amount: int = 100
+    auth_tasks: int = 60_000  # per run
+    auth_rounds: int = 3  # each runs both modes once
     # 8. per-task costs on Elasticsearch (docs/scaling.md)
     costs_tasks: int = 20_000  # per run
     costs_servers: tuple[int, ...] = (1, 2, 4)
@@ -66,6 +70,7 @@ QUICK = Params(
     es_backlog_budget_s=120.0,
     raw_sqlite_tasks=10_000,
     observability_tasks=6_000,
+    auth_tasks=6_000,
     costs_tasks=2_000,
     raw_es_bulk_tasks=5_000,
     raw_es_loop_tasks=2_000,

@@ -300,6 +300,27 @@ def markdown(results: Json) -> str:
             ["store", "both off (tasks/s)", "metrics + APM on (tasks/s)", "throughput lost", "APM sampling all"], rows
         )
 
+    rows = []
+    for kind, name in zip(kinds, names, strict=True):
+        au = _get(results, kind, "auth")
+        if not au or "loss_pct" not in au:
+            continue
+        rows.append(
+            [name, f"{_num(au['median_off'])}", f"{_num(au['median_token'])}",
+             f"**{au['loss_pct']}%** ({'met' if au['met'] else 'missed'}; target {au['target_loss_pct']}%)",
+             f"{au['median_server_cpu_ms_per_task_off']} / {au['median_server_cpu_ms_per_task_token']}"]
+        )  # fmt: skip
+    if rows:
+        out += [
+            "",
+            "**Cost of auth** (end to end, claim amount 100, a token on every request, medians of alternating runs)",
+            "",
+        ]
+        out += _table(
+            ["store", "auth off (tasks/s)", "token (tasks/s)", "throughput lost", "server CPU ms/task off / token"],
+            rows,
+        )
+
     out += _costs(results)
 
     failures = results.get("failures") or []

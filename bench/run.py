@@ -27,7 +27,7 @@ from bench.env import REPO, Json, machine_info, provision_elasticsearch, stop_el
 from bench.params import FULL, QUICK
 from bench.peers import PEERS
 from bench.report import markdown
-from bench.scenarios import backlog, costs, end_to_end, enqueue, idle, latency, observability, peers
+from bench.scenarios import auth, backlog, costs, end_to_end, enqueue, idle, latency, observability, peers
 from bench.server import STORES
 
 Runner = Callable[[Context, str], Awaitable[Json]]
@@ -40,9 +40,10 @@ SCENARIOS: dict[str, Runner] = {
     "idle": idle.run,
     "observability": observability.run,
     "costs": costs.run,
+    "auth": auth.run,
 }
 # "peers" runs once, not per store: the end-to-end workload on other task queues (bench/peers/README.md)
-SCENARIO_NAMES = ("limits", "enqueue", "e2e", "peers", "latency", "backlog", "idle", "observability", "costs")
+SCENARIO_NAMES = ("limits", "enqueue", "e2e", "peers", "latency", "backlog", "idle", "observability", "costs", "auth")
 RESULTS = REPO / "bench" / "results"
 
 

@@ -62,6 +62,7 @@ async def main(args: argparse.Namespace) -> None:
             batch_age=args.batch_age,
             batching=not args.single_calls,
             shutdown_grace=10.0,
+            token=args.token,
         )
         for i in range(args.workers)
     ]
@@ -128,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100, help="most done calls per batch request")
     p.add_argument("--single-calls", action="store_true", help="one HTTP call per done (as the Go worker does)")
     p.add_argument("--batch-age", type=float, default=0.005, help="longest a done call waits for its batch (s)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("TASQUES_TOKEN") or None,
+        help="Bearer token for the server (default: $TASQUES_TOKEN, which keeps it out of the process list)",
+    )
     return p.parse_args(argv)
 
 

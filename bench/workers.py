@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -70,8 +71,11 @@ class ProcessPool:
     `command_for` may give each process its own (the SDK pool spreads its processes over several servers).
     """
 
-    def __init__(self, command: list[str], *, processes: int, log_path: Path) -> None:
+    def __init__(
+        self, command: list[str], *, processes: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
+        self._env = {**os.environ, **env} if env else None  # None: inherit
         self.processes = processes
         self._log_path = log_path
         self._log: IO[bytes] | None = None
@@ -97,6 +101,7 @@ class ProcessPool:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=self._log,
                 limit=2**26,  # the result line carries every task id
+                env=self._env,
             )
             self._procs.append(_Proc(proc))
         for p in self._procs:
@@ -192,13 +197,16 @@ class WorkerPool(ProcessPool):
         block_for: float,
         log_path: Path,
         single_calls: bool = False,
+        token: str | None = None,
     ) -> None:
+        """`token`: every worker sends it as a Bearer token (passed as TASQUES_TOKEN, not on the command line)."""
         self._servers = [server_url] if isinstance(server_url, str) else list(server_url)
         args = ["--server", self._servers[0], "--queue", queue, "--workers", str(workers_per_process)]
         args += ["--claim-amount", str(claim_amount), "--concurrency", str(concurrency), "--block-for", str(block_for)]
         if single_calls:
             args.append("--single-calls")
-        super().__init__(["-m", "bench.worker_proc", *args], processes=processes, log_path=log_path)
+        env = {"TASQUES_TOKEN": token} if token is not None else None
+        super().__init__(["-m", "bench.worker_proc", *args], processes=processes, log_path=log_path, env=env)
 
     def command_for(self, i: int) -> list[str]:
         command = list(self.command)
