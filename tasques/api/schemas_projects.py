@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasques.domain.duration import PositiveDuration
 from tasques.domain.limits import ProjectName
@@ -30,6 +30,12 @@ class NewProject(_Strict):
     )
     unlimited: bool = Field(False, description="no quota at all")
     rate_per_second: Rate | None = Field(None, description="each token's requests a second; the server's if absent")
+
+    @model_validator(mode="after")
+    def _one_quota(self) -> NewProject:
+        if self.unlimited and self.max_outstanding_tasks is not None:
+            raise ValueError("give max_outstanding_tasks or unlimited, not both")
+        return self
 
 
 class ProjectUpdate(_Strict):

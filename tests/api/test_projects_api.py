@@ -114,7 +114,8 @@ async def test_admin_routes_create_projects_and_act_in_any_project(make_client: 
     unlimited = await new_project(client, "beta", unlimited=True)
     assert "max_outstanding_tasks" not in unlimited
     await call(client, "POST", "/projects", status=409, body={"name": "alpha"}, headers=ADMIN_HEADERS)
-    for bad in ({"name": "Upper"}, {"name": "a/b"}, {"name": "x" * 41}, {"name": "ok", "max_outstanding": 5}):
+    both = {"name": "ok", "max_outstanding_tasks": 5, "unlimited": True}
+    for bad in ({"name": "Upper"}, {"name": "a/b"}, {"name": "x" * 41}, {"name": "ok", "max_outstanding": 5}, both):
         assert_error(await call(client, "POST", "/projects", status=400, body=bad, headers=ADMIN_HEADERS))
     names = [p["name"] for p in (await call(client, "GET", "/projects", status=200, headers=ADMIN_HEADERS))["projects"]]
     assert names == ["alpha", "beta", "default"]
