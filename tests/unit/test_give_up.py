@@ -9,7 +9,7 @@ import pytest
 from tasques.domain.errors import NotClaimed
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
 from tasques.domain.task import Metadata, Task, TaskState
-from tasques.service.tasks import _claim, _timed_out
+from tasques.service.task_core import _claim, _timed_out
 
 AT = datetime(2024, 1, 2, tzinfo=UTC)
 
