@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from tasques.domain.errors import (
+    QuotaExceeded,
     StoreUnavailable,
     TasquesError,
     VersionConflict,
@@ -116,6 +117,9 @@ class TaskCore:
         # service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, str, datetime], None] = _ignore_unknown_claim
         # Single creates and single-task changes in flight are written together (group commit).
+        self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
+            self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
+        )
         self._writes: Coalescer[Modification, Task] = Coalescer(
             self.modify_many, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
         )
@@ -176,6 +180,26 @@ class TaskCore:
     def _lost_races(self, queues: list[str]) -> None:
         for queue, count in Counter(queues).items():
             self._events.conflicts(queue, count)
+
+    async def _insert_batch(self, items: Sequence[tuple[Task, bool]]) -> list[Task | Exception]:
+        """A flush of single creates: (task, whether its id was generated), one store write per project (a
+        project's quota refuses only its own slots)."""
+        by_project: dict[str, list[int]] = {}
+        for i, (task, _) in enumerate(items):
+            by_project.setdefault(task.project, []).append(i)
+        results: list[Task | Exception] = [VersionConflict("not written")] * len(items)
+        for project, slots in by_project.items():
+            group = [items[i] for i in slots]
+            generated = frozenset((task.queue, task.id) for task, is_generated in group if is_generated)
+            try:
+                stored: Sequence[Task | Exception] = await self._store.insert_tasks(
+                    [task for task, _ in group], generated=generated, quota=await self._quota_of(project)
+                )
+            except QuotaExceeded as e:
+                stored = [e] * len(group)
+            for i, result in zip(slots, stored, strict=True):
+                results[i] = result
+        return results
 
     async def _change(self, queue: QueueRef, task_id: str, change: Change) -> Task:
         """One task's read-modify-write, group-committed with the other single calls in flight."""

@@ -6,26 +6,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from tasques.domain.errors import (
     AlreadyExists,
     FieldProblem,
     InvalidInput,
-    QuotaExceeded,
-    VersionConflict,
 )
 from tasques.domain.horizon import later
 from tasques.domain.http_target import HttpRequest, request_problems
 from tasques.domain.ref import QueueRef
 from tasques.domain.retry import RetryPolicy
 from tasques.domain.task import NewTask, Task
-from tasques.service.batching import Coalescer
 from tasques.service.events import Source
 from tasques.service.task_core import (
     HTTP_CLAIM_GRACE,
-    WRITE_BATCH,
-    WRITE_FLUSHES,
     TaskCore,
     TaskSpec,
     _generated_keys,
@@ -34,13 +28,6 @@ from tasques.store.base import GeneratedKeys
 
 
 class TaskCreation(TaskCore):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Single creates in flight are written together (group commit), one store write per project.
-        self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
-            self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
-        )
-
     def resolve(self, spec: TaskSpec, now: datetime, queue_retry_policy: RetryPolicy | None = None) -> NewTask:
         """Fill in the defaults: a generated id, run now, the configured retries and timeout, the queue's
         retry policy."""
@@ -143,26 +130,6 @@ class TaskCreation(TaskCore):
         self._events.created([r for r in results if isinstance(r, Task)], source)
         for ref, target in {(r.ref, r.target) for r in results if isinstance(r, Task)}:
             self._signals.notify(ref, target)
-        return results
-
-    async def _insert_batch(self, items: Sequence[tuple[Task, bool]]) -> list[Task | Exception]:
-        """A flush of single creates: (task, whether its id was generated), one store write per project (a
-        project's quota refuses only its own slots)."""
-        by_project: dict[str, list[int]] = {}
-        for i, (task, _) in enumerate(items):
-            by_project.setdefault(task.project, []).append(i)
-        results: list[Task | Exception] = [VersionConflict("not written")] * len(items)
-        for project, slots in by_project.items():
-            group = [items[i] for i in slots]
-            generated = frozenset((task.queue, task.id) for task, is_generated in group if is_generated)
-            try:
-                stored: Sequence[Task | Exception] = await self._store.insert_tasks(
-                    [task for task, _ in group], generated=generated, quota=await self._quota_of(project)
-                )
-            except QuotaExceeded as e:
-                stored = [e] * len(group)
-            for i, result in zip(slots, stored, strict=True):
-                results[i] = result
         return results
 
     async def _register_http_queues(self, news: Sequence[NewTask]) -> None:
