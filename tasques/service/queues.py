@@ -56,10 +56,6 @@ class QueueService:
             self._loading = (self._generation, load)
         return await asyncio.shield(self._loading[1])
 
-    async def of_project(self, project: str) -> dict[str, QueueSettings]:
-        """The stored settings of `project`'s queues, by queue name, from the cache when fresh."""
-        return {ref.queue: s for ref, s in (await self.all()).items() if ref.project == project}
-
     async def _load(self, generation: int) -> dict[QueueRef, QueueSettings]:
         try:
             loaded = {s.ref: s for s in await self._store.list_queue_settings()}
