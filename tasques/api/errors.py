@@ -6,12 +6,12 @@ Domain errors map to HTTP statuses here, and only here.
 from __future__ import annotations
 
 import logging
-import math
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
+from tasques.api.access.ratelimit import retry_after_header
 from tasques.api.http import JSON_CONTENT_TYPE, UnsupportedMediaType, log_fields
 from tasques.api.schemas import ErrorBody, ErrorDetail
 from tasques.domain.errors import (
@@ -102,7 +102,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(e, Unauthenticated):
             resp.headers["WWW-Authenticate"] = CHALLENGE
         elif isinstance(e, RateLimited):
-            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
+            resp.headers["Retry-After"] = retry_after_header(e.retry_after)
         return resp
     except web.HTTPException as e:
         if e.status < 400:
