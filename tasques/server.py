@@ -200,7 +200,7 @@ def build_server(
     )
     dispatcher = Dispatcher(tasks, f"dispatcher-{holder}", dispatch_settings, events, seen.tracer)
     readiness = Readiness(store, config.store.ping_timeout)
-    authenticator = Authenticator.from_config(config, store, clock=clock)
+    authenticator = Authenticator.from_config(config, projects, clock=clock)
     app = build_app(
         tasks,
         recurring,

@@ -3,7 +3,8 @@
 A token is shown once, when issued (`tasques.service.tokens`); the store keeps its id and a hash of its secret.
 Revocation is a write of `revoked_at`; the authenticator caches token lookups for `auth.token_cache_ttl`, so a
 revoked token stops working on every server within that time (tokens are read with realtime gets on
-Elasticsearch and from the database on SQLite: a write is seen at once). Quotas are cached as long.
+Elasticsearch and from the database on SQLite: a write is seen at once). Project records (quotas and rates,
+for the authenticator too) are cached as long here, and a change made through this server applies at once.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from tasques.service.tokens import new_token
 from tasques.service.ttl_cache import TtlCache
 from tasques.store.base import Store
 
-# Project quotas remembered at most (changes made through this server apply here at once).
+# Project records remembered at most (changes made through this server apply here at once).
 MAX_CACHED = 10_000
+MISSING_TTL = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class ProjectService:
         self._clock = clock
         self._settings = settings
         ttl = settings.token_cache_ttl.total_seconds()
-        self._quotas: TtlCache[Project] = TtlCache(ttl, ttl, time.monotonic, MAX_CACHED)
+        # Project records as quotas and rate limits read them: one store read per project and TTL, a missing
+        # project asked again within a second (another server may just have created it).
+        self._projects: TtlCache[Project] = TtlCache(ttl, min(ttl, MISSING_TTL), time.monotonic, MAX_CACHED)
 
     @property
     def settings(self) -> ProjectSettings:
@@ -75,7 +79,7 @@ class ProjectService:
             metadata=Metadata(created_at=now, modified_at=now),
         )
         created = await self._store.insert_project(project)
-        self._quotas.invalidate(name)
+        self._projects.invalidate(name)
         return created
 
     async def ensure(self, name: str) -> None:
@@ -88,6 +92,14 @@ class ProjectService:
 
     async def get(self, name: str) -> Project:
         return await self._store.get_project(name)
+
+    async def get_project(self, name: str) -> Project:
+        """The project's record, cached for `token_cache_ttl` (the authenticator's and the quota's lookups)."""
+        return await self._projects.get(name, lambda: self._store.get_project(name))
+
+    async def get_token(self, token_id: str) -> ApiToken:
+        """The token's record, uncached: the authenticator caches tokens."""
+        return await self._store.get_token(token_id)
 
     async def outstanding(self, name: str) -> int:
         """The project's tasks not yet done, dead or cancelled (what its quota counts)."""
@@ -109,7 +121,7 @@ class ProjectService:
             return await self._store.update_project(changed)
 
         updated = await retry_conflicts(f"project {name}", attempt)
-        self._quotas.invalidate(name)
+        self._projects.invalidate(name)
         return updated
 
     async def quota_of(self, project: str) -> int | None:
@@ -117,7 +129,7 @@ class ProjectService:
         if not self._settings.enabled:
             return None
         try:
-            return (await self._quotas.get(project, lambda: self._store.get_project(project))).max_outstanding_tasks
+            return (await self.get_project(project)).max_outstanding_tasks
         except NotFound:
             return self._settings.default_max_outstanding_tasks
 

@@ -48,7 +48,8 @@ _SCHEMES = frozenset({"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", 
 
 
 class TokenSource(Protocol):
-    """Where tokens and projects are read (a `Store` is one). Both raise `NotFound`."""
+    """Where tokens and projects are read: the project service, which caches projects (a `Store` also fits).
+    Both raise `NotFound`; tokens are cached here, projects are not."""
 
     async def get_token(self, token_id: str) -> ApiToken: ...
 
@@ -94,7 +95,6 @@ class Authenticator:
         self._admin_hash = hashlib.sha256(admin.get_secret_value().encode()).digest() if admin is not None else None
         ttl = config.token_cache_ttl.total_seconds()
         self._tokens: TtlCache[ApiToken] = TtlCache(ttl, min(ttl, NEGATIVE_TTL), monotonic, CACHE_ENTRIES)
-        self._projects: TtlCache[Project] = TtlCache(ttl, min(ttl, NEGATIVE_TTL), monotonic, CACHE_ENTRIES)
         self._limiter = RateLimiter(config.rate_limit_keys)
         self._jwt = JwtVerifier(config.jwt, lambda: clock().timestamp(), monotonic) if config.jwt.configured else None
 
@@ -234,7 +234,7 @@ class Authenticator:
 
     async def _rate_of(self, name: str, reason: str, token_id: str | None = None) -> float | None:
         try:
-            project = await self._projects.get(name, lambda: self._source.get_project(name))
+            project = await self._source.get_project(name)
         except NotFound:
             _fail(reason, token_id)
         return project.rate_per_second
