@@ -15,6 +15,7 @@ from tasques.store.sqlite.records import SqliteRecords
 from tasques.store.sqlite.rows import _expected_seq, _micros, _versioned
 
 _Admin = TypeVar("_Admin", Project, ApiToken)
+_WHAT = {"projects": "project", "tokens": "token"}  # a table's record, as error messages name it
 
 
 class SqliteAdmin(SqliteRecords):
@@ -23,26 +24,10 @@ class SqliteAdmin(SqliteRecords):
     # Projects
 
     async def insert_project(self, project: Project) -> Project:
-        def run(conn: sqlite3.Connection) -> Project:
-            stored = _versioned(project, 1)
-            cur = conn.execute(
-                "INSERT INTO projects (name, seq, body) VALUES (?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.name, stored.model_dump_json()),
-            )
-            if cur.rowcount == 0:
-                raise AlreadyExists(f"project {project.name} already exists")
-            return stored
-
-        return await self._write(run)
+        return await self._write(lambda conn: _insert(conn, "projects", {"name": project.name}, project))
 
     async def get_project(self, name: str) -> Project:
-        def run(conn: sqlite3.Connection) -> Project:
-            rows = conn.execute("SELECT body FROM projects WHERE name = ?", (name,)).fetchall()
-            if not rows:
-                raise NotFound(f"no project {name}")
-            return Project.model_validate_json(rows[0][0])
-
-        return await self._read(run)
+        return await self._read(lambda conn: _get(conn, "projects", "name", name, Project))
 
     async def update_project(self, project: Project) -> Project:
         return await self._write(lambda conn: _update(conn, "projects", "name", project.name, project))
@@ -58,30 +43,13 @@ class SqliteAdmin(SqliteRecords):
     # Tokens
 
     async def insert_token(self, token: ApiToken) -> ApiToken:
-        def run(conn: sqlite3.Connection) -> ApiToken:
-            stored = _versioned(token, 1)
-            cur = conn.execute(
-                "INSERT INTO tokens (id, project, created_at, seq, body) VALUES (?, ?, ?, 1, ?) ON CONFLICT DO NOTHING",
-                (stored.id, stored.project, _micros(stored.metadata.created_at), stored.model_dump_json()),
-            )
-            if cur.rowcount == 0:
-                raise AlreadyExists(f"token {token.id} already exists")
-            return stored
-
-        return await self._write(run)
+        return await self._write(lambda conn: _insert(conn, "tokens", {"id": token.id, **_token_columns(token)}, token))
 
     async def get_token(self, token_id: str) -> ApiToken:
-        def run(conn: sqlite3.Connection) -> ApiToken:
-            rows = conn.execute("SELECT body FROM tokens WHERE id = ?", (token_id,)).fetchall()
-            if not rows:
-                raise NotFound(f"no token {token_id}")
-            return ApiToken.model_validate_json(rows[0][0])
-
-        return await self._read(run)
+        return await self._read(lambda conn: _get(conn, "tokens", "id", token_id, ApiToken))
 
     async def update_token(self, token: ApiToken) -> ApiToken:
-        columns = {"project": token.project, "created_at": _micros(token.metadata.created_at)}
-        return await self._write(lambda conn: _update(conn, "tokens", "id", token.id, token, columns))
+        return await self._write(lambda conn: _update(conn, "tokens", "id", token.id, token, _token_columns(token)))
 
     async def list_tokens(self, project: str) -> list[ApiToken]:
         def run(conn: sqlite3.Connection) -> list[ApiToken]:
@@ -92,6 +60,32 @@ class SqliteAdmin(SqliteRecords):
             return [t for t in parsed if t is not None]
 
         return await self._read(run)
+
+
+def _token_columns(token: ApiToken) -> dict[str, Any]:
+    """The columns `list_tokens` filters and sorts on, copied from the body."""
+    return {"project": token.project, "created_at": _micros(token.metadata.created_at)}
+
+
+def _insert(conn: sqlite3.Connection, table: str, columns: dict[str, Any], record: _Admin) -> _Admin:
+    """Insert `record` at version 1 with its key and copied `columns` (the key first); AlreadyExists if taken."""
+    stored = _versioned(record, 1)
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    cur = conn.execute(
+        f"INSERT INTO {table} ({names}, seq, body) VALUES ({marks}, 1, ?) ON CONFLICT DO NOTHING",
+        (*columns.values(), stored.model_dump_json()),
+    )
+    if cur.rowcount == 0:
+        raise AlreadyExists(f"{_WHAT[table]} {next(iter(columns.values()))} already exists")
+    return stored
+
+
+def _get(conn: sqlite3.Connection, table: str, key: str, value: str, model: type[_Admin]) -> _Admin:
+    rows = conn.execute(f"SELECT body FROM {table} WHERE {key} = ?", (value,)).fetchall()
+    if not rows:
+        raise NotFound(f"no {_WHAT[table]} {value}")
+    return model.model_validate_json(rows[0][0])
 
 
 def _update(
@@ -110,5 +104,5 @@ def _update(
     if cur.rowcount == 1:
         return stored
     if conn.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", (value,)).fetchall():
-        raise VersionConflict(f"{table} {value} changed since it was read")
-    raise NotFound(f"no {table} {value}")
+        raise VersionConflict(f"{_WHAT[table]} {value} changed since it was read")
+    raise NotFound(f"no {_WHAT[table]} {value}")
