@@ -8,9 +8,6 @@ seen by the next authentication on every server.
 
 from __future__ import annotations
 
-from elasticsearch import NotFoundError
-
-from tasques.domain.errors import NotFound
 from tasques.domain.project import ApiToken, Project
 from tasques.store.elasticsearch.documents import _project_from, _token_from
 from tasques.store.elasticsearch.records import RecordsMixin
@@ -23,11 +20,7 @@ class AdminMixin(RecordsMixin):
         return await self._create_small(self.names.projects, project.name, project, f"project {project.name} exists")
 
     async def get_project(self, name: str) -> Project:
-        try:
-            resp = await self._client.get(index=self.names.projects, id=name)
-        except NotFoundError:
-            raise NotFound(f"no project {name}") from None
-        return _project_from(resp.body)
+        return await self._get_small(self.names.projects, name, _project_from, f"no project {name}")
 
     async def update_project(self, project: Project) -> Project:
         return await self._replace_small(self.names.projects, project.name, project, f"project {project.name}")
@@ -43,11 +36,7 @@ class AdminMixin(RecordsMixin):
         return await self._create_small(self.names.tokens, token.id, token, f"token {token.id} exists")
 
     async def get_token(self, token_id: str) -> ApiToken:
-        try:
-            resp = await self._client.get(index=self.names.tokens, id=token_id)
-        except NotFoundError:
-            raise NotFound(f"no token {token_id}") from None
-        return _token_from(resp.body)
+        return await self._get_small(self.names.tokens, token_id, _token_from, f"no token {token_id}")
 
     async def update_token(self, token: ApiToken) -> ApiToken:
         return await self._replace_small(self.names.tokens, token.id, token, f"token {token.id}")

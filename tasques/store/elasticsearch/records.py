@@ -1,11 +1,14 @@
 """Recurring tasks and queue settings of the Elasticsearch store, and the helpers of every small record.
 
 Each in its own small index, `_id` = `{project}/{id}` and `{project}/{queue}`. Rare writes, each written with
-`refresh=true` (conditional creates and replaces in `_create_small`/`_replace_small`, also used by
-admin.py), so every server lists them at once; reads of one record are realtime GETs.
+`refresh=true` (conditional creates and replaces in `_create_small`/`_replace_small`, reads in `_get_small`, also
+used by admin.py), so every server lists them at once; reads of one record are realtime GETs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 from elasticsearch import ConflictError, NotFoundError
 
@@ -22,6 +25,8 @@ from tasques.store.elasticsearch.documents import (
 from tasques.store.elasticsearch.mappings import JsonDict
 from tasques.store.elasticsearch.names import queue_doc_id, recurring_doc_id
 
+R = TypeVar("R")
+
 
 def _of_project(project: str | None) -> JsonDict:
     return {"match_all": {}} if project is None else {"term": {"project": project}}
@@ -35,11 +40,8 @@ class RecordsMixin(StoreCore):
         return await self._create_small(self.names.recurring, doc_id, task, f"recurring task {task.id} already exists")
 
     async def get_recurring(self, task_id: str, *, project: str = DEFAULT_PROJECT) -> RecurringTask:
-        try:
-            resp = await self._client.get(index=self.names.recurring, id=recurring_doc_id(project, task_id))
-        except NotFoundError:
-            raise NotFound(f"no recurring task {task_id}") from None
-        return self.recurring_of(resp.body)
+        doc_id = recurring_doc_id(project, task_id)
+        return await self._get_small(self.names.recurring, doc_id, self.recurring_of, f"no recurring task {task_id}")
 
     async def update_recurring(self, task: RecurringTask) -> RecurringTask:
         doc_id = recurring_doc_id(task.project, task.id)
@@ -78,11 +80,8 @@ class RecordsMixin(StoreCore):
         )
 
     async def get_queue_settings(self, queue: str, *, project: str = DEFAULT_PROJECT) -> QueueSettings:
-        try:
-            resp = await self._client.get(index=self.names.queues, id=queue_doc_id(project, queue))
-        except NotFoundError:
-            raise NotFound(f"no settings for queue {queue}") from None
-        return _queue_settings_from(resp.body)
+        doc_id = queue_doc_id(project, queue)
+        return await self._get_small(self.names.queues, doc_id, _queue_settings_from, f"no settings for queue {queue}")
 
     async def update_queue_settings(self, settings: QueueSettings) -> QueueSettings:
         doc_id = queue_doc_id(settings.project, settings.queue)
@@ -94,6 +93,14 @@ class RecordsMixin(StoreCore):
         )
         parsed = (self._parse(_queue_settings_from, "queues", hit) for hit in hits)
         return [q for q in parsed if q is not None]
+
+    async def _get_small(self, index: str, doc_id: str, parse: Callable[[JsonDict], R], missing: str) -> R:
+        """A realtime GET of one small record: it sees every server's writes at once."""
+        try:
+            resp = await self._client.get(index=index, id=doc_id)
+        except NotFoundError:
+            raise NotFound(missing) from None
+        return parse(resp.body)
 
     async def _create_small(self, index: str, doc_id: str, record: _Versioned, taken: str) -> _Versioned:
         """Create a rarely written record, refreshed at once so every server lists it."""
