@@ -56,10 +56,6 @@ class ProjectService:
         # project asked again within a second (another server may just have created it).
         self._projects: TtlCache[Project] = TtlCache(ttl, min(ttl, MISSING_TTL), time.monotonic, MAX_CACHED)
 
-    @property
-    def settings(self) -> ProjectSettings:
-        return self._settings
-
     # Projects
     async def create(
         self,
