@@ -53,7 +53,7 @@ SUMMARY_LIST = TypeAdapter(list[QueueSummary])
 DEFAULT_PAGE = 100
 _LIMIT = re.compile(r"[0-9]{1,9}")
 # The states the original Tasques counts; others appear in /queues only when non-zero.
-_ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED}
+_ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED, TaskState.WAITING}
 
 
 def _spec(body: NewTask, project: str) -> TaskSpec:

@@ -256,6 +256,7 @@ class StateCounts(BaseModel):
     dead: int = 0
     # Not in the original Tasques: shown only when non-zero, so the original's five-state shape is unchanged.
     cancelled: int | None = None
+    waiting: int | None = None
 
 
 class QueueSummary(BaseModel):

@@ -24,6 +24,8 @@ JsonObj = dict[str, Any]
 
 
 class TaskState(StrEnum):
+    # Not claimable until every task it depends on has finished (see domain/dependencies.py).
+    WAITING = "waiting"
     QUEUED = "queued"
     CLAIMED = "claimed"
     FAILED = "failed"
@@ -42,6 +44,20 @@ FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD, TaskState.CANCELLED
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskKey(_Frozen):
+    """A task of the same project: its queue and id (what `depends_on` lists)."""
+
+    queue: str = Field(description="the task's queue")
+    id: str = Field(description="the task's id")
+
+
+class DependencyFailure(StrEnum):
+    """What a waiting task does when one of its dependencies ends dead or cancelled (or is deleted)."""
+
+    CANCEL = "cancel"
+    RUN = "run"
 
 
 class Version(_Frozen):
@@ -110,6 +126,11 @@ class NewTask(_Frozen):
     repeat: Repeat | None = None
     project: str = DEFAULT_PROJECT
     sensitive: bool = False
+    depends_on: tuple[TaskKey, ...] = ()
+    on_dependency_failure: DependencyFailure = DependencyFailure.CANCEL
+    batch_id: str | None = None
+    # Created waiting: some dependency had not finished when the creation checked.
+    waiting: bool = False
 
 
 class Task(_Frozen):
@@ -136,6 +157,15 @@ class Task(_Frozen):
     repeated: int | None = Field(None, description="how many times a repeating task has succeeded so far")
     project: str = Field(DEFAULT_PROJECT, description="the project (tenant) the task belongs to")
     sensitive: bool = Field(False, description="args and context are encrypted at rest")
+    depends_on: list[TaskKey] | None = Field(
+        None, description="tasks of the project that must finish first; the task is `waiting` until they have"
+    )
+    on_dependency_failure: DependencyFailure | None = Field(
+        None, description="when a dependency ends dead or cancelled: cancel this task (the default) or run it anyway"
+    )
+    batch_id: str | None = Field(None, description="the batch the task was created in")
+    cancel_reason: str | None = Field(None, description="why the server cancelled the task (e.g. a failed dependency)")
+    replayed: int | None = Field(None, description="how many times the task was replayed after it was dead")
     metadata: Metadata
 
     @classmethod
@@ -148,7 +178,7 @@ class Task(_Frozen):
             run_at=new.run_at,
             args=new.args,
             context=new.context,
-            state=TaskState.QUEUED,
+            state=TaskState.WAITING if new.waiting else TaskState.QUEUED,
             retry_times=new.retry_times,
             attempted=0,
             processing_timeout=new.processing_timeout,
@@ -160,6 +190,9 @@ class Task(_Frozen):
             repeated=0 if new.repeat is not None else None,
             project=new.project,
             sensitive=new.sensitive,
+            depends_on=list(new.depends_on) or None,
+            on_dependency_failure=new.on_dependency_failure if new.depends_on else None,
+            batch_id=new.batch_id,
             metadata=Metadata(created_at=at, modified_at=at),
         )
 
@@ -204,11 +237,31 @@ class Task(_Frozen):
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
-    def cancelled(self, at: datetime) -> Task:
+    def cancelled(self, at: datetime, reason: str | None = None) -> Task:
         """Never run again. A claimed task too: its worker's later done/failed/report are refused."""
         if self.finished:
             raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, it cannot be cancelled")
-        return self._with(at, state=TaskState.CANCELLED)
+        return self._with(at, state=TaskState.CANCELLED, cancel_reason=reason)
+
+    def released(self, at: datetime) -> Task:
+        """A waiting task whose dependencies have settled: queued, claimable from its `run_at`."""
+        if self.state is not TaskState.WAITING:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not waiting")
+        return self._with(at, state=TaskState.QUEUED, last_enqueued_at=at)
+
+    def replayed_now(self, at: datetime) -> Task:
+        """A dead task back to queued with a fresh attempt budget; its last claim (the failure) stays visible."""
+        if self.state is not TaskState.DEAD:
+            raise NotClaimed(f"task {self.id} in queue {self.queue} is {self.state}, not dead")
+        return self._with(
+            at,
+            state=TaskState.QUEUED,
+            run_at=at,
+            last_enqueued_at=at,
+            attempted=0,
+            first_attempted_at=None,
+            replayed=(self.replayed or 0) + 1,
+        )
 
     def run_now(self, at: datetime) -> Task:
         """Make a queued or failed task claimable at once."""

@@ -116,6 +116,10 @@ class TaskCore:
         # Told (project, worker id, claimed_at) of every claim call whose outcome is unknown; see
         # service/claim_recovery.py.
         self.on_unknown_claim: Callable[[str, str, datetime], None] = _ignore_unknown_claim
+        # Told every task that has just finished (done, dead or cancelled) or been deleted, as stored: what
+        # waits on it (dependents, a batch's completion) is settled from here. Each must return at once (it
+        # schedules its own work) and never raise.
+        self.on_settled: list[Callable[[Sequence[Task]], None]] = []
         # Single creates and single-task changes in flight are written together (group commit).
         self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
             self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
@@ -172,10 +176,17 @@ class TaskCore:
         if not tasks:
             return
         self._events.finished(tasks, outcome, self._clock())
+        self.settled([t for t in tasks if t.finished])
         if outcome is Outcome.DONE:
             again = [t for t in tasks if t.state is TaskState.QUEUED]
             if again:
                 self._events.created(again, Source.REPEAT)
+
+    def settled(self, tasks: Sequence[Task]) -> None:
+        """Tell `on_settled` of tasks that have just finished or been deleted."""
+        if tasks:
+            for hook in self.on_settled:
+                hook(tasks)
 
     def _lost_races(self, queues: list[str]) -> None:
         for queue, count in Counter(queues).items():

@@ -218,6 +218,7 @@ class TaskService(TaskCreation):
             done_now = [r for r in results if isinstance(r, Task)]
             reaped += len(done_now)
             self._events.finished(done_now, Outcome.TIMED_OUT, now)
+            self.settled([t for t in done_now if t.finished])
             self._lost_races([t.queue for t, r in zip(expired, results, strict=True) if isinstance(r, VersionConflict)])
             for ref in {t.ref for t in done_now if t.state is TaskState.FAILED and t.run_at <= now}:
                 self._signals.notify(ref)

@@ -35,14 +35,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from tasques.domain.errors import AlreadyExists, VersionConflict
+from tasques.domain.batch import Batch
+from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
-from tasques.domain.task import Task, TaskState
+from tasques.domain.task import Task, TaskKey, TaskState
 from tasques.domain.timeline import Attempt
+from tasques.domain.worker import WorkerRecord, WorkerSighting
 
 # (queue, id) keys of tasks whose id the server generated (a random UUID4): no archived task can have one, so
 # a store whose "archived ids stay taken" check costs a round trip may skip it for these.
@@ -56,6 +58,7 @@ class TaskFilter:
     states: frozenset[TaskState] = frozenset()
     kind: str | None = None
     recurring_task_id: str | None = None
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,89 @@ class Store(Protocol):
 
     async def list_tokens(self, project: str) -> list[ApiToken]:
         """The project's tokens, revoked ones included, oldest first."""
+
+    # Dependencies (issue 17). A task's `depends_on` names tasks of its own project.
+    async def get_tasks(self, keys: Sequence[TaskKey], *, project: str = DEFAULT_PROJECT) -> list[Task | None]:
+        """Each key's task, live or archived, or None: many in one round trip, seeing every write at once
+        (Elasticsearch: a realtime multi-get)."""
+
+    async def find_dependents(
+        self, keys: Sequence[TaskKey], *, project: str = DEFAULT_PROJECT, limit: int = 1000
+    ) -> list[Task]:
+        """Up to `limit` waiting tasks of `project` whose `depends_on` names any of `keys`, through an index
+        (never a scan of waiting tasks). Searches: another instance's writes show within `search_delay`."""
+
+    async def waiting_tasks(self, after: tuple[str, str, str] | None, limit: int) -> list[Task]:
+        """Waiting tasks of every project in (project, queue, id) order after `after`: the leader's repair sweep."""
+
+    # Batches
+    async def insert_batch(self, batch: Batch) -> Batch:
+        """Raises `AlreadyExists`."""
+
+    async def get_batch(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> Batch:
+        """Raises `NotFound`. Sees every server's writes at once."""
+
+    async def update_batch(self, batch: Batch) -> Batch:
+        """Conditional on version, like `update_task`."""
+
+    async def open_batches(self, limit: int) -> list[Batch]:
+        """Up to `limit` batches of every project not yet completed, oldest first (the leader's repair sweep)."""
+
+    async def batch_counts(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> dict[TaskState, int]:
+        """The batch's tasks, live and archived, counted by state (a search: refresh-lagged on Elasticsearch,
+        where a finish shows within `search_delay`)."""
+
+    # Workers
+    async def record_workers(self, sightings: Sequence[WorkerSighting]) -> None:
+        """Create or update each (project, worker id): last seen is the later of the stored and the sighted time,
+        queues are the union, version and host the sighted ones when given. Never touches `draining`."""
+
+    async def get_worker(self, worker_id: str, *, project: str = DEFAULT_PROJECT) -> WorkerRecord:
+        """Raises `NotFound`. Sees every server's writes at once."""
+
+    async def list_workers(self, *, project: str | None = None) -> list[WorkerRecord]:
+        """The workers of `project` (of every project when None), by project and id."""
+
+    async def set_worker_draining(
+        self, worker_id: str, draining: bool, at: datetime, *, project: str = DEFAULT_PROJECT
+    ) -> WorkerRecord:
+        """Set or clear the drain flag (at `at`). Raises `NotFound` for a worker never seen."""
+
+    async def claims_by_worker(self, *, project: str = DEFAULT_PROJECT) -> dict[str, int]:
+        """How many tasks of `project` each worker id holds claimed now."""
+
+    async def forget_workers(self, seen_before: datetime, limit: int) -> int:
+        """Delete up to `limit` worker records (every project) last seen before the cutoff; returns how many."""
+
+    # Replay and queue operations
+    async def find_dead(
+        self,
+        *,
+        project: str,
+        queue: str | None,
+        kind: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        archived: bool,
+    ) -> list[Task]:
+        """Up to `limit` dead tasks of `project` (live, or archived when `archived`), whose death
+        (`metadata.modified_at`) is in [since, until), oldest death first."""
+
+    async def restore_archived(self, tasks: Sequence[Task]) -> list[Task | Exception]:
+        """Put archived tasks back among the live ones, each as given (a changed copy of the archived task),
+        and remove the archived copy. A slot is the live task, `AlreadyExists` if a live task has the key,
+        `NotFound` if it is no longer archived, or `VersionConflict` if the archived copy changed. Safe to repeat."""
+
+    async def delete_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict | NotFound]:
+        """Delete live tasks, each only while its stored version still equals the one given."""
+
+    async def purge_finished(self, queue: str, *, project: str = DEFAULT_PROJECT) -> int:
+        """Delete the queue's finished history: done, dead and cancelled tasks, live and archived, and its
+        attempts. Returns how many tasks were deleted."""
+
+    async def count_finished_since(self, queue: str, since: datetime, *, project: str = DEFAULT_PROJECT) -> int:
+        """Live tasks of the queue that finished (done, dead, cancelled) at or after `since`."""
 
     # Leader lock
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:

@@ -22,7 +22,9 @@ JsonDict = dict[str, Any]
 TEMPLATE_PRIORITY = 200
 # Bumped whenever a mapping or template changes, so an operator can tell which Tasques put a template.
 # 5: the project (tenant) in every document and `_id`; documents of earlier versions migrate at open (migrate.py).
-TEMPLATE_VERSION = 5
+# 6: dependencies, batches, replays and cancel reasons on tasks; the workers and batches indices (new fields
+#    only: existing indices take them by put_mapping at open).
+TEMPLATE_VERSION = 6
 _META: JsonDict = {"managed_by": "tasques"}
 
 
@@ -81,6 +83,12 @@ def task_properties() -> JsonDict:
         "first_attempted_at": _DATE,
         "repeat": _OPAQUE,
         "repeated": _INTEGER,
+        # Dependents are found by a terms query on the ids (then checked for the exact (queue, id) in memory).
+        "depends_on": {"properties": {"queue": _KEYWORD, "id": _KEYWORD}},
+        "on_dependency_failure": _KEYWORD,
+        "batch_id": _KEYWORD,
+        "cancel_reason": _STORED_KEYWORD,
+        "replayed": _INTEGER,
         "last_claimed": {
             "properties": {
                 "worker_id": _KEYWORD,

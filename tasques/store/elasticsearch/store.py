@@ -32,6 +32,7 @@ from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
+from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -59,6 +60,10 @@ class ElasticsearchStore(
     AdminMixin,
     TimelineMixin,
     LockMixin,
+    PendingDependencies,
+    PendingBatches,
+    PendingWorkers,
+    PendingQueueOps,
     StoreCore,
 ):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""

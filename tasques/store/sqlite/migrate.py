@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 
-from tasques.store.sqlite.schema import DDL, MIGRATE_1_TO_2, MIGRATED_PROJECT, SCHEMA_VERSION, TABLES, V2_COLUMNS
+from tasques.store.sqlite.schema import (
+    DDL,
+    MIGRATE_1_TO_2,
+    MIGRATE_3_TO_4,
+    MIGRATED_PROJECT,
+    SCHEMA_VERSION,
+    TABLES,
+    V2_COLUMNS,
+)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -22,6 +30,9 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
     if 1 <= version < 3:
         _into_projects(conn)
+    if version == 3:
+        for statement in MIGRATE_3_TO_4:
+            conn.execute(statement)
     for statement in DDL:
         conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

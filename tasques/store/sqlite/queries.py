@@ -9,7 +9,7 @@ from typing import Any
 
 from tasques.store.base import TaskFilter
 from tasques.store.cursor import Cursor
-from tasques.store.sqlite.schema import CLAIMABLE, CLAIMED, FINISHED, OUTSTANDING, UNFINISHED, WAITING
+from tasques.store.sqlite.schema import CLAIMABLE, CLAIMABLE_ALT, CLAIMED, FINISHED, OUTSTANDING, UNFINISHED
 
 # One project's claimed tasks (find_claimed_by; rare, only after a failed claim). Params: project.
 CLAIMED_SQL = f"SELECT queue, id, body FROM tasks INDEXED BY tasks_claimed WHERE project = ? AND {CLAIMED}"
@@ -75,7 +75,7 @@ COUNTS_ALL_SQL = "SELECT project, queue, state, count(*) FROM tasks GROUP BY pro
 # One seek in `tasks_earliest` per queue. Params: project, queue.
 EARLIEST_SQL = (
     "SELECT run_at FROM tasks INDEXED BY tasks_earliest "
-    f"WHERE project = ? AND queue = ? AND {WAITING} ORDER BY run_at LIMIT 1"
+    f"WHERE project = ? AND queue = ? AND {CLAIMABLE_ALT} ORDER BY run_at LIMIT 1"
 )
 
 

@@ -22,10 +22,10 @@ _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
-_INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 14)}) ON CONFLICT DO NOTHING"
+_INSERT_TASK_SQL = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 15)}) ON CONFLICT DO NOTHING"
 _UPDATE_TASK_SQL = (
     "UPDATE tasks SET state = ?, priority = ?, run_at = ?, times_out_at = ?, kind = ?, recurring_task_id = ?, "
-    "created_at = ?, modified_at = ?, seq = ?, body = ?, target = ? WHERE project = ? AND queue = ? AND id = ? AND seq = ?"
+    "created_at = ?, modified_at = ?, seq = ?, body = ?, target = ?, batch_id = ? WHERE project = ? AND queue = ? AND id = ? AND seq = ?"
 )
 _ARCHIVE_SQL = (
     f"INSERT OR REPLACE INTO archived_tasks ({TASK_COLUMNS}, archived_at) "
@@ -74,6 +74,7 @@ def _columns(task: Task, sealer: Sealer | None) -> tuple[Any, ...]:
         task.metadata.version.seq_num,
         dump_json(task, sealer),
         task.target.value,
+        task.batch_id,
     )
 
 

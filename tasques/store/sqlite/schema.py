@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from tasques.domain.limits import DEFAULT_PROJECT
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Columns shared by live and archived tasks. `body` is the whole Task as JSON, including its version;
 # the other columns are copies of the fields the queries filter and sort on.
 TASK_COLUMNS = (
+    "project, queue, id, state, priority, run_at, times_out_at, kind, recurring_task_id, created_at, modified_at, "
+    "seq, body, target, batch_id"
+)
+# The columns of version 3, before batches.
+_V3_TASK_COLUMNS = (
     "project, queue, id, state, priority, run_at, times_out_at, kind, recurring_task_id, created_at, modified_at, "
     "seq, body, target"
 )
@@ -32,14 +37,15 @@ _TASK_COLUMN_DEFS = """
     seq INTEGER NOT NULL,               -- metadata.version.seq_num
     body TEXT NOT NULL,
     -- pull or http: who may claim it
-    target TEXT NOT NULL DEFAULT 'pull'"""
+    target TEXT NOT NULL DEFAULT 'pull',
+    batch_id TEXT                       -- set on the tasks of a batch"""
 
 # Partial indexes keep every hot query proportional to its result, not to the backlog of finished tasks.
 # Their WHERE clauses must be repeated verbatim in the queries that are meant to use them.
 CLAIMABLE = "state IN ('queued', 'failed')"
 FINISHED = "state IN ('done', 'dead', 'cancelled')"
 # The claimable states again, written otherwise: a partial index is usable only by queries repeating its text.
-WAITING = "state IN ('failed', 'queued')"
+CLAIMABLE_ALT = "state IN ('failed', 'queued')"
 OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', 'cancelled')"
 # What a project's quota counts.
 UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
@@ -79,10 +85,10 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (project, created_at, queue, id)",
     "CREATE INDEX IF NOT EXISTS tasks_queue_listing ON tasks (project, queue, created_at, id)",
     "CREATE INDEX IF NOT EXISTS tasks_counts ON tasks (project, queue, state)",
-    # A queue's earliest waiting run_at in one index seek (queue_counts). Its WHERE is WAITING, not CLAIMABLE,
+    # A queue's earliest waiting run_at in one index seek (queue_counts). Its WHERE is CLAIMABLE_ALT, not CLAIMABLE,
     # so the claim query cannot pick it (and sort) over tasks_claimable_by_target. A new index needs no schema
     # version: every open creates what is missing, and older servers ignore it.
-    f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {WAITING}",
+    f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {CLAIMABLE_ALT}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
 )
@@ -99,7 +105,7 @@ MIGRATE_1_TO_2: tuple[str, ...] = (
 )
 
 # Version 3 puts the project first in these tables' primary keys; their version-2 columns, copied as they are.
-_V2_TASK_COLUMNS = TASK_COLUMNS.removeprefix("project, ")
+_V2_TASK_COLUMNS = _V3_TASK_COLUMNS.removeprefix("project, ")
 V2_COLUMNS: dict[str, str] = {
     "tasks": _V2_TASK_COLUMNS,
     "archived_tasks": f"{_V2_TASK_COLUMNS}, archived_at",
@@ -109,3 +115,10 @@ V2_COLUMNS: dict[str, str] = {
 }
 # Where the records of a database older than version 3 go: the project of a server without auth.
 MIGRATED_PROJECT = DEFAULT_PROJECT
+
+# Run before DDL on a database at user_version 3 (after the steps above on older ones, whose rebuilt tables
+# already have these columns): batches and dependencies (issue 17).
+MIGRATE_3_TO_4: tuple[str, ...] = (
+    "ALTER TABLE tasks ADD COLUMN batch_id TEXT",
+    "ALTER TABLE archived_tasks ADD COLUMN batch_id TEXT",
+)
