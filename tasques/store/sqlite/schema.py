@@ -38,7 +38,8 @@ _TASK_COLUMN_DEFS = """
     body TEXT NOT NULL,
     -- pull or http: who may claim it
     target TEXT NOT NULL DEFAULT 'pull',
-    batch_id TEXT                       -- set on the tasks of a batch"""
+    -- set on the tasks of a batch
+    batch_id TEXT"""
 
 # Partial indexes keep every hot query proportional to its result, not to the backlog of finished tasks.
 # Their WHERE clauses must be repeated verbatim in the queries that are meant to use them.
