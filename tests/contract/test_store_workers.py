@@ -194,3 +194,16 @@ async def test_sqlite_claims_by_worker_reads_only_the_projects_claimed_tasks(tmp
         conn.close()
     # A seek in the partial index of claimed tasks (the grouping sorts only what it found).
     assert "SEARCH tasks USING INDEX tasks_claimed (project=?)" in plan, plan
+
+
+async def test_listing_only_the_draining(store: Store, twin: Store) -> None:
+    await store.record_workers([seen("w1", 1), seen("w2", 1), seen("w3", 1, project="p2")])
+    assert await twin.list_workers(project=None, draining_only=True) == []
+    await store.set_worker_draining("w2", True, ts(2))
+    await store.set_worker_draining("w3", True, ts(2), project="p2")
+    # Another instance sees a drain at once.
+    got = await twin.list_workers(project=None, draining_only=True)
+    assert [(w.project, w.id, w.draining) for w in got] == [("default", "w2", True), ("p2", "w3", True)]
+    assert [w.id for w in await twin.list_workers(project="p2", draining_only=True)] == ["w3"]
+    await twin.set_worker_draining("w2", False, ts(3))
+    assert [w.id for w in await store.list_workers(project=None, draining_only=True)] == ["w3"]

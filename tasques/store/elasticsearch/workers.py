@@ -131,9 +131,14 @@ class WorkersMixin(StoreCore):
             raise NotFound(f"no worker {worker_id}") from None
         return _worker_from(resp.body)
 
-    async def list_workers(self, *, project: str | None = None) -> list[WorkerRecord]:
-        await self.workers_refresher.ensure_fresh()
-        query: JsonDict = {"match_all": {}} if project is None else {"term": {"project": project}}
+    async def list_workers(self, *, project: str | None = None, draining_only: bool = False) -> list[WorkerRecord]:
+        filters: list[JsonDict] = [] if project is None else [{"term": {"project": project}}]
+        if draining_only:
+            # Drains are written with refresh=true and sightings never change the flag: no refresh needed.
+            filters.append({"term": {"draining": True}})
+        else:
+            await self.workers_refresher.ensure_fresh()
+        query: JsonDict = {"bool": {"filter": filters}}
         hits = await self._search_all(self.names.workers, query, [{"project": "asc"}, {"id": "asc"}])
         parsed = (self._parse(_worker_from, "workers", hit) for hit in hits)
         return [w for w in parsed if w is not None]

@@ -99,6 +99,8 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
     # forget_workers: the leader's sweep of workers silent for long, across every project.
     "CREATE INDEX IF NOT EXISTS workers_last_seen ON workers (last_seen_at)",
+    # Every server's poll of the draining workers (list_workers(draining_only=True)).
+    "CREATE INDEX IF NOT EXISTS workers_draining ON workers (project, id) WHERE draining = 1",
 )
 
 DDL: tuple[str, ...] = (*TABLES.values(), *INDEXES)

@@ -42,6 +42,8 @@ ON CONFLICT (project, id) DO UPDATE SET
     host = CASE WHEN excluded.host IS NOT NULL
         AND (excluded.last_seen_at >= workers.last_seen_at OR workers.host IS NULL)
         THEN excluded.host ELSE workers.host END"""
+# The partial index `workers_draining` repeats it (schema.py).
+_DRAINING = "draining = 1"
 # Params: project.
 _CLAIMS_SQL = (
     "SELECT json_extract(body, '$.last_claimed.worker_id') AS worker, count(*) FROM tasks INDEXED BY tasks_claimed "
@@ -94,16 +96,13 @@ class SqliteWorkers(SqliteConnections):
     async def get_worker(self, worker_id: str, *, project: str = DEFAULT_PROJECT) -> WorkerRecord:
         return await self._read(lambda conn: _get(conn, project, worker_id))
 
-    async def list_workers(self, *, project: str | None = None) -> list[WorkerRecord]:
-        def run(conn: sqlite3.Connection) -> list[WorkerRecord]:
-            if project is None:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM workers ORDER BY project, id").fetchall()
-            else:
-                sql = f"SELECT {_COLUMNS} FROM workers WHERE project = ? ORDER BY id"
-                rows = conn.execute(sql, (project,)).fetchall()
-            return [_record_of(row) for row in rows]
-
-        return await self._read(run)
+    async def list_workers(self, *, project: str | None = None, draining_only: bool = False) -> list[WorkerRecord]:
+        clauses, params = ([] if project is None else ["project = ?"]), ([] if project is None else [project])
+        if draining_only:
+            clauses.append(_DRAINING)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_COLUMNS} FROM workers {where} ORDER BY project, id"
+        return await self._read(lambda conn: [_record_of(row) for row in conn.execute(sql, params).fetchall()])
 
     async def set_worker_draining(
         self, worker_id: str, draining: bool, at: datetime, *, project: str = DEFAULT_PROJECT
