@@ -111,17 +111,10 @@ class WorkerRegistry:
         return (project, worker_id) in self._draining
 
     async def claim(
-        self,
-        project: str,
-        worker_id: str,
-        queues: Iterable[str],
-        version: str | None,
-        host: str | None,
-        run: Callable[[ClaimStop], Awaitable[list[Task]]],
+        self, project: str, worker_id: str, run: Callable[[ClaimStop], Awaitable[list[Task]]]
     ) -> list[Task]:
-        """A claim call: a sighting, then `[]` at once for a draining worker, else `run` (the claim), which
-        returns `[]` at once if the worker is put to drain while it waits."""
-        self.seen(project, worker_id, queues, version, host)
+        """A claim call (its sighting is the caller's to record): `[]` at once for a draining worker, else `run`
+        (the claim), which returns `[]` at once if the worker is put to drain while it waits."""
         key = (project, worker_id)
         if key in self._draining:
             return []
