@@ -172,7 +172,9 @@ class WorkerRegistry:
         return WorkerView(record=record, state=state, claims_held=held.get(record.id, 0))
 
     async def forget(self, batch: int) -> int:
-        """Delete the records of workers silent for `forget_after` (the leader's job)."""
+        """Delete the records of workers silent for `forget_after` (the leader's job). Flushes first, so a worker
+        this server saw since is not forgotten (one seen only by another server is re-created by its next flush)."""
+        await self.flush()
         cutoff = self._clock() - self.settings.forget_after
         total = 0
         while True:
