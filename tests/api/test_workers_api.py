@@ -30,7 +30,8 @@ async def _workers(client: Client) -> dict[str, Any]:
 async def test_sightings_and_their_headers_are_listed_with_states(client: Client, clock: ManualClock) -> None:
     await create_task(client, "q", id="t1")
     tasks, draining = await _claim(client, {"queues": ["q", "r"]})
-    assert len(tasks) == 1 and draining is None
+    assert len(tasks) == 1
+    assert draining is None
     await call(client, "PUT", "/tasques/reports/q/t1", status=403, worker="reporter", body={"data": {"x": 1}})
     got = await _workers(client)
     me = got[WORKER]
@@ -44,7 +45,8 @@ async def test_sightings_and_their_headers_are_listed_with_states(client: Client
     )
     assert me["first_seen_at"] == me["last_seen_at"]
     # A report of another worker (refused: not its task) is a sighting too, without queues.
-    assert got["reporter"]["queues"] == [] and got["reporter"]["claims_held"] == 0
+    assert got["reporter"]["queues"] == []
+    assert got["reporter"]["claims_held"] == 0
     clock.advance(timedelta(minutes=6))
     await claim(client, ["q"], worker="reporter")
     got = await _workers(client)
@@ -73,21 +75,26 @@ async def test_a_drained_worker_claims_nothing_and_finishes_what_it_holds(client
     # A drained worker's in-flight claim: still its own to report on and finish, and every answer says drain.
     headers = {WORKER_ID_HEADER: WORKER}
     async with client.put(f"/tasques/reports/q/{held[0]['id']}", json={"data": {}}, headers=headers) as resp:
-        assert resp.status == 200 and resp.headers.get(WORKER_DRAINING_HEADER) == "true"
+        assert resp.status == 200
+        assert resp.headers.get(WORKER_DRAINING_HEADER) == "true"
     async with client.put(f"/tasques/done/q/{held[0]['id']}", headers=headers) as resp:
-        assert resp.status == 200 and resp.headers.get(WORKER_DRAINING_HEADER) == "true"
+        assert resp.status == 200
+        assert resp.headers.get(WORKER_DRAINING_HEADER) == "true"
     body = {"tasks": [{"queue": "q", "id": held[1]["id"]}]}
     async with client.post("/tasques/failed", json=body, headers=headers) as resp:
-        assert resp.status == 200 and resp.headers.get(WORKER_DRAINING_HEADER) == "true"
+        assert resp.status == 200
+        assert resp.headers.get(WORKER_DRAINING_HEADER) == "true"
         assert (await resp.json())["results"][0]["status"] == 200
     # Other workers go on claiming.
     other, draining = await _claim(client, {"queues": ["q"]}, worker="other")
-    assert len(other) == 1 and draining is None
+    assert len(other) == 1
+    assert draining is None
     resumed = await call(client, "PUT", f"/workers/{WORKER}/resume", status=200)
     assert (resumed["draining"], resumed["state"]) == (False, "active")
     await create_task(client, "q", id="t9")
     tasks, draining = await _claim(client, {"queues": ["q"]})
-    assert len(tasks) == 1 and draining is None
+    assert len(tasks) == 1
+    assert draining is None
 
 
 async def test_a_blocked_claim_returns_at_once_when_its_worker_is_drained(client: Client) -> None:
