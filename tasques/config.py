@@ -208,6 +208,32 @@ class HousekeepingConfig(_Section):
     )
 
 
+class WorkersConfig(_Section):
+    """The worker registry: what each server knows of the workers that claim and report, and their drain."""
+
+    flush_every: PositiveDuration = Field(
+        timedelta(seconds=1), description="how often a server writes the workers it has seen (one store write for all)"
+    )
+    drain_refresh_every: PositiveDuration = Field(
+        timedelta(seconds=1),
+        description="how often a server reads which workers are draining: a drain through another server applies "
+        "here within this",
+    )
+    gone_after: PositiveDuration = Field(
+        timedelta(minutes=5), description="a worker silent this long is listed as gone"
+    )
+    forget_after: PositiveDuration = Field(
+        timedelta(days=7), description="a worker silent this long is forgotten (the leader deletes its record)"
+    )
+    forget_every: PositiveDuration = Field(timedelta(hours=1), description="how often the leader forgets workers")
+
+    @model_validator(mode="after")
+    def _forgotten_after_gone(self) -> WorkersConfig:
+        if self.forget_after < self.gone_after:
+            raise ValueError("workers.forget_after must not be shorter than workers.gone_after")
+        return self
+
+
 class DispatchConfig(_Section):
     """The HTTP-target dispatcher every server runs. Its limits are per server, not per cluster."""
 
@@ -450,6 +476,7 @@ class Config(_Section):
     tasks: TasksConfig = TasksConfig()
     leader: LeaderConfig = LeaderConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    workers: WorkersConfig = WorkersConfig()
     dispatch: DispatchConfig = DispatchConfig()
     metrics: MetricsConfig = MetricsConfig()
     apm: ApmConfig = ApmConfig()

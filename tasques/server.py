@@ -25,7 +25,7 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
-from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner, WorkerForgetter
 from tasques.observe.http import http_metrics_middleware
 from tasques.observe.logs import log_store_calls
 from tasques.observe.metrics import Metrics
@@ -40,6 +40,7 @@ from tasques.service.recurring import CatchUp, RecurringService
 from tasques.service.signals import QueueSignals
 from tasques.service.tasks import TaskService, TaskSettings
 from tasques.service.tracing import NO_TRACING, Tracer
+from tasques.service.workers import WorkerRegistry, WorkerSettings
 from tasques.store.base import ReportsClaimConflicts, Store
 from tasques.store.sealing import Sealer
 
@@ -181,6 +182,10 @@ def build_server(
     )
     projects = ProjectService(store, clock, project_settings(config))
     tasks = TaskService(store, settings, clock, signals, queues, events, projects.quota_of)
+    w = config.workers
+    workers = WorkerRegistry(
+        store, clock, WorkerSettings(w.flush_every, w.drain_refresh_every, w.gone_after, w.forget_after)
+    )
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
     hk = config.housekeeping
@@ -190,6 +195,7 @@ def build_server(
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
+        WorkerForgetter(workers, w.forget_every, hk.batch_size),
     ]
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
@@ -211,6 +217,7 @@ def build_server(
         readiness=readiness,
         metrics_page=seen.metrics,
         observers=seen.middlewares,
+        workers=workers,
     )
     app[ELECTOR] = elector
     app[AUTHENTICATOR] = authenticator
@@ -224,6 +231,7 @@ def build_server(
         if config.auth.enabled:
             await projects.ensure(DEFAULT_PROJECT)  # the admin token's project; tokens of a project need its record
         elector.start()
+        workers.start()
         loops = [asyncio.create_task(dispatcher.run(), name="dispatcher")] if d.enabled else []
         yield
         # The CLI has usually stopped the leader already (first thing on a signal); this is idempotent.
@@ -236,6 +244,7 @@ def build_server(
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
         await tasks.close()
+        await bounded("the last worker sightings", workers.close(), deadline.left())
         await bounded("closing the store", store.close(), deadline.left())
 
     if seen.apm is not None:

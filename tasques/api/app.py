@@ -11,13 +11,15 @@ from tasques.api import routes_meta
 from tasques.api.access_control import OPEN_PATHS, Authenticate, access_middleware, anonymous
 from tasques.api.docs import add_doc_routes
 from tasques.api.errors import error_middleware
-from tasques.api.keys import PROJECTS, READINESS, RECURRING, STORE_KIND, TASKS
+from tasques.api.keys import PROJECTS, READINESS, RECURRING, STORE_KIND, TASKS, WORKERS
 from tasques.api.route_tables import ROUTE_TABLES
 from tasques.api.routes_meta import METRICS, MetricsPage
+from tasques.api.routes_workers import mark_draining
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
+from tasques.service.workers import WorkerRegistry
 
 
 def build_app(
@@ -31,10 +33,12 @@ def build_app(
     observers: Sequence[Middleware] = (),
     authenticate: Authenticate = anonymous,
     metrics_open: bool = False,
+    workers: WorkerRegistry,
 ) -> web.Application:
     """`metrics_page`: served at `GET /metrics` (behind auth like the API unless `metrics_open`); `observers`:
     middlewares that see every request first (metrics, traces), outermost first; `authenticate`: names the
-    caller of every request but `/health` and `/ready` (everyone is an admin of `default` when omitted)."""
+    caller of every request but `/health` and `/ready` (everyone is an admin of `default` when omitted); `workers`:
+    the worker registry (sightings, drain)."""
     open_paths = OPEN_PATHS | ({"/metrics"} if metrics_open else set())
     middlewares: list[Middleware] = [*observers, error_middleware, access_middleware(authenticate, open_paths)]
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
@@ -43,6 +47,8 @@ def build_app(
     app[PROJECTS] = projects
     app[STORE_KIND] = store_kind
     app[READINESS] = readiness
+    app[WORKERS] = workers
+    app.on_response_prepare.append(mark_draining)
     if metrics_page is not None:
         app[METRICS] = metrics_page
         app.router.add_get("/metrics", routes_meta.metrics)

@@ -22,6 +22,12 @@ from tasques.log_fields import about
 
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
 WORKER_ID_MAX_LENGTH = 256
+# Optional on claims and report/done/failed/unclaim: what the worker says it is (the worker registry shows it).
+WORKER_VERSION_HEADER = "X-TASQUES-WORKER-VERSION"
+WORKER_HOST_HEADER = "X-TASQUES-WORKER-HOST"
+WORKER_INFO_MAX_LENGTH = 200
+# On responses to a worker that is put to drain.
+WORKER_DRAINING_HEADER = "X-TASQUES-WORKER-DRAINING"
 # Optional on report/done/failed/unclaim: `last_claimed.claim_id` of the claim the caller holds.
 CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
 _CLAIM_ID = re.compile(CLAIM_ID_PATTERN)
@@ -158,6 +164,32 @@ def worker_id(request: web.Request) -> str:
             [FieldProblem(WORKER_ID_HEADER, f"must be 1 to {WORKER_ID_MAX_LENGTH} printable characters")],
         )
     return value
+
+
+def check_worker_id(value: str, field: str) -> str:
+    """A worker id as the header allows it: 1 to 256 printable characters, no surrounding blanks."""
+    if not value or value != value.strip() or len(value) > WORKER_ID_MAX_LENGTH or not value.isprintable():
+        raise InvalidInput(
+            f"invalid {field}",
+            [FieldProblem(field, f"must be 1 to {WORKER_ID_MAX_LENGTH} printable characters (a worker id)")],
+        )
+    return value
+
+
+def worker_info(request: web.Request) -> tuple[str | None, str | None]:
+    """The optional version and host headers of a worker call: printable, at most 200 characters."""
+    out: list[str | None] = []
+    for header in (WORKER_VERSION_HEADER, WORKER_HOST_HEADER):
+        value = request.headers.get(header)
+        if value is not None:
+            value = value.strip()
+            if len(value) > WORKER_INFO_MAX_LENGTH or not value.isprintable():
+                raise InvalidInput(
+                    f"the {header} header is malformed",
+                    [FieldProblem(header, f"must be at most {WORKER_INFO_MAX_LENGTH} printable characters")],
+                )
+        out.append(value or None)
+    return out[0], out[1]
 
 
 def claim_id(request: web.Request) -> str | None:

@@ -9,6 +9,7 @@ from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
+from tasques.service.workers import WorkerRegistry
 
 TASKS = web.AppKey("tasks", TaskService)
 RECURRING = web.AppKey("recurring", RecurringService)
@@ -16,3 +17,4 @@ STORE_KIND = web.AppKey("store_kind", str)
 READINESS = web.AppKey("readiness", Readiness)
 PROJECTS = web.AppKey("projects", ProjectService)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+WORKERS = web.AppKey("workers", WorkerRegistry)

@@ -15,14 +15,19 @@ from pydantic.json_schema import models_json_schema
 from tasques import __version__
 from tasques.api import schemas as s
 from tasques.api import schemas_projects as sp
+from tasques.api import schemas_workers as sw
 from tasques.api.http import (
     CLAIM_ID_HEADER,
     IDENTIFIER,
     KIND,
     QUEUE_NAME,
     RECURRING_ID,
+    WORKER_DRAINING_HEADER,
+    WORKER_HOST_HEADER,
     WORKER_ID_HEADER,
     WORKER_ID_MAX_LENGTH,
+    WORKER_INFO_MAX_LENGTH,
+    WORKER_VERSION_HEADER,
 )
 from tasques.api.route_tables import route_roles
 from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN
@@ -34,6 +39,7 @@ TAG_DESCRIPTIONS = {
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
     "queues": "Per-queue task counts, settings, pause and resume",
     "projects": "Projects (tenants) and their tokens: admin only",
+    "workers": "The workers that claim and report, and drain",
     "meta": "Liveness, readiness and server information",
 }
 
@@ -156,6 +162,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("delete", "/projects/{project}/tokens/{token_id}", "revoke-token",
               "Revoke a token: refused by every server within seconds", "projects", response=sp.TokenInfo,
               errors={404: "No such token in the project"}),
+    Operation("get", "/workers", "list-workers", "List the project's workers: state, queues, claims held",
+              "workers", response=sw.WorkerList),
+    Operation("put", "/workers/{id}/drain", "drain-worker",
+              "Drain a worker: its claims return nothing (at once here, within about a second on other servers); "
+              "it finishes the tasks it holds", "workers", response=sw.WorkerInfo,
+              errors={404: "No server has seen the worker"}),
+    Operation("put", "/workers/{id}/resume", "resume-worker", "Resume a drained worker", "workers",
+              response=sw.WorkerInfo, errors={404: "No server has seen the worker"}),
     Operation("get", "/health", "health", "Liveness and the active store (never asks the store)", "meta",
               response=s.Health, uses_store=False),
     Operation("get", "/ready", "ready", "Readiness: 200 only while the store answers", "meta", response=s.Health),
@@ -180,6 +194,7 @@ _NAME_SCHEMAS = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
     "project": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[a-z0-9][a-z0-9_-]*$"},
     "token_id": {"type": "string", "minLength": 1, "maxLength": 64},
+    "worker_id": {"type": "string", "minLength": 1, "maxLength": WORKER_ID_MAX_LENGTH},
 }
 
 
@@ -196,12 +211,19 @@ def _operation(op: Operation, role: Role | None) -> dict[str, Any]:
     for name in ("project", "token_id", "queue", "id"):
         if "{" + name + "}" in op.path:
             key = "recurring_id" if name == "id" and op.path.startswith("/recurring_tasques") else name
+            key = "worker_id" if name == "id" and op.path.startswith("/workers") else key
             params.append({"name": name, "in": "path", "required": True, "schema": _NAME_SCHEMAS[key]})
     if op.worker:
         params.append(
             {"name": WORKER_ID_HEADER, "in": "header", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": WORKER_ID_MAX_LENGTH},
              "description": "id of the worker making the request"}
         )  # fmt: skip
+        for header, what in ((WORKER_VERSION_HEADER, "version"), (WORKER_HOST_HEADER, "host")):
+            params.append(
+                {"name": header, "in": "header", "required": False,
+                 "schema": {"type": "string", "maxLength": WORKER_INFO_MAX_LENGTH},
+                 "description": f"the worker's {what} (printable), shown by GET /workers"}
+            )  # fmt: skip
     if op.claim:
         params.append(
             {"name": CLAIM_ID_HEADER, "in": "header", "required": False,
@@ -224,6 +246,13 @@ def _operation(op: Operation, role: Role | None) -> dict[str, Any]:
     if op.response is not None:
         schema = {"type": "array", "items": _ref(op.response)} if op.response_is_list else _ref(op.response)
         responses[str(op.ok)] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        if op.worker:
+            responses[str(op.ok)]["headers"] = {
+                WORKER_DRAINING_HEADER: {
+                    "schema": {"type": "string", "enum": ["true"]},
+                    "description": "the worker is put to drain: claim no more, finish the tasks held, exit",
+                }
+            }
     if op.text is not None:
         responses[str(op.ok)] = {"description": "OK", "content": {op.text: {"schema": {"type": "string"}}}}
     error = {"application/json": {"schema": _ref(s.ErrorBody)}}

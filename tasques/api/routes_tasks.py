@@ -22,7 +22,8 @@ from tasques.api.http import (
     task_key,
     worker_id,
 )
-from tasques.api.keys import TASKS
+from tasques.api.keys import TASKS, WORKERS
+from tasques.api.routes_workers import seen_worker
 from tasques.api.schemas import (
     BulkItem,
     BulkResult,
@@ -140,10 +141,20 @@ async def get_timeline(request: web.Request) -> web.Response:
 @routes.post("/tasques/claims")
 @requires(Role.WORKER)
 async def claim_tasks(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker_id(request)  # checked before the body, as ever
     body = await read_body(request, Claim)
     service = request.app[TASKS]
-    tasks = await service.claim(worker, project_of(request), body.queues, body.amount, body.block_for)
+    weights = body.queue_weights
+    queues = [*body.queues, *(weights or {})]
+    worker, *_ = seen_worker(request, queues)
+    project = project_of(request)
+    tasks = await request.app[WORKERS].claim(
+        project,
+        worker,
+        lambda stop: service.claim(
+            worker, project, body.queues, body.amount, body.block_for, weights=weights, stop=stop
+        ),
+    )
     if tasks and (request.transport is None or request.transport.is_closing()):
         # The worker hung up during the long poll: hand the tasks back now rather than after their timeout.
         await service.unclaim_all(worker, tasks)
@@ -154,14 +165,14 @@ async def claim_tasks(request: web.Request) -> web.Response:
 @routes.delete("/tasques/claims/{queue}/{id}")
 @requires(Role.WORKER)
 async def unclaim_task(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     return json_model(await request.app[TASKS].unclaim(worker, *task_key(request), claim_id(request)))
 
 
 @routes.put("/tasques/reports/{queue}/{id}")
 @requires(Role.WORKER)
 async def report_on_task(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, NewReport, optional=True)
     return json_model(await request.app[TASKS].report(worker, *task_key(request), body.data, claim_id(request)))
 
@@ -169,7 +180,7 @@ async def report_on_task(request: web.Request) -> web.Response:
 @routes.put("/tasques/done/{queue}/{id}")
 @requires(Role.WORKER)
 async def mark_done(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, Success, optional=True)
     return json_model(await request.app[TASKS].done(worker, *task_key(request), body.data, claim_id(request)))
 
@@ -177,7 +188,7 @@ async def mark_done(request: web.Request) -> web.Response:
 @routes.put("/tasques/failed/{queue}/{id}")
 @requires(Role.WORKER)
 async def mark_failed(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, Failure, optional=True)
     return json_model(await request.app[TASKS].fail(worker, *task_key(request), body.data, claim_id(request)))
 
@@ -201,7 +212,7 @@ def _update_result(results: list[Task | Exception]) -> web.Response:
 @routes.post("/tasques/reports")
 @requires(Role.WORKER)
 async def report_on_tasks(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, TaskUpdates)
     return _update_result(await request.app[TASKS].report_many(worker, project_of(request), _updates(body)))
 
@@ -209,7 +220,7 @@ async def report_on_tasks(request: web.Request) -> web.Response:
 @routes.post("/tasques/done")
 @requires(Role.WORKER)
 async def mark_many_done(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, TaskUpdates)
     return _update_result(await request.app[TASKS].done_many(worker, project_of(request), _updates(body)))
 
@@ -217,7 +228,7 @@ async def mark_many_done(request: web.Request) -> web.Response:
 @routes.post("/tasques/failed")
 @requires(Role.WORKER)
 async def mark_many_failed(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, TaskUpdates)
     return _update_result(await request.app[TASKS].fail_many(worker, project_of(request), _updates(body)))
 
@@ -225,7 +236,7 @@ async def mark_many_failed(request: web.Request) -> web.Response:
 @routes.post("/tasques/unclaims")
 @requires(Role.WORKER)
 async def unclaim_tasks(request: web.Request) -> web.Response:
-    worker = worker_id(request)
+    worker, *_ = seen_worker(request)
     body = await read_body(request, TaskUpdates)
     return _update_result(await request.app[TASKS].unclaim_many(worker, project_of(request), _updates(body)))
 

@@ -158,8 +158,26 @@ class BulkResult(BaseModel):
     results: list[BulkItem] = Field(description="one result per requested task, in request order")
 
 
+QueueWeight = Annotated[int, Field(ge=1, le=1000)]
+
+
 class Claim(_Request):
-    queues: list[QueueName] = Field(min_length=1, max_length=100, description="the queues to claim from")
+    queues: list[QueueName] = Field(
+        default_factory=list,
+        max_length=100,
+        description="the queues to claim from, in claim order (priority, then run_at); required unless "
+        "queue_weights names some",
+    )
+    queue_weights: dict[QueueName, QueueWeight] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="queue -> weight (1 to 1000): the amount is split among the queues with claimable tasks by "
+        "weight, and over successive claims each gets its share (none is starved); a queue's unused share goes "
+        "to the others. Queues also listed in `queues` (or only there) weigh 1 unless named here; at most 100 "
+        "queues in all",
+        examples=[{"urgent": 3, "bulk": 1}],
+    )
     amount: int = Field(
         1,
         description="the most tasks to claim, at least 1; more than the server's maximum claims that many",

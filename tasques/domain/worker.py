@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasques.domain.limits import DEFAULT_PROJECT
 
+# The most queue names a worker's record keeps (the first, sorted): a worker claiming from ever new queues
+# cannot grow its record without bound.
+MAX_WORKER_QUEUES = 1000
+
 
 class WorkerState(StrEnum):
     ACTIVE = "active"

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
+from tasques.service.workers import WorkerRegistry
 
 
 class LeaderJob(Protocol):
@@ -67,3 +68,16 @@ class TimelinePruner:
 
     async def run_once(self) -> int:
         return await self.tasks.prune_timeline(self.retention, self.batch)
+
+
+@dataclass
+class WorkerForgetter:
+    """Worker records silent for `workers.forget_after` are deleted, so the registry does not grow for ever."""
+
+    workers: WorkerRegistry
+    interval: timedelta
+    batch: int
+    name: str = "worker-forgetter"
+
+    async def run_once(self) -> int:
+        return await self.workers.forget(self.batch)

@@ -13,6 +13,20 @@ from tasques.domain.ref import QueueRef
 Listener = Callable[[QueueRef, TaskTarget | None], None]
 
 
+class ClaimStop:
+    """Ends the wait of one blocked claim early (its worker was put to drain): `stop()` wakes it at once."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        self.stopped = True
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
 class QueueSignals:
     """In-process only: other servers' tasks are found by the claim ticker's probe (service/ticker.py)."""
 
@@ -34,9 +48,13 @@ class QueueSignals:
             if not fut.done():
                 fut.set_result(None)
 
-    async def wait(self, queues: Iterable[QueueRef], within: float) -> bool:
-        """Wait until one of `queues` is notified (True) or `within` seconds pass (False)."""
+    async def wait(self, queues: Iterable[QueueRef], within: float, stop: ClaimStop | None = None) -> bool:
+        """Wait until one of `queues` is notified (True) or `within` seconds pass (False); `stop` ends it early."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if stop is not None:
+            if stop.stopped:
+                return False
+            stop._waiters.add(fut)
         names = list(queues)
         for q in names:
             self._waiters[q].add(fut)
@@ -45,6 +63,8 @@ class QueueSignals:
         except TimeoutError:
             return False
         finally:
+            if stop is not None:
+                stop._waiters.discard(fut)
             for q in names:
                 waiting = self._waiters.get(q)
                 if waiting is not None:

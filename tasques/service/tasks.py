@@ -4,7 +4,8 @@ creation is `TaskCreation` (task_creation.py), the shared parts and rules `TaskC
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from tasques.domain.errors import (
@@ -18,6 +19,7 @@ from tasques.domain.ref import QueueRef
 from tasques.domain.task import JsonObj, Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.events import Outcome
+from tasques.service.signals import ClaimStop
 from tasques.service.task_core import (
     Change,
     Modification,
@@ -29,9 +31,14 @@ from tasques.service.task_core import (
     describe_error,
 )
 from tasques.service.task_creation import TaskCreation
+from tasques.service.weighted import WeightedSplit
 from tasques.store.base import QueueCounts, TaskFilter, TaskPage
 
 # The names other layers import from here (their home is task_core).
+# A weighted claim's queues (queues and queue_weights together) and weights, at most.
+MAX_WEIGHTED_QUEUES = 100
+MAX_WEIGHT = 1000
+
 __all__ = ["Modification", "TaskService", "TaskSettings", "TaskSpec", "WorkerUpdate", "describe_error"]
 
 
@@ -46,15 +53,29 @@ class TaskService(TaskCreation):
         queues: Sequence[str],
         amount: int = 1,
         block_for: timedelta | None = None,
+        *,
+        weights: Mapping[str, int] | None = None,
+        stop: ClaimStop | None = None,
     ) -> list[Task]:
-        """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for`.
+        """Claim up to `amount` tasks, returning as soon as any are claimed, or `[]` after `block_for` (at once
+        once `stop` is stopped: the worker was put to drain).
+
+        `weights` (queue -> weight, 1 to 1000): the amount is split among them by weight (`_claim_weighted`);
+        a queue of `queues` not among them weighs 1. Without weights, one claim over `queues` in claim order.
 
         `amount` and `block_for` above the configured maxima are clamped to them, as the original server
         accepted any value (a 400 would stop an unmodified Go worker); below their minimum they are refused."""
         wait = self._settings.block_for if block_for is None else block_for
         problems = []
-        if not queues:
-            problems.append(FieldProblem("queues", "must name at least one queue"))
+        if not queues and not weights:
+            problems.append(FieldProblem("queues", "must name at least one queue (in queues or queue_weights)"))
+        weighted = {q: 1 for q in queues} | dict(weights) if weights else None
+        if weighted is not None:
+            if len(weighted) > MAX_WEIGHTED_QUEUES:
+                problem = f"with queues, names at most {MAX_WEIGHTED_QUEUES} queues"
+                problems.append(FieldProblem("queue_weights", problem))
+            if any(not 1 <= w <= MAX_WEIGHT for w in weighted.values()):
+                problems.append(FieldProblem("queue_weights", f"weights must be 1 to {MAX_WEIGHT}"))
         if amount < 1:
             problems.append(FieldProblem("amount", "must be at least 1"))
         if wait < timedelta(0):
@@ -63,18 +84,53 @@ class TaskService(TaskCreation):
             raise InvalidInput("invalid claim", problems)
         amount = min(amount, self._settings.max_claim_amount)
         wait = min(wait, self._settings.max_block_for)
-        unique_queues = [QueueRef(project, q) for q in dict.fromkeys(queues)]
+        unique_queues = [QueueRef(project, q) for q in (weighted or dict.fromkeys(queues))]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait.total_seconds()
         # A claim that would block on queues the last probe found empty waits for the next one at once.
         skip = wait > timedelta(0) and self._ticker.known_empty(unique_queues)
         while True:
-            claimed = [] if skip else await self._claim_pull(worker_id, project, unique_queues, amount)
+            if stop is not None and stop.stopped:
+                return []
+            if skip:
+                claimed = []
+            elif weighted is not None:
+                claimed = await self._claim_weighted(worker_id, project, weighted, amount)
+            else:
+                claimed = await self._claim_pull(worker_id, project, unique_queues, amount)
             remaining = deadline - loop.time()
             if claimed or remaining <= 0:
                 return claimed
-            await self._ticker.wait(unique_queues, remaining)
+            await self._ticker.wait(unique_queues, remaining, stop)
             skip = self._ticker.known_empty(unique_queues)
+
+    @functools.cached_property
+    def _weighted(self) -> WeightedSplit:
+        return WeightedSplit()
+
+    async def _claim_weighted(self, worker_id: str, project: str, weights: dict[str, int], amount: int) -> list[Task]:
+        """One weighted claim: each queue's seats (weighted.py) claimed from it, the queues concurrently, each
+        through the shared claims as a claim of that queue alone; then the seats of queues that came up short
+        are claimed from the others that may hold more (filled their seats, or had none), in claim order."""
+        paused = await self._queues.paused()
+        active = {q: w for q, w in weights.items() if QueueRef(project, q) not in paused}
+        seats = self._weighted.split(project, active, amount)
+        answers = await asyncio.gather(
+            *(self._claim_pull(worker_id, project, [QueueRef(project, q)], n) for q, n in seats.items()),
+            return_exceptions=True,
+        )
+        claimed = [t for a in answers if isinstance(a, list) for t in a]
+        failed = next((a for a in answers if isinstance(a, BaseException)), None)
+        if failed is not None:
+            await self.unclaim_all(worker_id, claimed)  # the caller hears only of the failure
+            raise failed
+        short = amount - len(claimed)
+        if short > 0:
+            full = {q for (q, n), a in zip(seats.items(), answers, strict=True) if isinstance(a, list) and len(a) >= n}
+            more = [QueueRef(project, q) for q in active if q in full or q not in seats]
+            if more:
+                claimed += await self._claim_pull(worker_id, project, more, short)
+        return claimed
 
     async def _claim_pull(self, worker_id: str, project: str, queues: list[QueueRef], amount: int) -> list[Task]:
         paused = await self._queues.paused()

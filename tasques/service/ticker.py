@@ -24,7 +24,7 @@ from datetime import timedelta
 from tasques.domain.http_target import TaskTarget
 from tasques.domain.ref import QueueRef
 from tasques.service.clock import Clock
-from tasques.service.signals import QueueSignals
+from tasques.service.signals import ClaimStop, QueueSignals
 from tasques.store.base import QueueProbe, Store
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,14 @@ class ClaimTicker:
             for q in queues:
                 self._empty[q] = until
 
-    async def wait(self, queues: Sequence[QueueRef], within: float) -> None:
-        """Block a pull claim on `queues` until a signal or a probe finds work in one of them, or `within` passes."""
+    async def wait(self, queues: Sequence[QueueRef], within: float, stop: ClaimStop | None = None) -> None:
+        """Block a pull claim on `queues` until a signal or a probe finds work in one of them, or `within` passes
+        (or `stop` is stopped)."""
         self._pull.update(queues)
         self.waiting += 1
         self.interest_changed()
         try:
-            await self._signals.wait(queues, within)
+            await self._signals.wait(queues, within, stop)
         finally:
             self.waiting -= 1
             self._pull.subtract(queues)

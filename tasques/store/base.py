@@ -320,8 +320,9 @@ class Store(Protocol):
     async def get_worker(self, worker_id: str, *, project: str = DEFAULT_PROJECT) -> WorkerRecord:
         """Raises `NotFound`. Sees every server's writes at once."""
 
-    async def list_workers(self, *, project: str | None = None) -> list[WorkerRecord]:
-        """The workers of `project` (of every project when None), by project and id."""
+    async def list_workers(self, *, project: str | None = None, draining_only: bool = False) -> list[WorkerRecord]:
+        """The workers of `project` (of every project when None), by project and id; `draining_only`: only those put
+        to drain (a cheap read through an index, which every server polls), seeing every drain at once."""
 
     async def set_worker_draining(
         self, worker_id: str, draining: bool, at: datetime, *, project: str = DEFAULT_PROJECT

@@ -11,7 +11,6 @@ from tasques.domain.batch import Batch
 from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskKey, TaskState
-from tasques.domain.worker import WorkerRecord, WorkerSighting
 
 
 class PendingDependencies:
@@ -41,28 +40,6 @@ class PendingBatches:
         raise NotImplementedError
 
     async def batch_counts(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> dict[TaskState, int]:
-        raise NotImplementedError
-
-
-class PendingWorkers:
-    async def record_workers(self, sightings: Sequence[WorkerSighting]) -> None:
-        raise NotImplementedError
-
-    async def get_worker(self, worker_id: str, *, project: str = DEFAULT_PROJECT) -> WorkerRecord:
-        raise NotImplementedError
-
-    async def list_workers(self, *, project: str | None = None) -> list[WorkerRecord]:
-        raise NotImplementedError
-
-    async def set_worker_draining(
-        self, worker_id: str, draining: bool, at: datetime, *, project: str = DEFAULT_PROJECT
-    ) -> WorkerRecord:
-        raise NotImplementedError
-
-    async def claims_by_worker(self, *, project: str = DEFAULT_PROJECT) -> dict[str, int]:
-        raise NotImplementedError
-
-    async def forget_workers(self, seen_before: datetime, limit: int) -> int:
         raise NotImplementedError
 
 

@@ -19,8 +19,9 @@ import base64
 import functools
 import json
 import re
+import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -30,7 +31,14 @@ import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from yarl import URL
 
+from tasques import __version__
+
 WORKER_ID_HEADER = "X-TASQUES-WORKER-ID"
+# What the worker is, shown by GET /workers; and the server's word that it is put to drain.
+WORKER_VERSION_HEADER = "X-TASQUES-WORKER-VERSION"
+WORKER_HOST_HEADER = "X-TASQUES-WORKER-HOST"
+WORKER_DRAINING_HEADER = "X-TASQUES-WORKER-DRAINING"
+_INFO_MAX_LENGTH = 200
 CLAIM_ID_HEADER = "X-TASQUES-CLAIM-ID"
 JsonDict = dict[str, Any]
 
@@ -191,6 +199,12 @@ class TasquesClient:
         self._base = url.with_path(url.path.rstrip("/"))
         self.worker_id = worker_id
         self._headers = {WORKER_ID_HEADER: worker_id, "User-Agent": "tasques-worker"}
+        for header, value in ((WORKER_VERSION_HEADER, __version__), (WORKER_HOST_HEADER, socket.gethostname())):
+            value = value.strip()[:_INFO_MAX_LENGTH]
+            if value and value.isprintable():
+                self._headers[header] = value
+        # Set once a response said this worker is put to drain (`GET /workers`, `PUT /workers/{id}/drain`).
+        self.draining = False
         if basic_auth is not None and token is not None:
             raise ValueError("give basic_auth or token, not both")
         if basic_auth is not None:
@@ -223,9 +237,19 @@ class TasquesClient:
             await self._session.close()
             self._session = None
 
-    async def claim(self, queues: list[str], amount: int = 1, block_for: float | timedelta | None = None) -> list[Task]:
-        """Claim up to `amount` tasks, waiting up to `block_for` (the server's default when None) for one."""
+    async def claim(
+        self,
+        queues: list[str],
+        amount: int = 1,
+        block_for: float | timedelta | None = None,
+        *,
+        queue_weights: Mapping[str, int] | None = None,
+    ) -> list[Task]:
+        """Claim up to `amount` tasks, waiting up to `block_for` (the server's default when None) for one.
+        `queue_weights` (queue -> 1 to 1000): split the amount among those queues by weight (`queues` weigh 1)."""
         body: JsonDict = {"queues": queues, "amount": amount}
+        if queue_weights:
+            body["queue_weights"] = dict(queue_weights)
         extra = 0.0
         if block_for is not None:
             body["block_for"] = format_duration(block_for)
@@ -321,6 +345,8 @@ class TasquesClient:
             ) as resp:
                 text = (await resp.read()).decode("utf-8", errors="replace")
                 status = resp.status
+                if resp.headers.get(WORKER_DRAINING_HEADER, "").lower() == "true":
+                    self.draining = True
         except (aiohttp.ClientError, TimeoutError) as e:
             raise ServerUnavailable(f"{method} {url}: {type(e).__name__}: {e}".rstrip(": ")) from e
         if status >= 500 or status in _TRANSIENT_STATUSES:

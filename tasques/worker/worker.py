@@ -17,7 +17,10 @@ Lifecycle of one claimed task (a *job*):
    reports and unclaims go through the completion buffer (`batching.py`): one batch request per endpoint for
    up to `batch_size` tasks, sent at most `batch_age` after its first item, or at once when every running
    job is waiting on it.
-4. On `stop()` (SIGTERM/SIGINT with `handle_signals=True`) nothing new is claimed; tasks returned by a claim
+4. Drain: once a response says the worker is put to drain (`X-TASQUES-WORKER-DRAINING: true`, after
+   `PUT /workers/{id}/drain`), nothing new is claimed and the running tasks are finished and reported, however
+   long they take; then `run()` returns (the CLI exits 0). A `stop()` during it cancels what still runs.
+5. On `stop()` (SIGTERM/SIGINT with `handle_signals=True`) nothing new is claimed; tasks returned by a claim
    already in flight are unclaimed; running handlers get `shutdown_grace` to finish, then are cancelled and
    their tasks unclaimed. A second `stop()` (a second signal) skips the rest of the grace period. From the
    stop on the buffer sends at once, and `run()` returns only after every buffered call has been answered.
@@ -85,6 +88,8 @@ class Worker:
       their tasks unclaimed.
     * `backoff_initial`/`backoff_max`: reconnect backoff when the server is unreachable.
     * `finish_retries`: how often a done/failed/unclaim call that cannot reach the server is retried.
+    * `queue_weights`: queue -> weight (1 to 1000): claims split their amount among these queues by weight
+      (the `queues` weigh 1); `queues` may then be empty.
     """
 
     def __init__(
@@ -111,8 +116,9 @@ class Worker:
         backoff_max: Seconds = 30.0,
         finish_retries: int = 5,
         request_timeout: Seconds = 30.0,
+        queue_weights: Mapping[str, int] | None = None,
     ) -> None:
-        if not queues:
+        if not queues and not queue_weights:
             raise ValueError("name at least one queue")
         if concurrency < 1 or claim_amount < 1:
             raise ValueError("concurrency and claim_amount must be at least 1")
@@ -121,6 +127,8 @@ class Worker:
                 raise TypeError(f"the handler for kind {kind!r} is not callable")
         self.worker_id = worker_id or default_worker_id()
         self.queues = list(dict.fromkeys(queues))
+        self.queue_weights = dict(queue_weights) if queue_weights else None
+        self.drained = False  # the server put this worker to drain: it stopped claiming and finished its tasks
         self.handlers = dict(handlers)
         self.claim_amount = claim_amount
         self.concurrency = concurrency
@@ -188,7 +196,7 @@ class Worker:
             "worker %s on %s: queues %s, kinds %s, concurrency %d",
             self.worker_id,
             self._client.base_url,
-            ", ".join(self.queues),
+            ", ".join([*self.queues, *(f"{q}x{w}" for q, w in (self.queue_weights or {}).items())]),
             ", ".join(sorted(self.handlers)) or "(none)",
             self.concurrency,
         )
@@ -253,7 +261,9 @@ class Worker:
                     break
             self._claim_in_flight = True
             try:
-                tasks = await self._client.claim(self.queues, min(self.claim_amount, free), self.block_for)
+                tasks = await self._client.claim(
+                    self.queues, min(self.claim_amount, free), self.block_for, queue_weights=self.queue_weights
+                )
             except ServerUnavailable as e:
                 self.stats.connection_errors += 1
                 log.warning("cannot claim from %s (%s); retrying in %.1fs", self._client.base_url, e, delay)
@@ -268,6 +278,11 @@ class Worker:
             if delay > self.backoff_initial:
                 log.info("reconnected to %s", self._client.base_url)
             delay = self.backoff_initial
+            if self._client.draining and not tasks:
+                log.info("worker %s is put to drain: finishing %d running task(s), then exiting", self.worker_id,
+                         len(self._jobs))  # fmt: skip
+                self.drained = True
+                return
             if not tasks:
                 continue
             self.stats.claimed += len(tasks)
@@ -319,10 +334,11 @@ class Worker:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.shutdown_grace
+        # Put to drain by the server: the running tasks are finished, however long they take (a stop() hurries).
+        deadline = None if self.drained else loop.time() + self.shutdown_grace
         while self._jobs and not self._hurry.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
                 break
             self._slot_freed.clear()
             await wait_for_any(self._slot_freed, self._hurry, within=remaining)

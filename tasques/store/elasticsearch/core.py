@@ -48,6 +48,8 @@ from tasques.store.elasticsearch.mappings import (
     timeline_template_body,
     token_mappings,
     tokens_template_body,
+    worker_mappings,
+    workers_template_body,
 )
 from tasques.store.elasticsearch.migrate import migrate_to_projects
 from tasques.store.elasticsearch.names import IndexNames, task_doc_id
@@ -116,6 +118,8 @@ class StoreCore:
         self.refresher = CoalescedRefresher(self._refresh_tasks)
         # The attempt timeline's own: one attempt per dispatch is a per-task write, so it never refreshes itself.
         self.timeline_refresher = CoalescedRefresher(self._refresh_timeline)
+        # The worker registry's: sightings are bulked once a second per server and never refresh themselves.
+        self.workers_refresher = CoalescedRefresher(self._refresh_workers)
         self._opened = False
         self._next_maintenance = 0.0
         # _ids this instance's claims are writing right now: its other claims skip them rather than lose the race.
@@ -171,6 +175,7 @@ class StoreCore:
             ("projects", projects_template_body(n, s), n.projects, project_mappings(), small),
             ("tokens", tokens_template_body(n, s), n.tokens, token_mappings(), small),
             ("admissions", admissions_template_body(n, s), n.admissions, admission_mappings(), small),
+            ("workers", workers_template_body(n, s), n.workers, worker_mappings(), small),
         ]
         for what, body, *_ in indices:
             await self._client.indices.put_index_template(name=n.template(what), body=body)
@@ -215,6 +220,7 @@ class StoreCore:
     async def close(self) -> None:
         await self.refresher.close()
         await self.timeline_refresher.close()
+        await self.workers_refresher.close()
         self._opened = False
         if self._owns_client:
             await self._client.close()
@@ -224,6 +230,9 @@ class StoreCore:
 
     async def _refresh_timeline(self) -> None:
         await self._client.indices.refresh(index=self.names.timeline)
+
+    async def _refresh_workers(self) -> None:
+        await self._client.indices.refresh(index=self.names.workers)
 
     async def _bulk_raw(self, operations: list[JsonDict]) -> list[JsonDict]:
         """One `_bulk` with no bookkeeping; returns its items (each action's result)."""

@@ -210,6 +210,25 @@ def admission_mappings() -> JsonDict:
     return {"dynamic": "strict", "_meta": _META, "properties": {"project": _KEYWORD, "admissions": _OPAQUE}}
 
 
+def worker_mappings() -> JsonDict:
+    """One document per (project, worker id): the registry's record (`WorkerRecord`)."""
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "project": _KEYWORD,
+            "id": _KEYWORD,
+            "queues": _KEYWORD,
+            "first_seen_at": _DATE,
+            "last_seen_at": _DATE,
+            "version": _STORED_KEYWORD,
+            "host": _STORED_KEYWORD,
+            "draining": _BOOLEAN,
+            "drained_at": _DATE,
+        },
+    }
+
+
 # Settings
 
 
@@ -237,7 +256,8 @@ def dynamic_settings(settings: JsonDict) -> JsonDict:
 
 
 def small_index_settings(settings: ElasticsearchConfig) -> JsonDict:
-    """Recurring tasks, locks, queue settings, the timeline, projects, tokens and admissions: one shard each (few documents, or few reads)."""
+    """Recurring tasks, locks, queue settings, the timeline, projects, tokens, admissions and workers: one shard each
+    (few documents, or few reads)."""
     return {"number_of_shards": 1, "number_of_replicas": settings.replicas}
 
 
@@ -285,6 +305,10 @@ def tokens_template_body(names: IndexNames, settings: ElasticsearchConfig) -> Js
 
 def admissions_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.admissions], small_index_settings(settings), admission_mappings())
+
+
+def workers_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.workers], small_index_settings(settings), worker_mappings())
 
 
 def archive_settings(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:

@@ -8,10 +8,13 @@ each join is unambiguous.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from tasques.domain.timeline import Attempt
 from tasques.log_fields import about
+
+_MAX_ID_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class IndexNames:
         return f"{self.prefix}-admissions"
 
     @property
+    def workers(self) -> str:
+        """The worker registry, `_id` = `worker_doc_id(project, worker id)`."""
+        return f"{self.prefix}-workers"
+
+    @property
     def archive_alias(self) -> str:
         """Write alias of the archive; searching it covers every archive index."""
         return f"{self.prefix}-archive"
@@ -89,6 +97,16 @@ def recurring_doc_id(project: str, task_id: str) -> str:
 
 def queue_doc_id(project: str, queue: str) -> str:
     return f"{project}/{queue}"
+
+
+def worker_doc_id(project: str, worker_id: str) -> str:
+    """`{project}/{worker id}`; a worker id whose `_id` would pass Elasticsearch's 512 bytes is hashed instead
+    (after a newline, which no worker id holds: it must be printable). Worker ids may hold '/': the project,
+    which cannot, ends at the first one."""
+    doc_id = f"{project}/{worker_id}"
+    if len(doc_id.encode()) <= _MAX_ID_BYTES:
+        return doc_id
+    return f"{project}/\n{hashlib.sha256(worker_id.encode()).hexdigest()}"
 
 
 def attempt_doc_id(attempt: Attempt) -> str:

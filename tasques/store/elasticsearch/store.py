@@ -6,7 +6,7 @@ one live index `{prefix}-tasks` (`_id` = `{project}/{queue}/{id}`), conditional 
 refresh before every search so each instance reads its own writes.
 
 This module only puts `ElasticsearchStore` together; each concern is a mixin in its own module (`tasks`,
-`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `timeline`, `lock`) on the
+`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `timeline`, `lock`, `workers`) on the
 shared `core.StoreCore`, with the document helpers in `documents`.
 The names other code imports from here are re-exported.
 """
@@ -32,7 +32,8 @@ from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
+from tasques.store.elasticsearch.workers import WorkersMixin
+from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -61,8 +62,8 @@ class ElasticsearchStore(
     TimelineMixin,
     LockMixin,
     PendingDependencies,
+    WorkersMixin,
     PendingBatches,
-    PendingWorkers,
     PendingQueueOps,
     StoreCore,
 ):

@@ -69,6 +69,11 @@ TABLES: dict[str, str] = {
     "projects": "CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
     "tokens": "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, project TEXT NOT NULL, "
     "created_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+    # One row per (project, worker id): plain columns, so a sighting merges in one upsert (see workers.py).
+    # `queues` is a JSON array of names, sorted.
+    "workers": "CREATE TABLE IF NOT EXISTS workers (project TEXT NOT NULL, id TEXT NOT NULL, "
+    "first_seen_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, queues TEXT NOT NULL DEFAULT '[]', "
+    "version TEXT, host TEXT, draining INTEGER NOT NULL DEFAULT 0, drained_at INTEGER, PRIMARY KEY (project, id))",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -92,6 +97,10 @@ INDEXES: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {CLAIMABLE_ALT}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
+    # forget_workers: the leader's sweep of workers silent for long, across every project.
+    "CREATE INDEX IF NOT EXISTS workers_last_seen ON workers (last_seen_at)",
+    # Every server's poll of the draining workers (list_workers(draining_only=True)).
+    "CREATE INDEX IF NOT EXISTS workers_draining ON workers (project, id) WHERE draining = 1",
 )
 
 DDL: tuple[str, ...] = (*TABLES.values(), *INDEXES)
