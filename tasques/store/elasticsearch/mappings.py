@@ -210,6 +210,25 @@ def admission_mappings() -> JsonDict:
     return {"dynamic": "strict", "_meta": _META, "properties": {"project": _KEYWORD, "admissions": _OPAQUE}}
 
 
+def batch_mappings() -> JsonDict:
+    """Batch records: found by the leader's sweep (open ones: neither completed_at nor failed_at, oldest first)."""
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "project": _KEYWORD,
+            "id": _KEYWORD,
+            "total": _INTEGER,
+            "on_complete": _OPAQUE,
+            "callback": _OPAQUE,
+            "completed_at": _DATE,
+            "failed_at": _DATE,
+            "failure": _STORED_KEYWORD,
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
 # Settings
 
 
@@ -285,6 +304,10 @@ def tokens_template_body(names: IndexNames, settings: ElasticsearchConfig) -> Js
 
 def admissions_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.admissions], small_index_settings(settings), admission_mappings())
+
+
+def batches_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.batches], small_index_settings(settings), batch_mappings())
 
 
 def archive_settings(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:

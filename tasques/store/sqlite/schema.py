@@ -38,7 +38,8 @@ _TASK_COLUMN_DEFS = """
     body TEXT NOT NULL,
     -- pull or http: who may claim it
     target TEXT NOT NULL DEFAULT 'pull',
-    batch_id TEXT                       -- set on the tasks of a batch"""
+    -- set on the tasks of a batch
+    batch_id TEXT"""
 
 # Partial indexes keep every hot query proportional to its result, not to the backlog of finished tasks.
 # Their WHERE clauses must be repeated verbatim in the queries that are meant to use them.
@@ -50,6 +51,7 @@ OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', '
 # What a project's quota counts.
 UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
 CLAIMED = "state = 'claimed'"
+OPEN_BATCH = "open = 1"
 
 # Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
 TABLES: dict[str, str] = {
@@ -68,6 +70,10 @@ TABLES: dict[str, str] = {
     "projects": "CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
     "tokens": "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, project TEXT NOT NULL, "
     "created_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+    # `open` is 1 until the batch completes or fails (copied from the body, for the leader's sweep).
+    "batches": "CREATE TABLE IF NOT EXISTS batches (project TEXT NOT NULL, id TEXT NOT NULL, "
+    "open INTEGER NOT NULL, completed_at INTEGER, created_at INTEGER NOT NULL, seq INTEGER NOT NULL, "
+    "body TEXT NOT NULL, PRIMARY KEY (project, id))",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -91,6 +97,12 @@ INDEXES: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {CLAIMABLE_ALT}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
+    # A batch's tasks counted by state, live and archived (batch_counts); only tasks of a batch are in them.
+    "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (project, batch_id, state) WHERE batch_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS archived_tasks_batch ON archived_tasks (project, batch_id, state) "
+    "WHERE batch_id IS NOT NULL",
+    # The leader's sweep of open batches, oldest first.
+    f"CREATE INDEX IF NOT EXISTS batches_open ON batches (created_at, project, id) WHERE {OPEN_BATCH}",
 )
 
 DDL: tuple[str, ...] = (*TABLES.values(), *INDEXES)

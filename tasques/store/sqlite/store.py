@@ -2,7 +2,7 @@
 
 `SqliteStore` is the `Store`. Its layers, each a class on top of the one before: `connection.py` (the connection
 threads, transactions, migration on open), `records.py` (recurring tasks, queue settings, the timeline, the leader
-lock), `admin.py` (projects, tokens), `claims.py` (claims, the probe, timeouts), and here the other task methods.
+lock), `admin.py` (projects, tokens), `batches.py` (batch records and counts), `claims.py` (claims, the probe, timeouts), and here the other task methods.
 The SQL of the task queries is in `queries.py`, row conversion in `rows.py`.
 """
 
@@ -27,9 +27,10 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
+from tasques.store.pending import PendingDependencies, PendingQueueOps, PendingWorkers
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
+from tasques.store.sqlite.batches import SqliteBatches
 from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.queries import (
@@ -46,7 +47,7 @@ from tasques.store.sqlite.rows import _ARCHIVE_SQL, _check_identity, _from_micro
 _KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteClaims, PendingDependencies, PendingBatches, PendingWorkers, PendingQueueOps):
+class SqliteStore(SqliteClaims, SqliteBatches, PendingDependencies, PendingWorkers, PendingQueueOps):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
