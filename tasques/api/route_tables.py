@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tasques.api import routes_meta, routes_projects, routes_queues, routes_recurring, routes_tasks
+from tasques.api import routes_batches, routes_meta, routes_projects, routes_queues, routes_recurring, routes_tasks
 from tasques.api.access_control import declared, required_role
 from tasques.domain.project import Role
 
@@ -14,6 +14,7 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     routes_recurring.routes,
     routes_queues.routes,
     routes_projects.routes,
+    routes_batches.routes,
 )
 
 

@@ -108,5 +108,3 @@ def _copies(batch: Batch) -> tuple[int, int | None, int]:
     """The columns copied from the body: open, completed_at, created_at."""
     completed = _micros(batch.completed_at) if batch.completed_at is not None else None
     return int(batch.open), completed, _micros(batch.metadata.created_at)
-
-
