@@ -19,6 +19,7 @@ run (the rest are claimed, maybe finished on another server a moment ago), it ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -220,10 +221,9 @@ class BatchService:
         if d is not None:
             timeout = self._tasks.default_processing_timeout(d.http_request)
             new = batch.callback_task(counts, now, self._tasks.settings.retry_times, timeout)
-            try:
+            # AlreadyExists: another server (or an earlier pass that did not get to mark the batch) created it.
+            with contextlib.suppress(AlreadyExists):
                 await self._tasks.insert(new, now, source=Source.BATCH)
-            except AlreadyExists:
-                pass  # another server (or an earlier pass that did not get to mark the batch) created it
             callback = TaskKey(queue=new.queue, id=new.id)
         for _ in range(CONFLICT_RETRIES):
             try:
@@ -259,11 +259,11 @@ class BatchService:
 
     async def _recheck(self, key: tuple[str, str]) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while (wait := self._rechecks[key] - loop.time()) > 0:
-                await asyncio.sleep(wait)
-        finally:
-            del self._rechecks[key]
+        await asyncio.sleep(max(0.0, self._rechecks[key] - loop.time()))
+        if self._rechecks[key] > loop.time():  # a later settle moved it
+            self._spawn(self._recheck(key))
+            return
+        del self._rechecks[key]
         await self._checks.submit((*key, False))  # a re-check never schedules another: the sweep is the backstop
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:

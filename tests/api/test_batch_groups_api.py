@@ -45,7 +45,8 @@ async def test_create_gives_the_batch_view_and_tags_every_task(client: Client) -
     assert view["counts"] == {**ZERO, "queued": 3}
     assert view["finished"] == 0
     assert view["completed"] is False
-    assert "completed_at" not in view and "callback" not in view
+    assert "completed_at" not in view
+    assert "callback" not in view
     assert view["on_complete"]["queue"] == "cb"
     parse_ts(view["created_at"])
     assert (await get_task(client, "q", "t1"))["batch_id"] == "b1"
@@ -106,7 +107,8 @@ async def test_a_taken_task_id_fails_the_batch_honestly(client: Client) -> None:
     await create_task(client, "q", "k", id="t1")
     body = {"id": "b1", "tasks": _tasks(3), "on_complete": {"queue": "cb", "kind": "joined"}}
     error = await call(client, "POST", "/batches", status=409, body=body)
-    assert "tasks.1" in error["message"] and "marked failed" in error["message"]
+    assert "tasks.1" in error["message"]
+    assert "marked failed" in error["message"]
     view = await call(client, "GET", "/batches/b1", status=200)
     assert view["completed"] is False
     parse_ts(view["failed_at"])
@@ -172,7 +174,8 @@ async def test_without_on_complete_completion_is_still_reported(client: Client) 
     await _eventually(completed)
     view = await call(client, "GET", "/batches/b1", status=200)
     assert view["counts"] == {**ZERO, "dead": 2}
-    assert "callback" not in view and "on_complete" not in view
+    assert "callback" not in view
+    assert "on_complete" not in view
 
 
 async def test_cancelled_tasks_count_as_finished(client: Client) -> None:
