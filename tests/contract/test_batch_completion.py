@@ -155,7 +155,8 @@ async def test_two_servers_checking_a_finished_batch_at_once_create_one_callback
     await _finish_all(server, 2)
     if isinstance(server.store, ElasticsearchStore):
         await asyncio.sleep(server.store.search_delay.total_seconds() + 0.2)
-    assert await asyncio.gather(server.batches.check(P, "b1"), twin.batches.check(P, "b1")) == [True, True]
+    results = await asyncio.gather(server.batches.check(P, "b1"), twin.batches.check(P, "b1"))
+    assert list(results) == [True, True]
     assert len(server.events.callbacks) + len(twin.events.callbacks) == 1
     assert [t.id for t in await _callbacks(server.store)] == ["b1.done"]
     assert not (await twin.store.get_batch("b1")).open
