@@ -203,6 +203,11 @@ class HousekeepingConfig(_Section):
         timedelta(hours=24), description="age of done/dead tasks to archive"
     )
     batch_size: int = Field(500, ge=1, le=ES_MAX_PAGE, description="most tasks one housekeeping pass touches per batch")
+    batches_every: PositiveDuration = Field(
+        timedelta(seconds=30),
+        description="how often open batches are checked for completion (a backstop: batches complete when their "
+        "last task finishes); each pass checks up to batch_size of them",
+    )
     timeline_retention: PositiveDuration = Field(
         timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
     )

@@ -25,11 +25,20 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
-from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner, WorkerForgetter
+from tasques.leader.jobs import (
+    Archiver,
+    BatchSweeper,
+    LeaderJob,
+    Reaper,
+    RecurringEnqueuer,
+    TimelinePruner,
+    WorkerForgetter,
+)
 from tasques.observe.http import http_metrics_middleware
 from tasques.observe.logs import log_store_calls
 from tasques.observe.metrics import Metrics
 from tasques.observe.store import StoreHook, observed
+from tasques.service.batches import BatchService
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
 from tasques.service.events import TaskEvents, all_of
@@ -188,6 +197,8 @@ def build_server(
     )
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
+    batches = BatchService(store, tasks, clock, projects.quota_of)
+    tasks.on_settled.append(batches.settled)
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max), events)
     jobs: list[LeaderJob] = [
@@ -196,6 +207,7 @@ def build_server(
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
         WorkerForgetter(workers, w.forget_every, hk.batch_size),
+        BatchSweeper(batches, hk.batches_every, hk.batch_size),
     ]
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
@@ -211,6 +223,7 @@ def build_server(
         tasks,
         recurring,
         projects,
+        batches,
         store.kind,
         authenticate=lambda request: authenticator.authenticate(request.headers, request.remote, request.path),
         metrics_open=config.auth.metrics_open,
@@ -243,6 +256,7 @@ def build_server(
             for t in loops:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
+        await batches.close()
         await tasks.close()
         await bounded("the last worker sightings", workers.close(), deadline.left())
         await bounded("closing the store", store.close(), deadline.left())

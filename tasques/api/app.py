@@ -11,10 +11,11 @@ from tasques.api import routes_meta
 from tasques.api.access_control import OPEN_PATHS, Authenticate, access_middleware, anonymous
 from tasques.api.docs import add_doc_routes
 from tasques.api.errors import error_middleware
-from tasques.api.keys import PROJECTS, READINESS, RECURRING, STORE_KIND, TASKS, WORKERS
+from tasques.api.keys import BATCHES, PROJECTS, READINESS, RECURRING, STORE_KIND, TASKS, WORKERS
 from tasques.api.route_tables import ROUTE_TABLES
 from tasques.api.routes_meta import METRICS, MetricsPage
 from tasques.api.routes_workers import mark_draining
+from tasques.service.batches import BatchService
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
@@ -26,6 +27,7 @@ def build_app(
     tasks: TaskService,
     recurring: RecurringService,
     projects: ProjectService,
+    batches: BatchService,
     store_kind: str,
     *,
     readiness: Readiness,
@@ -45,6 +47,7 @@ def build_app(
     app[TASKS] = tasks
     app[RECURRING] = recurring
     app[PROJECTS] = projects
+    app[BATCHES] = batches
     app[STORE_KIND] = store_kind
     app[READINESS] = readiness
     app[WORKERS] = workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tasques.api.access import Authenticator
+from tasques.service.batches import BatchService
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
@@ -18,3 +19,4 @@ READINESS = web.AppKey("readiness", Readiness)
 PROJECTS = web.AppKey("projects", ProjectService)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 WORKERS = web.AppKey("workers", WorkerRegistry)
+BATCHES = web.AppKey("batches", BatchService)

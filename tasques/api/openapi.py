@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from tasques import __version__
 from tasques.api import schemas as s
+from tasques.api import schemas_batches as sb
 from tasques.api import schemas_projects as sp
 from tasques.api import schemas_workers as sw
 from tasques.api.http import (
@@ -30,6 +31,7 @@ from tasques.api.http import (
     WORKER_VERSION_HEADER,
 )
 from tasques.api.route_tables import route_roles
+from tasques.domain.batch import BatchId
 from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN
 from tasques.domain.project import Role
 
@@ -38,6 +40,7 @@ TAG_DESCRIPTIONS = {
     "tasks": "Create tasks, then claim, report on and finish them as a worker",
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
     "queues": "Per-queue task counts, settings, pause and resume",
+    "batches": "Many tasks under one batch id: counts by state, and a task enqueued once every one has finished",
     "projects": "Projects (tenants) and their tokens: admin only",
     "workers": "The workers that claim and report, and drain",
     "meta": "Liveness, readiness and server information",
@@ -146,6 +149,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "queues", response=s.QueueSettings),
     Operation("put", "/queues/{queue}/resume", "resume-queue", "Resume a paused queue", "queues",
               response=s.QueueSettings),
+    Operation("post", "/batches", "create-batch", "Add up to 5,000 Tasks under one batch id", "batches", 201,
+              sb.BatchStatus, body=sb.NewBatch,
+              errors={400: "Invalid input: nothing was created; each problem names its task, e.g. tasks.3.queue",
+                      409: "The batch id is taken (nothing was created), or a task id of the batch is taken (the "
+                           "tasks before it were created and the batch is marked failed)"}),
+    Operation("get", "/batches/{id}", "get-batch", "Get a batch: its tasks counted by state, and its completion",
+              "batches", response=sb.BatchStatus, errors={404: "The batch does not exist"}),
     Operation("post", "/projects", "create-project", "Create a project", "projects", 201, sp.ProjectInfo,
               body=sp.NewProject, errors={400: "Invalid input", 409: "The project exists"}),
     Operation("get", "/projects", "list-projects", "List projects", "projects", response=sp.ProjectList),
@@ -189,6 +199,7 @@ _NAME_SCHEMAS = {
     "queue": _name_schema(QUEUE_NAME),
     "id": _name_schema(IDENTIFIER),
     "recurring_id": _name_schema(RECURRING_ID),
+    "batch_id": _name_schema(TypeAdapter(BatchId)),
     "kind": _name_schema(KIND),
     "recurring_task_id": _name_schema(RECURRING_ID),
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -210,8 +221,13 @@ def _operation(op: Operation, role: Role | None) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
     for name in ("project", "token_id", "queue", "id"):
         if "{" + name + "}" in op.path:
-            key = "recurring_id" if name == "id" and op.path.startswith("/recurring_tasques") else name
-            key = "worker_id" if name == "id" and op.path.startswith("/workers") else key
+            key = name
+            if name == "id" and op.path.startswith("/recurring_tasques"):
+                key = "recurring_id"
+            elif name == "id" and op.path.startswith("/batches"):
+                key = "batch_id"
+            elif name == "id" and op.path.startswith("/workers"):
+                key = "worker_id"
             params.append({"name": name, "in": "path", "required": True, "schema": _NAME_SCHEMAS[key]})
     if op.worker:
         params.append(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tasques.api import routes_meta, routes_projects, routes_queues, routes_recurring, routes_tasks, routes_workers
+from tasques.api import (
+    routes_batches,
+    routes_meta,
+    routes_projects,
+    routes_queues,
+    routes_recurring,
+    routes_tasks,
+    routes_workers,
+)
 from tasques.api.access_control import declared, required_role
 from tasques.domain.project import Role
 
@@ -15,6 +23,7 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     routes_queues.routes,
     routes_projects.routes,
     routes_workers.routes,
+    routes_batches.routes,
 )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from tasques.service.batches import BatchService
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 from tasques.service.workers import WorkerRegistry
@@ -81,3 +82,17 @@ class WorkerForgetter:
 
     async def run_once(self) -> int:
         return await self.workers.forget(self.batch)
+
+
+@dataclass
+class BatchSweeper:
+    """Open batches whose tasks have all finished are completed (their callback created): repairs completions
+    missed when tasks settled (a crash, a store error), `batch` batches per pass."""
+
+    batches: BatchService
+    interval: timedelta
+    batch: int
+    name: str = "batch-sweeper"
+
+    async def run_once(self) -> int:
+        return await self.batches.sweep(self.batch)

@@ -305,8 +305,9 @@ class Store(Protocol):
     async def update_batch(self, batch: Batch) -> Batch:
         """Conditional on version, like `update_task`."""
 
-    async def open_batches(self, limit: int) -> list[Batch]:
-        """Up to `limit` batches of every project not yet completed, oldest first (the leader's repair sweep)."""
+    async def open_batches(self, limit: int, *, after: Batch | None = None) -> list[Batch]:
+        """Up to `limit` batches of every project neither completed nor failed, oldest first (by created_at, then
+        project and id), after `after` when given (the leader's repair sweep pages through them)."""
 
     async def batch_counts(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> dict[TaskState, int]:
         """The batch's tasks, live and archived, counted by state (a search: refresh-lagged on Elasticsearch,

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from tasques.domain.batch import Batch
 from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
-from tasques.domain.task import Task, TaskKey, TaskState
+from tasques.domain.task import Task, TaskKey
 
 
 class PendingDependencies:
@@ -23,23 +22,6 @@ class PendingDependencies:
         raise NotImplementedError
 
     async def waiting_tasks(self, after: tuple[str, str, str] | None, limit: int) -> list[Task]:
-        raise NotImplementedError
-
-
-class PendingBatches:
-    async def insert_batch(self, batch: Batch) -> Batch:
-        raise NotImplementedError
-
-    async def get_batch(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> Batch:
-        raise NotImplementedError
-
-    async def update_batch(self, batch: Batch) -> Batch:
-        raise NotImplementedError
-
-    async def open_batches(self, limit: int) -> list[Batch]:
-        raise NotImplementedError
-
-    async def batch_counts(self, batch_id: str, *, project: str = DEFAULT_PROJECT) -> dict[TaskState, int]:
         raise NotImplementedError
 
 

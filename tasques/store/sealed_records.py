@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from pydantic_core import from_json, to_json
 
+from tasques.domain.batch import Batch
 from tasques.domain.limits import DEFAULT_PROJECT
-from tasques.domain.recurring import RecurringTask
+from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.task import Task
 from tasques.store.sealing import PREFIX, Sealer, SealingUnavailable, Unsealable, is_sealed, key_id_of
 
@@ -32,9 +33,23 @@ _AAD_VERSION = b"tasques-sealed-v1\n"
 M = TypeVar("M", bound=BaseModel)
 
 
-def needs_sealing(record: Task | RecurringTask) -> bool:
+Sealable = Task | RecurringTask | Batch
+
+
+def _body_of(record: Sealable) -> Task | TaskDefinition | None:
+    """What holds the sealed fields: the task, a recurring task's definition, a batch's `on_complete`."""
+    if isinstance(record, RecurringTask):
+        return record.task_definition
+    if isinstance(record, Batch):
+        return record.on_complete
+    return record
+
+
+def needs_sealing(record: Sealable) -> bool:
     """Whether `record` has anything to seal (false: the store may dump it as it always did)."""
-    body = record.task_definition if isinstance(record, RecurringTask) else record
+    body = _body_of(record)
+    if body is None:
+        return False
     request = body.http_request
     has_secrets = request is not None and bool(
         request.headers or request.body is not None or (request.tls is not None and request.tls.key is not None)
@@ -42,9 +57,12 @@ def needs_sealing(record: Task | RecurringTask) -> bool:
     return body.sensitive or has_secrets
 
 
-def seal_record(record: Task | RecurringTask, doc: JsonDict, sealer: Sealer | None) -> JsonDict:
+def seal_record(record: Sealable, doc: JsonDict, sealer: Sealer | None) -> JsonDict:
     """`doc` (the record's JSON dump) with its sensitive fields sealed, in place; returned for chaining."""
-    if isinstance(record, RecurringTask):
+    if isinstance(record, Batch):
+        if isinstance(doc.get("on_complete"), dict):
+            _seal_body(doc["on_complete"], _batch_aad(doc), sealer, "on_complete task")
+    elif isinstance(record, RecurringTask):
         _seal_body(doc["task_definition"], _recurring_aad(doc), sealer, "task_definition")
     elif isinstance(record, Task):
         _seal_body(doc, _task_aad(doc), sealer, "task")
@@ -64,7 +82,17 @@ def unseal_recurring(doc: JsonDict, sealer: Sealer | None) -> JsonDict:
     return doc
 
 
-def dump_json(record: Task | RecurringTask, sealer: Sealer | None) -> str:
+def unseal_batch(doc: JsonDict, sealer: Sealer | None) -> JsonDict:
+    definition = doc.get("on_complete")
+    if isinstance(definition, dict):
+        _unseal_body(definition, _batch_aad(doc), sealer)
+    return doc
+
+
+_UNSEAL = {Task: unseal_task, RecurringTask: unseal_recurring, Batch: unseal_batch}
+
+
+def dump_json(record: Sealable, sealer: Sealer | None) -> str:
     """The stored JSON text of a record (SQLite's body)."""
     if not needs_sealing(record) or (sealer is None and not _sensitive(record)):
         return record.model_dump_json()
@@ -75,15 +103,15 @@ def dump_json(record: Task | RecurringTask, sealer: Sealer | None) -> str:
 def load_json(model: type[M], body: str | bytes, sealer: Sealer | None) -> M:
     """A record from its stored JSON text; what holds no sealed value is validated straight from the text."""
     text = body.decode() if isinstance(body, bytes) else body
-    if _MARK not in text or model not in (Task, RecurringTask):
+    unseal = _UNSEAL.get(model)
+    if _MARK not in text or unseal is None:
         return model.model_validate_json(text)
-    doc = from_json(text)
-    unseal = unseal_recurring if model is RecurringTask else unseal_task
-    return model.model_validate(unseal(doc, sealer))
+    return model.model_validate(unseal(from_json(text), sealer))
 
 
-def _sensitive(record: Task | RecurringTask) -> bool:
-    return record.task_definition.sensitive if isinstance(record, RecurringTask) else record.sensitive
+def _sensitive(record: Sealable) -> bool:
+    body = _body_of(record)
+    return body is not None and body.sensitive
 
 
 def _task_aad(doc: JsonDict) -> list[Any]:
@@ -92,6 +120,10 @@ def _task_aad(doc: JsonDict) -> list[Any]:
 
 def _recurring_aad(doc: JsonDict) -> list[Any]:
     return ["recurring", doc.get("project", DEFAULT_PROJECT), doc.get("id")]
+
+
+def _batch_aad(doc: JsonDict) -> list[Any]:
+    return ["batch", doc.get("project", DEFAULT_PROJECT), doc.get("id")]
 
 
 def _aad(identity: list[Any], field: str) -> bytes:

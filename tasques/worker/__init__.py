@@ -16,14 +16,17 @@ from tasques.worker.client import (
     TasquesClient,
     TasquesError,
 )
+from tasques.worker.producer import BatchStatus, Producer, new_task
 from tasques.worker.worker import Handler, TaskContext, Worker, WorkerError, WorkerStats
 
 __all__ = [
     "ApiError",
+    "BatchStatus",
     "ClaimLost",
     "Handler",
     "JsonDict",
     "LastClaimed",
+    "Producer",
     "Report",
     "Result",
     "ServerUnavailable",
@@ -34,4 +37,5 @@ __all__ = [
     "Worker",
     "WorkerError",
     "WorkerStats",
+    "new_task",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from tasques.config import ES_MAX_PAGE, ElasticsearchConfig
+from tasques.domain.batch import Batch
 from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
@@ -31,6 +32,8 @@ from tasques.store.elasticsearch.mappings import (
     JsonDict,
     admission_mappings,
     admissions_template_body,
+    batch_mappings,
+    batches_template_body,
     dynamic_settings,
     lock_mappings,
     locks_template_body,
@@ -176,6 +179,7 @@ class StoreCore:
             ("tokens", tokens_template_body(n, s), n.tokens, token_mappings(), small),
             ("admissions", admissions_template_body(n, s), n.admissions, admission_mappings(), small),
             ("workers", workers_template_body(n, s), n.workers, worker_mappings(), small),
+            ("batches", batches_template_body(n, s), n.batches, batch_mappings(), small),
         ]
         for what, body, *_ in indices:
             await self._client.indices.put_index_template(name=n.template(what), body=body)
@@ -320,7 +324,7 @@ class StoreCore:
     def recurring_of(self, doc: JsonDict) -> RecurringTask:
         return _recurring_from(doc, self.sealer)
 
-    def source_of(self, record: Task | RecurringTask | QueueSettings | Project | ApiToken) -> JsonDict:
+    def source_of(self, record: Task | RecurringTask | QueueSettings | Project | ApiToken | Batch) -> JsonDict:
         return _source_of(record, self.sealer)
 
     async def _own(self, items: list[JsonDict], ops: list[JsonDict]) -> dict[str, JsonDict]:

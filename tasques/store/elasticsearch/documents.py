@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from tasques.domain.batch import Batch
 from tasques.domain.errors import StoreUnavailable
 from tasques.domain.project import ApiToken, Project
 from tasques.domain.queue import QueueSettings
@@ -18,7 +19,7 @@ from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import CLAIMABLE_STATES, FINISHED_STATES, Task, Version
 from tasques.store.elasticsearch.faults import UNAVAILABLE_STATUSES
 from tasques.store.elasticsearch.mappings import JsonDict
-from tasques.store.sealed_records import needs_sealing, seal_record, unseal_recurring, unseal_task
+from tasques.store.sealed_records import needs_sealing, seal_record, unseal_batch, unseal_recurring, unseal_task
 from tasques.store.sealing import Sealer
 
 _NO_VERSION: Mapping[str, Any] = {"metadata": {"version"}}
@@ -38,17 +39,19 @@ def es_date(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _source_of(record: Task | RecurringTask | QueueSettings | Project | ApiToken, sealer: Sealer | None) -> JsonDict:
+def _source_of(
+    record: Task | RecurringTask | QueueSettings | Project | ApiToken | Batch, sealer: Sealer | None
+) -> JsonDict:
     # The version is not stored: it is the document's _seq_no/_primary_term, rebuilt on every read.
     source = record.model_dump(mode="json", exclude=_NO_VERSION)
-    if isinstance(record, Task | RecurringTask) and needs_sealing(record):
+    if isinstance(record, Task | RecurringTask | Batch) and needs_sealing(record):
         seal_record(record, source, sealer)  # the sealed fields are opaque in the mappings
     if isinstance(record, Task):
         source["target"] = record.target.value  # derived, indexed for claims
     return source
 
 
-_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings, Project, ApiToken)
+_Versioned = TypeVar("_Versioned", Task, RecurringTask, QueueSettings, Project, ApiToken, Batch)
 
 
 def _versioned(record: _Versioned, seq_no: int, primary_term: int) -> _Versioned:
@@ -72,6 +75,10 @@ def _task_from(doc: JsonDict, sealer: Sealer | None) -> Task:
 
 def _recurring_from(doc: JsonDict, sealer: Sealer | None) -> RecurringTask:
     return RecurringTask.model_validate(unseal_recurring(_with_version(doc), sealer))
+
+
+def _batch_from(doc: JsonDict, sealer: Sealer | None) -> Batch:
+    return Batch.model_validate(unseal_batch(_with_version(doc), sealer))
 
 
 def _queue_settings_from(doc: JsonDict) -> QueueSettings:

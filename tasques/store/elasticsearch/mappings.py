@@ -229,6 +229,25 @@ def worker_mappings() -> JsonDict:
     }
 
 
+def batch_mappings() -> JsonDict:
+    """Batch records: found by the leader's sweep (open ones: neither completed_at nor failed_at, oldest first)."""
+    return {
+        "dynamic": "strict",
+        "_meta": _META,
+        "properties": {
+            "project": _KEYWORD,
+            "id": _KEYWORD,
+            "total": _INTEGER,
+            "on_complete": _OPAQUE,
+            "callback": _OPAQUE,
+            "completed_at": _DATE,
+            "failed_at": _DATE,
+            "failure": _STORED_KEYWORD,
+            "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
+        },
+    }
+
+
 # Settings
 
 
@@ -309,6 +328,10 @@ def admissions_template_body(names: IndexNames, settings: ElasticsearchConfig) -
 
 def workers_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
     return _template([names.workers], small_index_settings(settings), worker_mappings())
+
+
+def batches_template_body(names: IndexNames, settings: ElasticsearchConfig) -> JsonDict:
+    return _template([names.batches], small_index_settings(settings), batch_mappings())
 
 
 def archive_settings(names: IndexNames, settings: ElasticsearchConfig, *, ilm: bool) -> JsonDict:

@@ -1,7 +1,7 @@
 """Index names and document `_id`s of the Elasticsearch store. See README.md, "Index layout".
 
 The project is the first part of every per-project `_id`: `{project}/{queue}/{id}` for a task (live and
-archived), `{project}/{id}` for a recurring task, `{project}/{queue}` for queue settings and
+archived), `{project}/{id}` for a recurring task and a batch, `{project}/{queue}` for queue settings and
 `{project}/{queue}/{id}/{run}/{attempt}` for an attempt. Project names, queue names and ids exclude '/', so
 each join is unambiguous.
 """
@@ -66,6 +66,11 @@ class IndexNames:
         return f"{self.prefix}-workers"
 
     @property
+    def batches(self) -> str:
+        """Batch records, `_id` = `{project}/{id}`."""
+        return f"{self.prefix}-batches"
+
+    @property
     def archive_alias(self) -> str:
         """Write alias of the archive; searching it covers every archive index."""
         return f"{self.prefix}-archive"
@@ -93,6 +98,10 @@ def task_doc_id(project: str, queue: str, task_id: str) -> str:
 
 def recurring_doc_id(project: str, task_id: str) -> str:
     return f"{project}/{task_id}"
+
+
+def batch_doc_id(project: str, batch_id: str) -> str:
+    return f"{project}/{batch_id}"
 
 
 def queue_doc_id(project: str, queue: str) -> str:

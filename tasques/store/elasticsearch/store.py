@@ -6,7 +6,8 @@ one live index `{prefix}-tasks` (`_id` = `{project}/{queue}/{id}`), conditional 
 refresh before every search so each instance reads its own writes.
 
 This module only puts `ElasticsearchStore` together; each concern is a mixin in its own module (`tasks`,
-`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `timeline`, `lock`, `workers`) on the
+`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `batches`, `timeline`, `lock`,
+`workers`) on the
 shared `core.StoreCore`, with the document helpers in `documents`.
 The names other code imports from here are re-exported.
 """
@@ -17,6 +18,7 @@ from datetime import timedelta
 
 from tasques.store.elasticsearch.admin import AdminMixin
 from tasques.store.elasticsearch.archiving import ArchivingMixin
+from tasques.store.elasticsearch.batches import BatchesMixin
 from tasques.store.elasticsearch.claims import CLAIM_ROUNDS, EMPTY_CLAIM_REFRESH_GAP, MAX_STALE_EXCLUDED, ClaimsMixin
 from tasques.store.elasticsearch.core import (
     ARCHIVE_MAINTENANCE_EVERY,
@@ -33,7 +35,7 @@ from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
 from tasques.store.elasticsearch.workers import WorkersMixin
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps
+from tasques.store.pending import PendingDependencies, PendingQueueOps
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -59,11 +61,11 @@ class ElasticsearchStore(
     ProbeMixin,
     ArchivingMixin,
     AdminMixin,
+    BatchesMixin,
     TimelineMixin,
     LockMixin,
     PendingDependencies,
     WorkersMixin,
-    PendingBatches,
     PendingQueueOps,
     StoreCore,
 ):

@@ -51,6 +51,7 @@ OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', '
 # What a project's quota counts.
 UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
 CLAIMED = "state = 'claimed'"
+OPEN_BATCH = "open = 1"
 
 # Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
 TABLES: dict[str, str] = {
@@ -74,6 +75,10 @@ TABLES: dict[str, str] = {
     "workers": "CREATE TABLE IF NOT EXISTS workers (project TEXT NOT NULL, id TEXT NOT NULL, "
     "first_seen_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, queues TEXT NOT NULL DEFAULT '[]', "
     "version TEXT, host TEXT, draining INTEGER NOT NULL DEFAULT 0, drained_at INTEGER, PRIMARY KEY (project, id))",
+    # `open` is 1 until the batch completes or fails (copied from the body, for the leader's sweep).
+    "batches": "CREATE TABLE IF NOT EXISTS batches (project TEXT NOT NULL, id TEXT NOT NULL, "
+    "open INTEGER NOT NULL, completed_at INTEGER, created_at INTEGER NOT NULL, seq INTEGER NOT NULL, "
+    "body TEXT NOT NULL, PRIMARY KEY (project, id))",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -101,6 +106,12 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS workers_last_seen ON workers (last_seen_at)",
     # Every server's poll of the draining workers (list_workers(draining_only=True)).
     "CREATE INDEX IF NOT EXISTS workers_draining ON workers (project, id) WHERE draining = 1",
+    # A batch's tasks counted by state, live and archived (batch_counts); only tasks of a batch are in them.
+    "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks (project, batch_id, state) WHERE batch_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS archived_tasks_batch ON archived_tasks (project, batch_id, state) "
+    "WHERE batch_id IS NOT NULL",
+    # The leader's sweep of open batches, oldest first.
+    f"CREATE INDEX IF NOT EXISTS batches_open ON batches (created_at, project, id) WHERE {OPEN_BATCH}",
 )
 
 DDL: tuple[str, ...] = (*TABLES.values(), *INDEXES)

@@ -2,7 +2,8 @@
 
 `SqliteStore` is the `Store`. Its layers, each a class on top of the one before: `connection.py` (the connection
 threads, transactions, migration on open), `records.py` (recurring tasks, queue settings, the timeline, the leader
-lock), `admin.py` (projects, tokens), `workers.py` (the worker registry, beside them), `claims.py` (claims, the probe, timeouts), and here the other task methods.
+lock), `admin.py` (projects, tokens), `claims.py` (claims, the probe, timeouts), and here the other task methods;
+beside them, `workers.py` (the worker registry) and `batches.py` (batch records and counts).
 The SQL of the task queries is in `queries.py`, row conversion in `rows.py`.
 """
 
@@ -27,9 +28,10 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps
+from tasques.store.pending import PendingDependencies, PendingQueueOps
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
+from tasques.store.sqlite.batches import SqliteBatches
 from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.queries import (
@@ -47,7 +49,7 @@ from tasques.store.sqlite.workers import SqliteWorkers
 _KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteClaims, SqliteWorkers, PendingDependencies, PendingBatches, PendingQueueOps):
+class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, PendingDependencies, PendingQueueOps):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
