@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from tasques.domain.batch import Batch
-from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskKey, TaskState
 from tasques.domain.worker import WorkerRecord, WorkerSighting
@@ -63,31 +62,4 @@ class PendingWorkers:
         raise NotImplementedError
 
     async def forget_workers(self, seen_before: datetime, limit: int) -> int:
-        raise NotImplementedError
-
-
-class PendingQueueOps:
-    async def find_dead(
-        self,
-        *,
-        project: str,
-        queue: str | None,
-        kind: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-        archived: bool,
-    ) -> list[Task]:
-        raise NotImplementedError
-
-    async def restore_archived(self, tasks: Sequence[Task]) -> list[Task | Exception]:
-        raise NotImplementedError
-
-    async def delete_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict | NotFound]:
-        raise NotImplementedError
-
-    async def purge_finished(self, queue: str, *, project: str = DEFAULT_PROJECT) -> int:
-        raise NotImplementedError
-
-    async def count_finished_since(self, queue: str, since: datetime, *, project: str = DEFAULT_PROJECT) -> int:
         raise NotImplementedError

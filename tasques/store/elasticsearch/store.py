@@ -6,7 +6,7 @@ one live index `{prefix}-tasks` (`_id` = `{project}/{queue}/{id}`), conditional 
 refresh before every search so each instance reads its own writes.
 
 This module only puts `ElasticsearchStore` together; each concern is a mixin in its own module (`tasks`,
-`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `timeline`, `lock`) on the
+`quota`, `listing`, `modify`, `claims`, `probe`, `queue_ops`, `archiving`, `records`, `admin`, `timeline`, `lock`) on the
 shared `core.StoreCore`, with the document helpers in `documents`.
 The names other code imports from here are re-exported.
 """
@@ -30,9 +30,10 @@ from tasques.store.elasticsearch.listing import ListingMixin
 from tasques.store.elasticsearch.lock import LockMixin
 from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
+from tasques.store.elasticsearch.queue_ops import QueueOpsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
+from tasques.store.pending import PendingBatches, PendingDependencies, PendingWorkers
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -56,6 +57,7 @@ class ElasticsearchStore(
     ModifyMixin,
     ClaimsMixin,
     ProbeMixin,
+    QueueOpsMixin,
     ArchivingMixin,
     AdminMixin,
     TimelineMixin,
@@ -63,7 +65,6 @@ class ElasticsearchStore(
     PendingDependencies,
     PendingBatches,
     PendingWorkers,
-    PendingQueueOps,
     StoreCore,
 ):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""
