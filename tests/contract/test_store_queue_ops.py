@@ -92,7 +92,8 @@ async def test_restore_puts_an_archived_task_back_live(store: Store) -> None:
     assert isinstance(restored, Task)
     assert restored.state is TaskState.QUEUED
     assert restored.replayed == 1
-    assert restored.last_claimed is not None and restored.last_claimed.result is not None
+    assert restored.last_claimed is not None
+    assert restored.last_claimed.result is not None
     assert restored.last_claimed.result.failure == {"boom": True}  # the failure stays visible
     assert await store.get_task("q", "d") == restored
     assert await _find(store, archived=True) == []
@@ -190,7 +191,9 @@ async def test_a_restore_cut_short_is_finished_by_the_same_restore(store: Store)
 
 async def test_delete_tasks_is_conditional_on_the_version(store: Store) -> None:
     a, b, c = await store.insert_tasks([make_task("q", "a"), make_task("q", "b"), make_task("q", "c")])
-    assert isinstance(a, Task) and isinstance(b, Task) and isinstance(c, Task)
+    assert isinstance(a, Task)
+    assert isinstance(b, Task)
+    assert isinstance(c, Task)
     await store.update_task(b.run_now(ts(5)))
     got = await store.delete_tasks([a, b, make_task("q", "missing")])
     assert got[0] == a
