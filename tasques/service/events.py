@@ -19,6 +19,7 @@ class Source(StrEnum):
     BULK = "bulk"  # POST /tasques/bulk
     RECURRING = "recurring"  # a recurring task's slot
     REPEAT = "repeat"  # a repeating HTTP task queued again after a success
+    REPLAY = "replay"  # a dead task put back by POST /tasques/replay
 
 
 class Outcome(StrEnum):
