@@ -16,6 +16,7 @@ from tasques import __version__
 from tasques.api import schemas as s
 from tasques.api import schemas_batches as sb
 from tasques.api import schemas_projects as sp
+from tasques.api import schemas_queues as sq
 from tasques.api import schemas_workers as sw
 from tasques.api.http import (
     CLAIM_ID_HEADER,
@@ -39,7 +40,7 @@ REF = "#/components/schemas/{model}"
 TAG_DESCRIPTIONS = {
     "tasks": "Create tasks, then claim, report on and finish them as a worker",
     "recurring-tasks": "Definitions that enqueue a task on a schedule",
-    "queues": "Per-queue task counts, settings, pause and resume",
+    "queues": "Per-queue task counts, settings, pause and resume, run-now and delete",
     "batches": "Many tasks under one batch id: counts by state, and a task enqueued once every one has finished",
     "projects": "Projects (tenants) and their tokens: admin only",
     "workers": "The workers that claim and report, and drain",
@@ -126,6 +127,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("put", f"/tasques/run-now/{_TASK_PATH}", "run-task-now", "Make a queued or failed Task runnable now",
               "tasks", response=s.Task,
               errors={404: "The task does not exist", 409: "The task is not queued or failed"}),
+    Operation("post", "/tasques/replay", "replay-dead-tasks",
+              "Put dead Tasks (live or archived) back to queued, by ids or by a filter, at most 1,000 per request",
+              "tasks", response=sq.ReplayResult, body=sq.ReplayRequest,
+              errors={400: "Invalid input: neither or both of ids and a filter, or a bad field (named)"}),
     Operation("get", "/recurring_tasques", "list-existing-recurring-tasks", "List Recurring Tasks",
               "recurring-tasks", response=s.RecurringTask, response_is_list=True),
     Operation("post", "/recurring_tasques", "create-recurring-task", "Add a new Recurring Task",
@@ -140,6 +145,19 @@ OPERATIONS: tuple[Operation, ...] = (
               "recurring-tasks", response=s.RecurringTask, errors={404: "The recurring task does not exist"}),
     Operation("get", "/queues", "list-queues", "Count each queue's tasks by state", "queues",
               response=s.QueueSummary, response_is_list=True),
+    Operation("get", "/queues/{queue}", "inspect-queue",
+              "A queue's counts by state, settings, oldest due task's age and tasks finished in the last minute",
+              "queues", response=sq.QueueDetail),
+    Operation("put", "/queues/{queue}/run-now", "run-queue-now",
+              "Make every queued or failed Task of a queue claimable now", "queues", response=sq.RunNowResult),
+    Operation("delete", "/queues/{queue}", "delete-queue",
+              "Delete a queue's queued, failed and waiting Tasks and cancel its claimed ones (and, with "
+              "history=true, remove its finished Tasks, archived ones and their timeline)", "queues",
+              response=sq.QueueDeletion,
+              errors={400: "`confirm` is missing or is not the queue's name, or `history` is not true or false"},
+              query=(("confirm", "string", "required: the queue's name again"),
+                     ("history", "boolean", "also remove finished tasks, archived ones and the timeline; "
+                                            "default false"))),
     Operation("get", "/queues/{queue}/settings", "get-queue-settings", "Get a queue's settings", "queues",
               response=s.QueueSettings),
     Operation("put", "/queues/{queue}/settings", "update-queue-settings",

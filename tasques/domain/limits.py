@@ -52,6 +52,9 @@ CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
 ClaimId = Annotated[str, Field(pattern=CLAIM_ID_PATTERN, max_length=CLAIM_ID_MAX_LENGTH)]
 # The most items in one batch request (bulk create, batched done/failed/reports/unclaims).
 MAX_BATCH_ITEMS = 1000
+# Dead tasks one replay request puts back (by filter: `limit`, default DEFAULT_REPLAY; by ids: that many ids).
+DEFAULT_REPLAY = 100
+MAX_REPLAY = 1000
 
 # Integers: Elasticsearch maps priority, retry_times, attempted and repeated as 32-bit `integer`.
 MIN_PRIORITY = -(2**31)

@@ -20,6 +20,7 @@ class Source(StrEnum):
     RECURRING = "recurring"  # a recurring task's slot
     REPEAT = "repeat"  # a repeating HTTP task queued again after a success
     BATCH = "batch"  # POST /batches, and a batch's on_complete task
+    REPLAY = "replay"  # a dead task put back by POST /tasques/replay
 
 
 class Outcome(StrEnum):

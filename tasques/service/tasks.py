@@ -1,5 +1,6 @@
 """Task use cases: get, claim, report, done, fail, unclaim, cancel, run-now, list, and the housekeeping passes;
-creation is `TaskCreation` (task_creation.py), the shared parts and rules `TaskCore` (task_core.py)."""
+creation is `TaskCreation` (task_creation.py), dead-letter replay `TaskReplay` (replay.py), queue operations
+`QueueOperations` (queue_ops.py), the shared parts and rules `TaskCore` (task_core.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tasques.domain.ref import QueueRef
 from tasques.domain.task import JsonObj, Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.service.events import Outcome
+from tasques.service.queue_ops import QueueOperations
+from tasques.service.replay import TaskReplay
 from tasques.service.signals import ClaimStop
 from tasques.service.task_core import (
     Change,
@@ -42,7 +45,7 @@ MAX_WEIGHT = 1000
 __all__ = ["Modification", "TaskService", "TaskSettings", "TaskSpec", "WorkerUpdate", "describe_error"]
 
 
-class TaskService(TaskCreation):
+class TaskService(TaskCreation, TaskReplay, QueueOperations):
     async def get(self, ref: QueueRef, task_id: str) -> Task:
         return await self._store.get_task(ref.queue, task_id, project=ref.project)
 

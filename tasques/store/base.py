@@ -94,6 +94,12 @@ def check_distinct(changes: Sequence[TaskChange]) -> None:
         raise ValueError("modify_tasks needs distinct (project, queue, id) keys")
 
 
+def same_but_version(a: Task, b: Task) -> bool:
+    """The same task record but for its version: how `restore_archived` recognises a restore it made before."""
+    metadata = a.metadata.model_copy(update={"version": b.metadata.version})
+    return a.model_copy(update={"metadata": metadata}) == b
+
+
 @dataclass(frozen=True)
 class QueueCounts:
     queue: str

@@ -5,9 +5,7 @@ Each feature's branch deletes its mixin here and from both stores' bases; the fi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskKey
 
@@ -22,31 +20,4 @@ class PendingDependencies:
         raise NotImplementedError
 
     async def waiting_tasks(self, after: tuple[str, str, str] | None, limit: int) -> list[Task]:
-        raise NotImplementedError
-
-
-class PendingQueueOps:
-    async def find_dead(
-        self,
-        *,
-        project: str,
-        queue: str | None,
-        kind: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-        archived: bool,
-    ) -> list[Task]:
-        raise NotImplementedError
-
-    async def restore_archived(self, tasks: Sequence[Task]) -> list[Task | Exception]:
-        raise NotImplementedError
-
-    async def delete_tasks(self, tasks: Sequence[Task]) -> list[Task | VersionConflict | NotFound]:
-        raise NotImplementedError
-
-    async def purge_finished(self, queue: str, *, project: str = DEFAULT_PROJECT) -> int:
-        raise NotImplementedError
-
-    async def count_finished_since(self, queue: str, since: datetime, *, project: str = DEFAULT_PROJECT) -> int:
         raise NotImplementedError

@@ -6,8 +6,8 @@ one live index `{prefix}-tasks` (`_id` = `{project}/{queue}/{id}`), conditional 
 refresh before every search so each instance reads its own writes.
 
 This module only puts `ElasticsearchStore` together; each concern is a mixin in its own module (`tasks`,
-`quota`, `listing`, `modify`, `claims`, `probe`, `archiving`, `records`, `admin`, `batches`, `timeline`, `lock`,
-`workers`) on the
+`quota`, `listing`, `modify`, `claims`, `probe`, `queue_ops`, `archiving`, `records`, `admin`, `batches`,
+`timeline`, `lock`, `workers`) on the
 shared `core.StoreCore`, with the document helpers in `documents`.
 The names other code imports from here are re-exported.
 """
@@ -32,10 +32,11 @@ from tasques.store.elasticsearch.listing import ListingMixin
 from tasques.store.elasticsearch.lock import LockMixin
 from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
+from tasques.store.elasticsearch.queue_ops import QueueOpsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
 from tasques.store.elasticsearch.workers import WorkersMixin
-from tasques.store.pending import PendingDependencies, PendingQueueOps
+from tasques.store.pending import PendingDependencies
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -59,6 +60,7 @@ class ElasticsearchStore(
     ModifyMixin,
     ClaimsMixin,
     ProbeMixin,
+    QueueOpsMixin,
     ArchivingMixin,
     AdminMixin,
     BatchesMixin,
@@ -66,7 +68,6 @@ class ElasticsearchStore(
     LockMixin,
     PendingDependencies,
     WorkersMixin,
-    PendingQueueOps,
     StoreCore,
 ):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""

@@ -52,6 +52,7 @@ OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', '
 UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
 CLAIMED = "state = 'claimed'"
 OPEN_BATCH = "open = 1"
+DEAD = "state = 'dead'"
 
 # Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
 TABLES: dict[str, str] = {
@@ -100,6 +101,14 @@ INDEXES: tuple[str, ...] = (
     # so the claim query cannot pick it (and sort) over tasks_claimable_by_target. A new index needs no schema
     # version: every open creates what is missing, and older servers ignore it.
     f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {CLAIMABLE_ALT}",
+    # Dead tasks of a project by time of death, live and archived, and of one queue (find_dead: replay).
+    f"CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (project, modified_at, queue, id) WHERE {DEAD}",
+    f"CREATE INDEX IF NOT EXISTS tasks_dead_by_queue ON tasks (project, queue, modified_at, id) WHERE {DEAD}",
+    f"CREATE INDEX IF NOT EXISTS archived_dead ON archived_tasks (project, modified_at, queue, id) WHERE {DEAD}",
+    "CREATE INDEX IF NOT EXISTS archived_dead_by_queue ON archived_tasks (project, queue, modified_at, id) "
+    f"WHERE {DEAD}",
+    # One queue's finished tasks by finish time: finished in the last minute, and the queue's history purge.
+    f"CREATE INDEX IF NOT EXISTS tasks_finished_by_queue ON tasks (project, queue, modified_at) WHERE {FINISHED}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
     # forget_workers: the leader's sweep of workers silent for long, across every project.

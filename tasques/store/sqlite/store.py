@@ -28,7 +28,7 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.pending import PendingDependencies, PendingQueueOps
+from tasques.store.pending import PendingDependencies
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite.batches import SqliteBatches
@@ -43,13 +43,14 @@ from tasques.store.sqlite.queries import (
     UNFINISHED_SQL,
     list_query,
 )
+from tasques.store.sqlite.queue_ops import SqliteQueueOps
 from tasques.store.sqlite.rows import _ARCHIVE_SQL, _check_identity, _from_micros, _insert_task, _micros, _update_task
 from tasques.store.sqlite.workers import SqliteWorkers
 
 _KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, PendingDependencies, PendingQueueOps):
+class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, PendingDependencies):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
