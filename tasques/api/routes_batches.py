@@ -25,6 +25,7 @@ def status_of(view: BatchView) -> BatchStatus:
         total=b.total,
         counts=BatchCounts.model_validate({s.value: n for s, n in view.counts.items()}),
         finished=view.finished,
+        deleted=b.deleted,
         completed=b.completed_at is not None,
         completed_at=b.completed_at,
         on_complete=b.on_complete,

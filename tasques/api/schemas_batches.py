@@ -50,6 +50,7 @@ class BatchStatus(BaseModel):
     total: int = Field(description="how many tasks the batch was created with")
     counts: BatchCounts
     finished: int = Field(description="tasks done, dead or cancelled")
+    deleted: int = Field(0, description="tasks deleted before they finished (DELETE /queues); they count as finished")
     completed: bool = Field(description="every task has finished (and the on_complete task, if any, is created)")
     completed_at: datetime | None = Field(None, description="when the batch completed")
     on_complete: TaskDefinition | None = Field(None, description="the task created when the batch completes")

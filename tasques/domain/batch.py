@@ -41,6 +41,7 @@ class Batch(BaseModel):
         None, description="when creating the batch's tasks failed part way: a failed batch never completes"
     )
     failure: str | None = Field(None, description="why creating the batch's tasks failed")
+    deleted: int = Field(0, description="tasks of the batch deleted before they finished (DELETE /queues)")
     metadata: Metadata
 
     @property
@@ -54,6 +55,9 @@ class Batch(BaseModel):
 
     def completed(self, at: datetime, callback: TaskKey | None) -> Batch:
         return self.model_copy(update={"completed_at": at, "callback": callback})
+
+    def with_deleted(self, count: int) -> Batch:
+        return self.model_copy(update={"deleted": self.deleted + count})
 
     def failed(self, at: datetime, failure: str) -> Batch:
         return self.model_copy(update={"failed_at": at, "failure": failure[:1000]})
@@ -94,8 +98,9 @@ def finished_count(counts: Mapping[TaskState, int]) -> int:
 
 def is_finished(batch: Batch, counts: Mapping[TaskState, int]) -> bool:
     """Every task the batch was created with has finished. Tasks not yet visible (a search lags, or their creation
-    is still going on) are not counted at all, so a batch never completes early."""
-    return finished_count(counts) >= batch.total
+    is still going on) are not counted at all, so a batch never completes early. Deleted tasks (no longer
+    counted) count as finished: they will never run."""
+    return finished_count(counts) + batch.deleted >= batch.total
 
 
 def may_be_finished_elsewhere(counts: Mapping[TaskState, int]) -> bool:
@@ -106,4 +111,9 @@ def may_be_finished_elsewhere(counts: Mapping[TaskState, int]) -> bool:
 
 def summary(batch: Batch, counts: Mapping[TaskState, int]) -> dict[str, Any]:
     """What the callback's args carry under `batch`."""
-    return {"id": batch.id, "total": batch.total, "counts": {s.value: counts.get(s, 0) for s in TaskState}}
+    return {
+        "id": batch.id,
+        "total": batch.total,
+        "counts": {s.value: counts.get(s, 0) for s in TaskState},
+        "deleted": batch.deleted,
+    }

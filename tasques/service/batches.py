@@ -172,10 +172,30 @@ class BatchService:
     # Completion
 
     def settled(self, tasks: Sequence[Task]) -> None:
-        """`TaskCore.on_settled`: check the batches of these tasks (in the background; returns at once)."""
+        """`TaskCore.on_settled`: check the batches of these tasks (in the background; returns at once). A settled
+        task that has not finished was deleted: its batch counts it as deleted first."""
+        deleted = Counter((t.project, t.batch_id) for t in tasks if t.batch_id is not None and not t.finished)
         for project, batch_id in {(t.project, t.batch_id) for t in tasks if t.batch_id is not None}:
             assert batch_id is not None
-            self._spawn(self._checks.submit((project, batch_id, True)))
+            count = deleted.get((project, batch_id), 0)
+            if count:
+                self._spawn(self._deleted_then_check(project, batch_id, count))
+            else:
+                self._spawn(self._checks.submit((project, batch_id, True)))
+
+    async def _deleted_then_check(self, project: str, batch_id: str, count: int) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            batch = await self._store.get_batch(batch_id, project=project)
+            if not batch.open:
+                return
+            try:
+                await self._store.update_batch(batch.with_deleted(count))
+                break
+            except VersionConflict:
+                continue
+        else:
+            raise VersionConflict(f"batch {batch_id} kept changing; {count} deleted tasks not recorded")
+        await self._checks.submit((project, batch_id, True))
 
     async def close(self) -> None:
         """Stop the background checks (the leader's sweep completes what they leave)."""

@@ -154,7 +154,7 @@ async def test_counts_follow_the_tasks_and_the_callback_is_created_once_with_the
     assert "batch_id" not in callback
     assert callback["args"] == {
         "album": 7,
-        "batch": {"id": "b1", "total": 3, "counts": {**ZERO, "done": 2, "dead": 1}},
+        "batch": {"id": "b1", "total": 3, "counts": {**ZERO, "done": 2, "dead": 1}, "deleted": 0},
     }
     # Checking again (the leader's sweep, a late hook) never creates a second one.
     assert await client.app[BATCHES].check("default", "b1") is True
@@ -190,6 +190,25 @@ async def test_cancelled_tasks_count_as_finished(client: Client) -> None:
     await _eventually(called_back)
     [callback] = await _callbacks(client)
     assert callback["args"]["batch"]["counts"]["cancelled"] == 2
+
+
+async def test_tasks_deleted_with_their_queue_count_as_finished(client: Client) -> None:
+    body = {"id": "b1", "tasks": _tasks(3), "on_complete": {"queue": "cb", "kind": "joined"}}
+    await call(client, "POST", "/batches", status=201, body=body)
+    [claimed] = await claim(client, ["q"], amount=1)
+    await _finish(client, claimed["id"])
+    await call(client, "DELETE", "/queues/q", status=200, params={"confirm": "q"})
+
+    async def called_back() -> bool:
+        return len(await _callbacks(client)) == 1
+
+    await _eventually(called_back)
+    view = await call(client, "GET", "/batches/b1", status=200)
+    assert view["completed"] is True
+    assert (view["finished"], view["deleted"]) == (1, 2)
+    [callback] = await _callbacks(client)
+    assert callback["args"]["batch"]["deleted"] == 2
+    assert callback["args"]["batch"]["counts"]["done"] == 1
 
 
 async def test_the_leader_sweep_completes_a_batch_whose_hook_was_missed(client: Client) -> None:

@@ -131,6 +131,7 @@ async def test_a_batch_completes_once_its_last_task_finishes(server: Server) -> 
             "id": "b1",
             "total": 3,
             "counts": {"waiting": 0, "queued": 0, "claimed": 0, "failed": 0, "done": 2, "dead": 1, "cancelled": 0},
+            "deleted": 0,
         },
     }
     got = await server.batches.get(P, "b1")

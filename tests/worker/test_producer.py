@@ -115,7 +115,12 @@ async def test_a_batch_is_created_counted_and_completes_with_its_callback(server
             callback = await worker.get_task(joins, f"{batch_id}.done")
             assert callback.args == {
                 "a": 1,
-                "batch": {"id": batch_id, "total": 5, "counts": {**dict.fromkeys(status.counts, 0), "done": 5}},
+                "batch": {
+                    "id": batch_id,
+                    "total": 5,
+                    "counts": {**dict.fromkeys(status.counts, 0), "done": 5},
+                    "deleted": 0,
+                },
             }
         with pytest.raises(ApiError) as missing:
             await producer.get_batch("no-such-batch")

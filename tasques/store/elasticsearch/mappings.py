@@ -243,6 +243,7 @@ def batch_mappings() -> JsonDict:
             "completed_at": _DATE,
             "failed_at": _DATE,
             "failure": _STORED_KEYWORD,
+            "deleted": _INTEGER,
             "metadata": {"properties": {"created_at": _DATE, "modified_at": _DATE}},
         },
     }
