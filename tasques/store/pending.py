@@ -10,21 +10,8 @@ from datetime import datetime
 from tasques.domain.batch import Batch
 from tasques.domain.errors import NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
-from tasques.domain.task import Task, TaskKey, TaskState
+from tasques.domain.task import Task, TaskState
 from tasques.domain.worker import WorkerRecord, WorkerSighting
-
-
-class PendingDependencies:
-    async def get_tasks(self, keys: Sequence[TaskKey], *, project: str = DEFAULT_PROJECT) -> list[Task | None]:
-        raise NotImplementedError
-
-    async def find_dependents(
-        self, keys: Sequence[TaskKey], *, project: str = DEFAULT_PROJECT, limit: int = 1000
-    ) -> list[Task]:
-        raise NotImplementedError
-
-    async def waiting_tasks(self, after: tuple[str, str, str] | None, limit: int) -> list[Task]:
-        raise NotImplementedError
 
 
 class PendingBatches:

@@ -24,6 +24,7 @@ from tasques.store.elasticsearch.core import (
     StoreCore,
     build_client,
 )
+from tasques.store.elasticsearch.dependencies import DependenciesMixin
 from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_date
 from tasques.store.elasticsearch.faults import translate_faults
 from tasques.store.elasticsearch.listing import ListingMixin
@@ -32,7 +33,7 @@ from tasques.store.elasticsearch.modify import ModifyMixin
 from tasques.store.elasticsearch.probe import ProbeMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
+from tasques.store.pending import PendingBatches, PendingQueueOps, PendingWorkers
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -60,7 +61,7 @@ class ElasticsearchStore(
     AdminMixin,
     TimelineMixin,
     LockMixin,
-    PendingDependencies,
+    DependenciesMixin,
     PendingBatches,
     PendingWorkers,
     PendingQueueOps,

@@ -38,7 +38,8 @@ _TASK_COLUMN_DEFS = """
     body TEXT NOT NULL,
     -- pull or http: who may claim it
     target TEXT NOT NULL DEFAULT 'pull',
-    batch_id TEXT                       -- set on the tasks of a batch"""
+    -- set on the tasks of a batch
+    batch_id TEXT"""
 
 # Partial indexes keep every hot query proportional to its result, not to the backlog of finished tasks.
 # Their WHERE clauses must be repeated verbatim in the queries that are meant to use them.
@@ -50,6 +51,7 @@ OUTSTANDING = "recurring_task_id IS NOT NULL AND state NOT IN ('done', 'dead', '
 # What a project's quota counts.
 UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
 CLAIMED = "state = 'claimed'"
+WAITING = "state = 'waiting'"
 
 # Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
 TABLES: dict[str, str] = {
@@ -68,6 +70,10 @@ TABLES: dict[str, str] = {
     "projects": "CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL)",
     "tokens": "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, project TEXT NOT NULL, "
     "created_at INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL)",
+    # Dependency edges (see sqlite/dependencies.py): the primary key is the index find_dependents seeks.
+    "task_deps": "CREATE TABLE IF NOT EXISTS task_deps (project TEXT NOT NULL, dep_queue TEXT NOT NULL, "
+    "dep_id TEXT NOT NULL, queue TEXT NOT NULL, id TEXT NOT NULL, "
+    "PRIMARY KEY (project, dep_queue, dep_id, queue, id)) WITHOUT ROWID",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -90,6 +96,8 @@ INDEXES: tuple[str, ...] = (
     # version: every open creates what is missing, and older servers ignore it.
     f"CREATE INDEX IF NOT EXISTS tasks_earliest ON tasks (project, queue, run_at) WHERE {CLAIMABLE_ALT}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
+    # The leader's dependency repair sweep, across every project.
+    f"CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks (project, queue, id) WHERE {WAITING}",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
 )
 

@@ -27,10 +27,11 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.pending import PendingBatches, PendingDependencies, PendingQueueOps, PendingWorkers
+from tasques.store.pending import PendingBatches, PendingQueueOps, PendingWorkers
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite.claims import SqliteClaims
+from tasques.store.sqlite.dependencies import SqliteDependencies, drop_edges
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
 from tasques.store.sqlite.queries import (
     COUNTS_ALL_SQL,
@@ -46,7 +47,7 @@ from tasques.store.sqlite.rows import _ARCHIVE_SQL, _check_identity, _from_micro
 _KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteClaims, PendingDependencies, PendingBatches, PendingWorkers, PendingQueueOps):
+class SqliteStore(SqliteClaims, SqliteDependencies, PendingBatches, PendingWorkers, PendingQueueOps):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
@@ -210,4 +211,7 @@ def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | Non
         return e
     if archived:
         return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
-    return _update_task(conn, changed, sealer)
+    stored = _update_task(conn, changed, sealer)
+    if isinstance(stored, Task):
+        drop_edges(conn, task, stored)
+    return stored
