@@ -203,6 +203,11 @@ class HousekeepingConfig(_Section):
         timedelta(hours=24), description="age of done/dead tasks to archive"
     )
     batch_size: int = Field(500, ge=1, le=ES_MAX_PAGE, description="most tasks one housekeeping pass touches per batch")
+    dependencies_every: PositiveDuration = Field(
+        timedelta(minutes=1),
+        description="how often every waiting task is re-evaluated, repairing a release lost to a crash (finishes "
+        "release their dependents at once without it)",
+    )
     timeline_retention: PositiveDuration = Field(
         timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
     )

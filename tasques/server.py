@@ -25,13 +25,14 @@ from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LeaderElector
-from tasques.leader.jobs import Archiver, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
+from tasques.leader.jobs import Archiver, DependencySweeper, LeaderJob, Reaper, RecurringEnqueuer, TimelinePruner
 from tasques.observe.http import http_metrics_middleware
 from tasques.observe.logs import log_store_calls
 from tasques.observe.metrics import Metrics
 from tasques.observe.store import StoreHook, observed
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.dependencies import DependencyResolver
 from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService, ProjectSettings
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 RESOLVER = web.AppKey("claim_resolver", ClaimResolver)
+DEPENDENCIES = web.AppKey("dependency_resolver", DependencyResolver)
 APM_AGENT: web.AppKey[Agent] = web.AppKey("apm_agent")  # set only with apm.enabled
 
 
@@ -183,6 +185,9 @@ def build_server(
     tasks = TaskService(store, settings, clock, signals, queues, events, projects.quota_of)
     resolver = ClaimResolver(store, tasks)
     tasks.on_unknown_claim = resolver.remember
+    dependencies = DependencyResolver(store, tasks)
+    tasks.on_settled.append(dependencies.on_settled)
+    tasks.on_waiting.append(dependencies.on_waiting)
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max), events)
     jobs: list[LeaderJob] = [
@@ -190,6 +195,7 @@ def build_server(
         RecurringEnqueuer(recurring, hk.recurring_every),
         Archiver(tasks, hk.archive_every, hk.archive_older_than, hk.batch_size),
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
+        DependencySweeper(dependencies, hk.dependencies_every, hk.batch_size),
     ]
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
@@ -216,6 +222,7 @@ def build_server(
     app[AUTHENTICATOR] = authenticator
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver
+    app[DEPENDENCIES] = dependencies
     # The orderly stop gets 90% of the grace; the CLI exits the process at the full grace regardless.
     deadline = app[STOP_DEADLINE] = StopDeadline(0.9 * config.server.shutdown_grace.total_seconds())
 
@@ -235,6 +242,7 @@ def build_server(
             for t in loops:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
+        await bounded("resolving dependencies", dependencies.close(), deadline.left())
         await tasks.close()
         await bounded("closing the store", store.close(), deadline.left())
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from tasques.service.dependencies import DependencyResolver
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 
@@ -67,3 +68,17 @@ class TimelinePruner:
 
     async def run_once(self) -> int:
         return await self.tasks.prune_timeline(self.retention, self.batch)
+
+
+@dataclass
+class DependencySweeper:
+    """Every waiting task is evaluated afresh: repairs a release or cancel lost to a crash between a finish and
+    its resolution (the resolver acts on finishes; this never scans on the hot path)."""
+
+    resolver: DependencyResolver
+    interval: timedelta
+    batch: int
+    name: str = "dependency-sweeper"
+
+    async def run_once(self) -> int:
+        return await self.resolver.sweep(self.batch)

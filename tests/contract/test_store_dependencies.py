@@ -33,7 +33,9 @@ async def test_get_tasks_reads_live_archived_and_missing_in_order(store: Store) 
     await store.insert_task(make_task("q", "other-project", project="p2"))
     got = await store.get_tasks([key("q", "missing"), key("q", "old"), key("q", "live"), key("q", "other-project")])
     assert got[0] is None
-    assert got[1] is not None and got[1].state is TaskState.DONE and got[1].id == "old"
+    assert got[1] is not None
+    assert got[1].state is TaskState.DONE
+    assert got[1].id == "old"
     assert got[2] == live
     assert got[3] is None  # another project's task is not this project's
     assert [t.id if t else None for t in await store.get_tasks([key("q", "other-project")], project="p2")] == [
@@ -47,7 +49,9 @@ async def test_get_tasks_sees_a_write_at_once(store: Store) -> None:
     [changed] = await store.modify_tasks([TaskChange("q", "a", lambda t: t.cancelled(ts(1), "why"))])
     assert isinstance(changed, Task)
     [read] = await store.get_tasks([key("q", "a")])
-    assert read is not None and read.state is TaskState.CANCELLED and read.cancel_reason == "why"
+    assert read is not None
+    assert read.state is TaskState.CANCELLED
+    assert read.cancel_reason == "why"
     assert read.metadata.version != task.metadata.version
 
 
@@ -74,7 +78,8 @@ async def test_find_dependents_matches_the_exact_key_within_the_project(store: S
 async def test_find_dependents_skips_tasks_no_longer_waiting(store: Store) -> None:
     await store.insert_tasks([waiting("d", "x", [("q", "a")]), waiting("d", "y", [("q", "a")])])
     [released] = await store.modify_tasks([TaskChange("d", "x", lambda t: t.released(ts(1)))])
-    assert isinstance(released, Task) and released.state is TaskState.QUEUED
+    assert isinstance(released, Task)
+    assert released.state is TaskState.QUEUED
     assert [t.id for t in await store.find_dependents([key("q", "a")])] == ["y"]
 
 

@@ -31,8 +31,8 @@ from tasques.store.pending import PendingBatches, PendingQueueOps, PendingWorker
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite.claims import SqliteClaims
-from tasques.store.sqlite.dependencies import SqliteDependencies, drop_edges
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
+from tasques.store.sqlite.dependencies import SqliteDependencies, drop_edges
 from tasques.store.sqlite.queries import (
     COUNTS_ALL_SQL,
     COUNTS_SQL,
