@@ -38,8 +38,8 @@ class CountingReads:
 async def test_a_big_join_is_released_after_its_last_dependency_reading_little(store: Store) -> None:
     counting = CountingReads(store)
     clock, signals = ManualClock(T0), QueueSignals()
-    tasks = TaskService(counting, TaskSettings(), clock, signals, QueueService(counting, clock, signals))  # type: ignore[arg-type]
-    resolver = DependencyResolver(counting, tasks)  # type: ignore[arg-type]
+    tasks = TaskService(counting, TaskSettings(), clock, signals, QueueService(counting, clock, signals))
+    resolver = DependencyResolver(counting, tasks)
     tasks.on_settled.append(resolver.on_settled)
     tasks.on_waiting.append(resolver.on_waiting)
     n = DEPENDENCY_READ_CHUNK + 500
