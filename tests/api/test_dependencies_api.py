@@ -230,8 +230,12 @@ def _waiting(queue: str, task_id: str, deps: list[tuple[str, str]]) -> Task:
 
 async def test_the_leader_sweep_repairs_a_lost_release(served: tuple[Client, Store]) -> None:
     client, store = served
+    resolver = client.app[tasques.server.DEPENDENCIES]
     await create_task(client, queue="a", id="a")
     await finish(client, "a")
+    # Let the resolver's passes for that finish (on ES, also the second one) end before the writes below.
+    await resolver.idle()
+    await asyncio.sleep(store.search_delay.total_seconds() + 0.3)
     # Written past the service, as if a crash had lost the release: its dependency is done already.
     await store.insert_task(_waiting("b", "lost", [("a", "a")]))
     await store.insert_task(_waiting("b", "orphan", [("a", "gone")]))
@@ -239,7 +243,6 @@ async def test_the_leader_sweep_repairs_a_lost_release(served: tuple[Client, Sto
     shown = await get_task(client, "b", "orphan")
     assert shown["state"] == "waiting"
     assert shown["dependencies"] == [{**dep("a", "gone"), "state": "missing"}]
-    resolver = client.app[tasques.server.DEPENDENCIES]
     assert await resolver.sweep(2) == 2  # one page of 2, then the rest
     assert (await get_task(client, "b", "lost"))["state"] == "queued"
     orphan = await get_task(client, "b", "orphan")
