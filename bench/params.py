@@ -40,6 +40,9 @@ class Params:
     auth_claim_amount: int = 100
     auth_tasks: int = 60_000  # per run
     auth_rounds: int = 3  # each runs both modes once
+    # 10. fan-out and join (issue 17): tasks the join depends on, claimed and finished this many at a time
+    fanout_tasks: int = 10_000
+    fanout_claim_amount: int = 1_000
     # 8. per-task costs on Elasticsearch (docs/scaling.md)
     costs_tasks: int = 20_000  # per run
     costs_servers: tuple[int, ...] = (1, 2, 4)
@@ -71,6 +74,7 @@ QUICK = Params(
     raw_sqlite_tasks=10_000,
     observability_tasks=6_000,
     auth_tasks=6_000,
+    fanout_tasks=1_000,
     costs_tasks=2_000,
     raw_es_bulk_tasks=5_000,
     raw_es_loop_tasks=2_000,

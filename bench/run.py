@@ -27,7 +27,18 @@ from bench.env import REPO, Json, machine_info, provision_elasticsearch, stop_el
 from bench.params import FULL, QUICK
 from bench.peers import PEERS
 from bench.report import markdown
-from bench.scenarios import auth, backlog, costs, end_to_end, enqueue, idle, latency, observability, peers
+from bench.scenarios import (
+    auth,
+    backlog,
+    costs,
+    end_to_end,
+    enqueue,
+    fanout_join,
+    idle,
+    latency,
+    observability,
+    peers,
+)
 from bench.server import STORES
 
 Runner = Callable[[Context, str], Awaitable[Json]]
@@ -41,9 +52,22 @@ SCENARIOS: dict[str, Runner] = {
     "observability": observability.run,
     "costs": costs.run,
     "auth": auth.run,
+    "fanout": fanout_join.run,
 }
 # "peers" runs once, not per store: the end-to-end workload on other task queues (bench/peers/README.md)
-SCENARIO_NAMES = ("limits", "enqueue", "e2e", "peers", "latency", "backlog", "idle", "observability", "costs", "auth")
+SCENARIO_NAMES = (
+    "limits",
+    "enqueue",
+    "e2e",
+    "peers",
+    "latency",
+    "backlog",
+    "idle",
+    "observability",
+    "costs",
+    "auth",
+    "fanout",
+)
 RESULTS = REPO / "bench" / "results"
 
 

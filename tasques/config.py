@@ -208,6 +208,11 @@ class HousekeepingConfig(_Section):
         description="how often open batches are checked for completion (a backstop: batches complete when their "
         "last task finishes); each pass checks up to batch_size of them",
     )
+    dependencies_every: PositiveDuration = Field(
+        timedelta(minutes=1),
+        description="how often every waiting task is re-evaluated, repairing a release lost to a crash (finishes "
+        "release their dependents at once without it)",
+    )
     timeline_retention: PositiveDuration = Field(
         timedelta(hours=72), description="how long the attempts of HTTP-target tasks stay in their timeline"
     )

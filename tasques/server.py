@@ -28,6 +28,7 @@ from tasques.leader.election import LeaderElector
 from tasques.leader.jobs import (
     Archiver,
     BatchSweeper,
+    DependencySweeper,
     LeaderJob,
     Reaper,
     RecurringEnqueuer,
@@ -41,6 +42,7 @@ from tasques.observe.store import StoreHook, observed
 from tasques.service.batches import BatchService
 from tasques.service.claim_recovery import ClaimResolver
 from tasques.service.clock import Clock, utc_now
+from tasques.service.dependencies import DependencyResolver
 from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
 from tasques.service.projects import ProjectService, ProjectSettings
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 ELECTOR = web.AppKey("elector", LeaderElector)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 RESOLVER = web.AppKey("claim_resolver", ClaimResolver)
+DEPENDENCIES = web.AppKey("dependency_resolver", DependencyResolver)
 APM_AGENT: web.AppKey[Agent] = web.AppKey("apm_agent")  # set only with apm.enabled
 
 
@@ -199,6 +202,9 @@ def build_server(
     tasks.on_unknown_claim = resolver.remember
     batches = BatchService(store, tasks, clock, projects.quota_of)
     tasks.on_settled.append(batches.settled)
+    dependencies = DependencyResolver(store, tasks)
+    tasks.on_settled.append(dependencies.on_settled)
+    tasks.on_waiting.append(dependencies.on_waiting)
     hk = config.housekeeping
     recurring = RecurringService(store, tasks, clock, CatchUp(hk.recurring_catch_up, hk.recurring_catch_up_max), events)
     jobs: list[LeaderJob] = [
@@ -208,6 +214,7 @@ def build_server(
         TimelinePruner(tasks, hk.archive_every, hk.timeline_retention, hk.batch_size),
         WorkerForgetter(workers, w.forget_every, hk.batch_size),
         BatchSweeper(batches, hk.batches_every, hk.batch_size),
+        DependencySweeper(dependencies, hk.dependencies_every, hk.batch_size),
     ]
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
@@ -236,6 +243,7 @@ def build_server(
     app[AUTHENTICATOR] = authenticator
     app[DISPATCHER] = dispatcher
     app[RESOLVER] = resolver
+    app[DEPENDENCIES] = dependencies
     # The orderly stop gets 90% of the grace; the CLI exits the process at the full grace regardless.
     deadline = app[STOP_DEADLINE] = StopDeadline(0.9 * config.server.shutdown_grace.total_seconds())
 
@@ -257,6 +265,7 @@ def build_server(
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     log.warning("stopping: %s failed", t.get_name(), exc_info=t.exception())
         await batches.close()
+        await bounded("resolving dependencies", dependencies.close(), deadline.left())
         await tasks.close()
         await bounded("the last worker sightings", workers.close(), deadline.left())
         await bounded("closing the store", store.close(), deadline.left())

@@ -28,6 +28,7 @@ from tasques.api.schemas import (
     BulkItem,
     BulkResult,
     Claim,
+    DependencyState,
     ErrorBody,
     ErrorDetail,
     Failure,
@@ -38,13 +39,14 @@ from tasques.api.schemas import (
     Success,
     TaskList,
     TaskUpdates,
+    TaskWithDependencies,
     Timeline,
     UpdateItem,
     UpdateResult,
 )
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.project import Role
-from tasques.domain.task import Task, TaskState
+from tasques.domain.task import Task, TaskKey, TaskState
 from tasques.service.tasks import TaskSpec, WorkerUpdate
 from tasques.store.base import TaskFilter
 
@@ -74,6 +76,8 @@ def _spec(body: NewTask, project: str) -> TaskSpec:
         retry_policy=body.retry_policy,
         repeat=body.repeat,
         sensitive=body.sensitive,
+        depends_on=tuple(TaskKey(queue=d.queue, id=d.id) for d in body.depends_on or ()),
+        on_dependency_failure=body.on_dependency_failure,
     )
 
 
@@ -129,7 +133,16 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get("/tasques/{queue}/{id}")
 @requires(Role.VIEWER)
 async def get_task(request: web.Request) -> web.Response:
-    return json_model(await request.app[TASKS].get(*task_key(request)))
+    service = request.app[TASKS]
+    task = await service.get(*task_key(request))
+    if not task.depends_on:
+        return json_model(task)
+    states = await service.dependency_states(task.project, task.depends_on)
+    dependencies = [
+        DependencyState(queue=d.queue, id=d.id, state=states[d] if states[d] is not None else "missing")
+        for d in task.depends_on
+    ]
+    return json_model(TaskWithDependencies.model_validate({**dict(task), "dependencies": dependencies}))
 
 
 @routes.get("/tasques/timeline/{queue}/{id}")

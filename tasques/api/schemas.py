@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, timedelta
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from tasques.domain.http_target import HttpRequest
 from tasques.domain.limits import (
     MAX_BATCH_ITEMS,
     MAX_CONCURRENT_DISPATCHES,
+    MAX_DEPENDENCIES,
     MAX_DISPATCHES_PER_SECOND,
     MAX_EXECUTION_DELAY_MS,
     MAX_PRIORITY,
@@ -46,7 +47,7 @@ from tasques.domain.limits import (
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask, TaskDefinition
 from tasques.domain.retry import RetryPolicy
-from tasques.domain.task import Repeat, Task
+from tasques.domain.task import DependencyFailure, Repeat, Task, TaskState
 from tasques.domain.timeline import Attempt
 from tasques.domain.when import check_run_at, is_go_zero_time, parse_run_at
 
@@ -84,6 +85,15 @@ BlockFor = Annotated[
 class _Request(BaseModel):
     # Unknown fields are ignored, as the original server did, so newer clients keep working.
     model_config = ConfigDict(extra="ignore")
+
+
+class DependencyKey(BaseModel):
+    """A task of the same project, in any queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: QueueName = Field(description="the dependency's queue")
+    id: Identifier = Field(description="the dependency's id")
 
 
 class NewTask(_Request):
@@ -131,6 +141,18 @@ class NewTask(_Request):
         False,
         description="encrypt args and context at rest (HTTP headers, bodies and TLS keys always are); refused "
         "with 400 by a server without encryption keys. Responses show them in plaintext",
+    )
+    depends_on: list[DependencyKey] | None = Field(
+        None,
+        max_length=MAX_DEPENDENCIES,
+        description=f"tasks of the project (any queue; in a bulk, also other items) that must finish first; at most "
+        f"{MAX_DEPENDENCIES:,}, repeats count once. Until then the task is `waiting` and never claimed; unknown "
+        "ones and cycles are a 400",
+    )
+    on_dependency_failure: DependencyFailure = Field(
+        DependencyFailure.CANCEL,
+        description="when a dependency ends dead or cancelled (or is deleted): `cancel` this task (the reason "
+        "is recorded in `cancel_reason`) or `run` it anyway",
     )
 
     @model_validator(mode="before")
@@ -261,6 +283,20 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
+class DependencyState(BaseModel):
+    queue: str = Field(description="the dependency's queue")
+    id: str = Field(description="the dependency's id")
+    state: TaskState | Literal["missing"] = Field(description="its state now; `missing` when the task no longer exists")
+
+
+class TaskWithDependencies(Task):
+    """A task, with the states of the tasks it depends on when it has any."""
+
+    dependencies: list[DependencyState] | None = Field(
+        None, description="each of `depends_on` with its state now (only on a task with dependencies)"
+    )
+
+
 class TaskList(BaseModel):
     tasks: list[Task]
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; absent on the last")
@@ -317,6 +353,8 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "Claim",
+    "DependencyKey",
+    "DependencyState",
     "ErrorBody",
     "ErrorDetail",
     "Failure",
@@ -336,6 +374,7 @@ __all__ = [
     "TaskList",
     "TaskUpdate",
     "TaskUpdates",
+    "TaskWithDependencies",
     "Timeline",
     "UpdateItem",
     "UpdateResult",

@@ -88,3 +88,7 @@ RepeatInterval = Annotated[Duration, Field(gt=timedelta(0), le=MAX_REPEAT_INTERV
 def at_most(value: timedelta) -> str:
     """A maximum as field descriptions state it, e.g. `at most 720h0m0s`."""
     return f"at most {format_duration(value)}"
+
+
+# The most tasks one task may depend on (`depends_on`).
+MAX_DEPENDENCIES = 10_000

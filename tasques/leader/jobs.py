@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from tasques.service.batches import BatchService
+from tasques.service.dependencies import DependencyResolver
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 from tasques.service.workers import WorkerRegistry
@@ -96,3 +97,17 @@ class BatchSweeper:
 
     async def run_once(self) -> int:
         return await self.batches.sweep(self.batch)
+
+
+@dataclass
+class DependencySweeper:
+    """Every waiting task is evaluated afresh: repairs a release or cancel lost to a crash between a finish and
+    its resolution (the resolver acts on finishes; this never scans on the hot path)."""
+
+    resolver: DependencyResolver
+    interval: timedelta
+    batch: int
+    name: str = "dependency-sweeper"
+
+    async def run_once(self) -> int:
+        return await self.resolver.sweep(self.batch)

@@ -20,7 +20,7 @@ from tasques.domain.errors import (
 from tasques.domain.http_target import HttpRequest
 from tasques.domain.ref import QueueRef
 from tasques.domain.retry import BackoffPolicy, RetryPolicy
-from tasques.domain.task import JsonObj, NewTask, Repeat, Task, TaskState
+from tasques.domain.task import DependencyFailure, JsonObj, NewTask, Repeat, Task, TaskKey, TaskState
 from tasques.log_fields import about
 from tasques.service.batching import Coalescer
 from tasques.service.claims import SharedClaims
@@ -83,6 +83,8 @@ class TaskSpec:
     retry_policy: RetryPolicy | None = None
     repeat: Repeat | None = None
     sensitive: bool = False  # args and context encrypted at rest
+    depends_on: tuple[TaskKey, ...] = ()  # tasks of the project to finish first (see service/dependencies.py)
+    on_dependency_failure: DependencyFailure = DependencyFailure.CANCEL
     # Required, and given by name: every task is created in the caller's project.
     project: str = field(kw_only=True)
 
@@ -120,6 +122,9 @@ class TaskCore:
         # waits on it (dependents, a batch's completion) is settled from here. Each must return at once (it
         # schedules its own work) and never raise.
         self.on_settled: list[Callable[[Sequence[Task]], None]] = []
+        # Told every task just created waiting, as stored: a dependency may have finished between the creation's
+        # check and its insert, so each is looked at once more. Same rules as `on_settled`.
+        self.on_waiting: list[Callable[[Sequence[Task]], None]] = []
         # Single creates and single-task changes in flight are written together (group commit).
         self._inserts: Coalescer[tuple[Task, bool], Task] = Coalescer(
             self._insert_batch, max_batch=WRITE_BATCH, flushes=WRITE_FLUSHES
@@ -187,6 +192,15 @@ class TaskCore:
         if tasks:
             for hook in self.on_settled:
                 hook(tasks)
+
+    def released(self, tasks: Sequence[Task]) -> None:
+        """Waiting tasks the server has just queued: wake the claims blocked on their queues."""
+        for ref, target in {(t.ref, t.target) for t in tasks}:
+            self._signals.notify(ref, target)
+
+    def cancelled_by_server(self, tasks: Sequence[Task]) -> None:
+        """Tasks the server has just cancelled (e.g. a failed dependency): observed and settled like any cancel."""
+        self._finished(tasks, Outcome.CANCELLED)
 
     def _lost_races(self, queues: list[str]) -> None:
         for queue, count in Counter(queues).items():

@@ -168,7 +168,7 @@ async def test_unknown_records_are_404(client: Client, method: str, path: str) -
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"state": "waiting"}, "state"),
+        ({"state": "sleeping"}, "state"),
         ({"state": "queued,nope"}, "state"),
         ({"state": "QUEUED"}, "state"),
         ({"limit": "abc"}, "limit"),

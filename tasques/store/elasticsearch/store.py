@@ -26,6 +26,7 @@ from tasques.store.elasticsearch.core import (
     StoreCore,
     build_client,
 )
+from tasques.store.elasticsearch.dependencies import DependenciesMixin
 from tasques.store.elasticsearch.documents import ElasticsearchStoreError, es_date
 from tasques.store.elasticsearch.faults import translate_faults
 from tasques.store.elasticsearch.listing import ListingMixin
@@ -36,7 +37,6 @@ from tasques.store.elasticsearch.queue_ops import QueueOpsMixin
 from tasques.store.elasticsearch.tasks import TasksMixin
 from tasques.store.elasticsearch.timeline import TimelineMixin
 from tasques.store.elasticsearch.workers import WorkersMixin
-from tasques.store.pending import PendingDependencies
 from tasques.store.unreadable import MAX_UNREADABLE
 
 __all__ = [
@@ -66,8 +66,8 @@ class ElasticsearchStore(
     BatchesMixin,
     TimelineMixin,
     LockMixin,
-    PendingDependencies,
     WorkersMixin,
+    DependenciesMixin,
     StoreCore,
 ):
     """`Store` on Elasticsearch (see `tasques.store.base` for the contract, README.md for the design)."""

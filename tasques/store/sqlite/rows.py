@@ -16,6 +16,7 @@ from tasques.domain.recurring import RecurringTask
 from tasques.domain.task import Task, Version
 from tasques.store.sealed_records import dump_json
 from tasques.store.sealing import Sealer
+from tasques.store.sqlite.dependencies import write_edges
 from tasques.store.sqlite.schema import TASK_COLUMNS
 
 _TERM = 1  # SQLite has no primary terms; every version is (seq, 1)
@@ -91,6 +92,7 @@ def _insert_task(conn: sqlite3.Connection, task: Task, sealer: Sealer | None) ->
     stored = _versioned(task, 1)
     if conn.execute(_INSERT_TASK_SQL, _columns(stored, sealer)).rowcount == 0:
         return AlreadyExists(f"task {task.id} already exists in queue {task.queue}")
+    write_edges(conn, stored)
     return stored
 
 

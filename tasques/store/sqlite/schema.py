@@ -53,6 +53,7 @@ UNFINISHED = "state NOT IN ('done', 'dead', 'cancelled')"
 CLAIMED = "state = 'claimed'"
 OPEN_BATCH = "open = 1"
 DEAD = "state = 'dead'"
+WAITING = "state = 'waiting'"
 
 # Table name -> its CREATE statement. The migration to version 3 rebuilds the first five from these.
 TABLES: dict[str, str] = {
@@ -80,6 +81,10 @@ TABLES: dict[str, str] = {
     "batches": "CREATE TABLE IF NOT EXISTS batches (project TEXT NOT NULL, id TEXT NOT NULL, "
     "open INTEGER NOT NULL, completed_at INTEGER, created_at INTEGER NOT NULL, seq INTEGER NOT NULL, "
     "body TEXT NOT NULL, PRIMARY KEY (project, id))",
+    # Dependency edges (see sqlite/dependencies.py): the primary key is the index find_dependents seeks.
+    "task_deps": "CREATE TABLE IF NOT EXISTS task_deps (project TEXT NOT NULL, dep_queue TEXT NOT NULL, "
+    "dep_id TEXT NOT NULL, queue TEXT NOT NULL, id TEXT NOT NULL, "
+    "PRIMARY KEY (project, dep_queue, dep_id, queue, id)) WITHOUT ROWID",
 }
 
 INDEXES: tuple[str, ...] = (
@@ -110,6 +115,8 @@ INDEXES: tuple[str, ...] = (
     # One queue's finished tasks by finish time: finished in the last minute, and the queue's history purge.
     f"CREATE INDEX IF NOT EXISTS tasks_finished_by_queue ON tasks (project, queue, modified_at) WHERE {FINISHED}",
     "CREATE INDEX IF NOT EXISTS attempts_ended ON attempts (ended_at)",
+    # The leader's dependency repair sweep, across every project.
+    f"CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks (project, queue, id) WHERE {WAITING}",
     "CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens (project, created_at, id)",
     # forget_workers: the leader's sweep of workers silent for long, across every project.
     "CREATE INDEX IF NOT EXISTS workers_last_seen ON workers (last_seen_at)",

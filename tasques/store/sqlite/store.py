@@ -28,12 +28,12 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import GeneratedKeys, QueueCounts, TaskChange, TaskFilter, TaskPage, check_distinct
 from tasques.store.cursor import decode_cursor, encode_cursor
-from tasques.store.pending import PendingDependencies
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite.batches import SqliteBatches
 from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
+from tasques.store.sqlite.dependencies import SqliteDependencies, drop_edges
 from tasques.store.sqlite.queries import (
     COUNTS_ALL_SQL,
     COUNTS_SQL,
@@ -50,7 +50,7 @@ from tasques.store.sqlite.workers import SqliteWorkers
 _KEY = "project = ? AND queue = ? AND id = ?"
 
 
-class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, PendingDependencies):
+class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, SqliteDependencies):
     """`Store` on one SQLite file (see `tasques.store.base` for the contract)."""
 
     kind: str = "sqlite"
@@ -214,4 +214,7 @@ def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | Non
         return e
     if archived:
         return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
-    return _update_task(conn, changed, sealer)
+    stored = _update_task(conn, changed, sealer)
+    if isinstance(stored, Task):
+        drop_edges(conn, task, stored)
+    return stored
