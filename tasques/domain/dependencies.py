@@ -70,13 +70,15 @@ def distinct(depends_on: Sequence[TaskKey]) -> tuple[TaskKey, ...]:
     return tuple(dict.fromkeys(depends_on))
 
 
-def check_no_cycle(items: Sequence[tuple[TaskKey | None, Sequence[TaskKey]]]) -> None:
+def check_no_cycle(items: Sequence[tuple[TaskKey | None, Sequence[TaskKey]]]) -> list[int]:
     """Bulk items (their key, when they name their id; their dependencies): InvalidInput naming
-    `tasks[i].depends_on` of the first item found on a cycle (a self-dependency is one)."""
+    `tasks.<i>.depends_on` of the first item found on a cycle (a self-dependency is one). Otherwise the item
+    indexes in an order where every item comes after the items it depends on."""
     index = {key: i for i, (key, _) in enumerate(items) if key is not None}
     edges = [[index[d] for d in deps if d in index] for _, deps in items]
     white, grey, black = 0, 1, 2
     color = [white] * len(items)
+    order: list[int] = []
     for start in range(len(items)):
         if color[start] != white:
             continue
@@ -91,11 +93,13 @@ def check_no_cycle(items: Sequence[tuple[TaskKey | None, Sequence[TaskKey]]]) ->
                 if color[nxt] == grey:
                     raise InvalidInput(
                         "dependency cycle",
-                        [FieldProblem(f"tasks[{nxt}].depends_on", "is part of a dependency cycle between items")],
+                        [FieldProblem(f"tasks.{nxt}.depends_on", "is part of a dependency cycle between items")],
                     )
                 if color[nxt] == white:
                     color[nxt] = grey
                     stack.append((nxt, 0))
             else:
                 color[node] = black
+                order.append(node)
                 stack.pop()
+    return order

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasques.domain.batch import MAX_BATCH_TASKS, Batch, finished_count, is_finished, may_be_finished_elsewhere
+from tasques.domain.dependencies import check_no_cycle
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, QuotaExceeded, VersionConflict
 from tasques.domain.limits import MAX_BATCH_ITEMS
 from tasques.domain.recurring import TaskDefinition
@@ -80,6 +81,13 @@ class BatchService:
         """Create the batch and its tasks. `InvalidInput` naming `tasks.<i>.<field>` (nothing written),
         `AlreadyExists` for a taken batch id, `QuotaExceeded` when the project's quota cannot take every task."""
         news = await self._validate(project, batch_id or str(uuid.uuid4()), specs, on_complete)
+        # Dependencies as in a bulk; the tasks are then written in an order where each comes after the items it
+        # depends on, so no chunk's waiting task is looked at before the items it waits on are stored.
+        generated = _generated_keys(specs, news)
+        news, reasons = await self._tasks.with_dependencies(news, generated=generated, bulk=True)
+        order = check_no_cycle([(TaskKey(queue=n.queue, id=n.id), n.depends_on) for n in news])
+        news = [news[i] for i in order]
+        reasons = {k: reasons[i] for k, i in enumerate(order) if i in reasons}
         bid = news[0].batch_id
         assert bid is not None
         quota = await self._quota_of(project)
@@ -104,10 +112,12 @@ class BatchService:
         try:
             for start in range(0, len(news), MAX_BATCH_ITEMS):
                 chunk = news[start : start + MAX_BATCH_ITEMS]
-                generated = _generated_keys(specs[start : start + MAX_BATCH_ITEMS], chunk)
-                results = await self._tasks.insert_many(chunk, now, generated=generated, source=Source.BATCH)
+                chunk_reasons = {i - start: r for i, r in reasons.items() if start <= i < start + MAX_BATCH_ITEMS}
+                results = await self._tasks.insert_many(
+                    chunk, now, generated=generated, source=Source.BATCH, cancel_reasons=chunk_reasons
+                )
                 created += [r for r in results if isinstance(r, Task)]
-                taken = [(i, r) for i, r in enumerate(results, start) if isinstance(r, AlreadyExists)]
+                taken = [(order[i], r) for i, r in enumerate(results, start) if isinstance(r, AlreadyExists)]
                 if taken:
                     raise _TaskTaken(*taken[0])  # the rest of this chunk is written; later chunks are not
         except Exception as e:

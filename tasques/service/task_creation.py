@@ -95,7 +95,7 @@ class TaskCreation(TaskCore):
 
     async def create(self, spec: TaskSpec) -> Task:
         [task] = await self._resolve_all([spec])
-        [task], reasons = await self._with_dependencies([task], generated=_generated_keys([spec], [task]), bulk=False)
+        [task], reasons = await self.with_dependencies([task], generated=_generated_keys([spec], [task]), bulk=False)
         return await self.insert(
             task,
             self._clock(),
@@ -109,7 +109,7 @@ class TaskCreation(TaskCore):
         project's quota refuses them all (`QuotaExceeded`)."""
         news = await self._resolve_all(specs)
         generated = _generated_keys(specs, news)
-        news, reasons = await self._with_dependencies(news, generated=generated, bulk=True)
+        news, reasons = await self.with_dependencies(news, generated=generated, bulk=True)
         return await self.insert_many(
             news, self._clock(), generated=generated, source=Source.BULK, cancel_reasons=reasons
         )
@@ -124,17 +124,17 @@ class TaskCreation(TaskCore):
                 out[key] = task.state if task is not None else None
         return out
 
-    async def _with_dependencies(
+    async def with_dependencies(
         self, news: list[NewTask], *, generated: GeneratedKeys, bulk: bool
     ) -> tuple[list[NewTask], dict[int, str]]:
-        """Check each task's `depends_on` (InvalidInput naming `depends_on[j]`, `tasks[i].depends_on[j]` in a
+        """Check each task's `depends_on` (InvalidInput naming `depends_on.<j>`, `tasks.<i>.depends_on.<j>` in a
         bulk) and pick its initial state: queued when every dependency has already settled, cancelled (the reason
         in the answer) when one already failed, else waiting. Repeated dependencies count once."""
         if not any(n.depends_on for n in news):
             return news, {}
 
         def prefix(i: int) -> str:
-            return f"tasks[{i}]." if bulk else ""
+            return f"tasks.{i}." if bulk else ""
 
         problems = [
             FieldProblem(f"{prefix(i)}depends_on", f"at most {MAX_DEPENDENCIES:,} dependencies")
@@ -150,9 +150,9 @@ class TaskCreation(TaskCore):
             me = TaskKey(queue=n.queue, id=n.id)
             for j, dep in enumerate(n.depends_on):
                 if dep == me:
-                    problems.append(FieldProblem(f"{prefix(i)}depends_on[{j}]", "a task cannot depend on itself"))
+                    problems.append(FieldProblem(f"{prefix(i)}depends_on.{j}", "a task cannot depend on itself"))
                 elif states[dep] is None and dep not in own:
-                    problems.append(FieldProblem(f"{prefix(i)}depends_on[{j}]", "no such task in this project"))
+                    problems.append(FieldProblem(f"{prefix(i)}depends_on.{j}", "no such task in this project"))
         if problems:
             raise InvalidInput("unknown dependencies", problems)
         if bulk:  # edges between items: only those not already stored tasks

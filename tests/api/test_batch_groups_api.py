@@ -192,6 +192,28 @@ async def test_cancelled_tasks_count_as_finished(client: Client) -> None:
     assert callback["args"]["batch"]["counts"]["cancelled"] == 2
 
 
+async def test_items_of_a_batch_may_depend_on_each_other(client: Client) -> None:
+    # t0 waits on t1, named after it: written in dependency order, so t0 is not judged before t1 is stored.
+    items = _tasks(2)
+    items[0]["depends_on"] = [{"queue": "q", "id": "t1"}]
+    await call(client, "POST", "/batches", status=201, body={"id": "b1", "tasks": items})
+    assert (await get_task(client, "q", "t0"))["state"] == "waiting"
+    [first] = await claim(client, ["q"], amount=2)
+    assert first["id"] == "t1"
+    await _finish(client, "t1")
+
+    async def released() -> bool:
+        return bool((await get_task(client, "q", "t0"))["state"] == "queued")
+
+    await _eventually(released)
+    cycle = [{**t, "id": f"c{i}"} for i, t in enumerate(_tasks(2))]
+    cycle[0]["depends_on"] = [{"queue": "q", "id": "c1"}]
+    cycle[1]["depends_on"] = [{"queue": "q", "id": "c0"}]
+    error = await call(client, "POST", "/batches", status=400, body={"id": "b2", "tasks": cycle})
+    assert error["details"][0]["field"] in {"tasks.0.depends_on", "tasks.1.depends_on"}
+    await call(client, "GET", "/batches/b2", status=404)
+
+
 async def test_tasks_deleted_with_their_queue_count_as_finished(client: Client) -> None:
     body = {"id": "b1", "tasks": _tasks(3), "on_complete": {"queue": "cb", "kind": "joined"}}
     await call(client, "POST", "/batches", status=201, body=body)

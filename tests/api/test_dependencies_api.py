@@ -151,9 +151,9 @@ async def test_a_cycle_through_bulk_items_is_a_400_naming_the_item(served: tuple
     }
     error = await call(client, "POST", "/tasques/bulk", status=400, body=body)
     assert_error(error)
-    assert error["details"][0]["field"] in {"tasks[1].depends_on", "tasks[2].depends_on"}
+    assert error["details"][0]["field"] in {"tasks.1.depends_on", "tasks.2.depends_on"}
     itself = {"tasks": [{"queue": "q", "kind": "k", "id": "s", "depends_on": [dep("q", "s")]}]}
-    assert_error(await call(client, "POST", "/tasques/bulk", status=400, body=itself), "tasks[0].depends_on[0]")
+    assert_error(await call(client, "POST", "/tasques/bulk", status=400, body=itself), "tasks.0.depends_on.0")
     listed = await call(client, "GET", "/tasques", status=200)
     assert listed["tasks"] == []  # nothing created
 
@@ -164,14 +164,14 @@ async def test_unknown_dependencies_are_a_400_naming_them(served: tuple[Client, 
     error = await call(
         client, "POST", "/tasques", status=400, body={"queue": "q", "kind": "k", "depends_on": [dep("a", "nope")]}
     )
-    assert_error(error, "depends_on[0]")
+    assert_error(error, "depends_on.0")
     body = {
         "tasks": [
             {"queue": "q", "kind": "k", "id": "one"},
             {"queue": "q", "kind": "k", "depends_on": [dep("q", "one"), dep("a", "a"), dep("z", "z")]},
         ]
     }
-    assert_error(await call(client, "POST", "/tasques/bulk", status=400, body=body), "tasks[1].depends_on[2]")
+    assert_error(await call(client, "POST", "/tasques/bulk", status=400, body=body), "tasks.1.depends_on.2")
     extra = {"queue": "q", "kind": "k", "depends_on": [{"queue": "a", "id": "a", "project": "x"}]}
     assert_error(await call(client, "POST", "/tasques", status=400, body=extra))
     bad = {"queue": "q", "kind": "k", "depends_on": [{"queue": "a/b", "id": "a"}]}

@@ -50,10 +50,10 @@ def test_no_cycle_in_a_chain_or_a_diamond() -> None:
 def test_a_cycle_names_an_item_on_it() -> None:
     with pytest.raises(InvalidInput) as e:
         check_no_cycle([(A, []), (B, [C]), (C, [B])])
-    assert e.value.problems[0].field in {"tasks[1].depends_on", "tasks[2].depends_on"}
+    assert e.value.problems[0].field in {"tasks.1.depends_on", "tasks.2.depends_on"}
     with pytest.raises(InvalidInput) as e:
         check_no_cycle([(A, [A])])
-    assert e.value.problems[0].field == "tasks[0].depends_on"
+    assert e.value.problems[0].field == "tasks.0.depends_on"
 
 
 def test_a_long_chain_does_not_recurse() -> None:
