@@ -110,6 +110,7 @@ def _raw_sqlite(path: Path, tasks: int) -> tuple[float, int]:
                         1,
                         bodies[0].replace(_ID, i),
                         "pull",
+                        None,  # batch_id
                     )
                     for i in ids
                 ],

@@ -184,10 +184,10 @@ QueueWeight = Annotated[int, Field(ge=1, le=1000)]
 
 
 class Claim(_Request):
+    # Required, as in the original API (generated clients keep a plain list); it may be empty with queue_weights.
     queues: list[QueueName] = Field(
-        default_factory=list,
         max_length=100,
-        description="the queues to claim from, in claim order (priority, then run_at); required unless "
+        description="the queues to claim from, in claim order (priority, then run_at); may be empty when "
         "queue_weights names some",
     )
     queue_weights: dict[QueueName, QueueWeight] | None = Field(

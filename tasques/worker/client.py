@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
@@ -174,7 +174,29 @@ class BatchItem:
 BatchResult = Task | TasquesError
 
 
-class TasquesClient:
+class SessionOwner:
+    """Owns one aiohttp session (opened by `async with`, closed by `close()`), sending `self._headers`."""
+
+    _headers: dict[str, str]
+    _session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class TasquesClient(SessionOwner):
     """Async client for claim, report, done, failed, unclaim and get, and the batch calls `done_many`,
     `fail_many`, `report_many` and `unclaim_many`; use it as an async context manager.
 
@@ -214,28 +236,12 @@ class TasquesClient:
                 raise ValueError("token must be printable and not empty")
             self._headers["Authorization"] = f"Bearer {token.strip()}"
         self._timeout = request_timeout
-        self._session: aiohttp.ClientSession | None = None
         # (endpoint, items) -> batch requests answered, e.g. ("done", 100): how well completions batch.
         self.batch_sizes: Counter[tuple[str, int]] = Counter()
 
     @property
     def base_url(self) -> str:
         return str(self._base)
-
-    async def __aenter__(self) -> TasquesClient:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def claim(
         self,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -29,6 +28,7 @@ from tasques.worker.client import (
     ApiError,
     JsonDict,
     ServerUnavailable,
+    SessionOwner,
     Task,
     _api_error,
     basic_auth_header,
@@ -108,7 +108,7 @@ def _dependency(d: Dependency) -> JsonDict:
     return {"queue": d["queue"], "id": d["id"]}
 
 
-class Producer:
+class Producer(SessionOwner):
     """Creates tasks over HTTP; use it as an async context manager. `token` alone is sent as a bearer token;
     with `project`, as basic auth (user: the project; password: the token)."""
 
@@ -129,22 +129,6 @@ class Producer:
         elif project is not None:
             raise ValueError("a project is given with its token")
         self._timeout = request_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Producer:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def create(
         self,

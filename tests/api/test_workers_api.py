@@ -131,11 +131,11 @@ async def test_bad_worker_headers_are_400_naming_the_header(client: Client) -> N
 
 async def test_queue_weights_are_checked(client: Client) -> None:
     for body, field in (
-        ({"queue_weights": {"a": 0}}, "queue_weights.a"),
-        ({"queue_weights": {"a": 1001}}, "queue_weights.a"),
-        ({"queue_weights": {}}, "queue_weights"),
-        ({"queue_weights": {"bad/name": 1}}, "queue_weights.bad/name.[key]"),
-        ({"queue_weights": {f"q{i}": 1 for i in range(101)}}, "queue_weights"),
+        ({"queues": [], "queue_weights": {"a": 0}}, "queue_weights.a"),
+        ({"queues": [], "queue_weights": {"a": 1001}}, "queue_weights.a"),
+        ({"queues": [], "queue_weights": {}}, "queue_weights"),
+        ({"queues": [], "queue_weights": {"bad/name": 1}}, "queue_weights.bad/name.[key]"),
+        ({"queues": [], "queue_weights": {f"q{i}": 1 for i in range(101)}}, "queue_weights"),
         ({"queues": [f"p{i}" for i in range(60)], "queue_weights": {f"q{i}": 1 for i in range(60)}}, "queue_weights"),
         ({}, "queues"),
     ):
@@ -146,7 +146,7 @@ async def test_weighted_claims_over_http(client: Client) -> None:
     for i in range(8):
         await create_task(client, "a", id=f"a{i}")
         await create_task(client, "b", id=f"b{i}")
-    tasks, _ = await _claim(client, {"queue_weights": {"a": 3, "b": 1}, "amount": 4})
+    tasks, _ = await _claim(client, {"queues": [], "queue_weights": {"a": 3, "b": 1}, "amount": 4})
     assert sorted(t["queue"] for t in tasks) == ["a", "a", "a", "b"]
     # queues and queue_weights together: the plain queues weigh 1.
     tasks, _ = await _claim(client, {"queues": ["b"], "queue_weights": {"a": 1}, "amount": 4})

@@ -53,6 +53,9 @@ async def test_a_big_join_is_released_after_its_last_dependency_reading_little(s
     join = await tasks.create(TaskSpec(queue="j", kind="k", id="join", depends_on=deps, project=DEFAULT_PROJECT))
     assert join.state is TaskState.WAITING
     await resolver.idle()
+    # Elasticsearch looks at each settled key twice (a second pass after its search delay, which may land in the
+    # next batch's window): twice the reads.
+    per_batch = 2 if store.search_delay.total_seconds() == 0 else 4
     finished = 0
     while finished < n:
         claimed = await tasks.claim("w", DEFAULT_PROJECT, ["f"], 500, block_for=None)
@@ -61,7 +64,7 @@ async def test_a_big_join_is_released_after_its_last_dependency_reading_little(s
         await tasks.done_many("w", DEFAULT_PROJECT, [WorkerUpdate(t.queue, t.id, t.claim_id) for t in claimed])
         await resolver.idle()
         # One pass per finishing batch: at most a chunk read past the dependencies already seen done.
-        assert counting.calls - before <= 2
+        assert counting.calls - before <= per_batch
         finished += len(claimed)
         state = (await tasks.get(QueueRef(DEFAULT_PROJECT, "j"), "join")).state
         assert state is (TaskState.QUEUED if finished == n else TaskState.WAITING)

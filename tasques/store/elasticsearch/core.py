@@ -282,6 +282,24 @@ class StoreCore:
             del self._unrefreshed[doc_id]
         return list(self._unrefreshed)
 
+    async def _archived_hits(self, doc_ids: list[str], *, source: bool = False) -> dict[str, JsonDict]:
+        """The archived documents of these `_id`s (with their concrete `_index` and version; `_source` only when
+        `source`), by `_id`: an ids search of the archive alias, MAX_PAGE at a time."""
+        found: dict[str, JsonDict] = {}
+        for start in range(0, len(doc_ids), MAX_PAGE):
+            chunk = doc_ids[start : start + MAX_PAGE]
+            resp = await self._client.search(
+                index=self.names.archive_alias,
+                query={"ids": {"values": chunk}},
+                size=len(chunk),
+                source=source,
+                seq_no_primary_term=True,
+                track_total_hits=False,
+            )
+            for hit in resp.body["hits"]["hits"]:
+                found.setdefault(hit["_id"], hit)
+        return found
+
     async def _search_all(
         self, index: str, query: JsonDict, sort: list[JsonDict], limit: int | None = None, **kwargs: Any
     ) -> list[JsonDict]:

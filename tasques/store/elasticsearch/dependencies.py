@@ -34,17 +34,8 @@ class DependenciesMixin(StoreCore):
                 if doc.get("found"):
                     found[doc["_id"]] = self.task_of(doc)
         missing = [d for d in unique if d not in found]
-        for start in range(0, len(missing), MAX_PAGE):
-            chunk = missing[start : start + MAX_PAGE]
-            resp = await self._client.search(
-                index=self.names.archive_alias,
-                query={"ids": {"values": chunk}},
-                size=len(chunk),
-                seq_no_primary_term=True,
-                track_total_hits=False,
-            )
-            for hit in resp.body["hits"]["hits"]:
-                found.setdefault(hit["_id"], self.task_of(hit))
+        for doc_id, hit in (await self._archived_hits(missing, source=True)).items():
+            found.setdefault(doc_id, self.task_of(hit))
         return [found.get(d) for d in doc_ids]
 
     async def find_dependents(

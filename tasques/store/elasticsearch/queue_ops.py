@@ -18,7 +18,7 @@ from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.store.base import same_but_version
-from tasques.store.elasticsearch.core import MAX_PAGE, StoreCore, log
+from tasques.store.elasticsearch.core import StoreCore, log
 from tasques.store.elasticsearch.documents import _FINISHED, _OK, _item_error, _versioned, es_date
 from tasques.store.elasticsearch.mappings import JsonDict
 from tasques.store.elasticsearch.names import doc_log_fields, task_doc_id
@@ -116,23 +116,6 @@ class QueueOpsMixin(StoreCore):
                 results[i] = live
             else:
                 results[i] = AlreadyExists(f"task {task.id} already exists in queue {task.queue}")
-
-    async def _archived_hits(self, doc_ids: list[str]) -> dict[str, JsonDict]:
-        """The archived documents of these `_id`s (with their concrete `_index` and version), by `_id`."""
-        found: dict[str, JsonDict] = {}
-        for start in range(0, len(doc_ids), MAX_PAGE):
-            chunk = doc_ids[start : start + MAX_PAGE]
-            resp = await self._client.search(
-                index=self.names.archive_alias,
-                query={"ids": {"values": chunk}},
-                size=len(chunk),
-                source=False,
-                seq_no_primary_term=True,
-                track_total_hits=False,
-            )
-            for hit in resp.body["hits"]["hits"]:
-                found.setdefault(hit["_id"], hit)
-        return found
 
     async def _delete_archived(self, hits: list[JsonDict]) -> int:
         """Delete archived documents, each only at the version it was read; then make the deletes searchable."""

@@ -16,7 +16,7 @@ from tasques.domain.errors import AlreadyExists, NotFound, StoreUnavailable, Ver
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task
 from tasques.store.base import GeneratedKeys
-from tasques.store.elasticsearch.core import MAX_PAGE, log
+from tasques.store.elasticsearch.core import log
 from tasques.store.elasticsearch.documents import (
     _OK,
     _item_error,
@@ -76,7 +76,7 @@ class TasksMixin(QuotaMixin):
         Checked after creating, not before: the archiver makes its archive copy searchable before it deletes
         the live task, so once a create has succeeded the archive check cannot miss a concurrent archiving.
         """
-        archived = [doc_id for doc_id in await self._archived_ids(list(created)) if doc_id in created]
+        archived = [doc_id for doc_id in await self._archived_hits(list(created)) if doc_id in created]
         if not archived:
             return
         ops: list[JsonDict] = []
@@ -99,20 +99,6 @@ class TasksMixin(QuotaMixin):
             position, _ = created[doc_id]
             task = tasks[position]
             results[position] = AlreadyExists(f"task {task.id} already exists in queue {task.queue} (archived)")
-
-    async def _archived_ids(self, doc_ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(doc_ids), MAX_PAGE):
-            chunk = doc_ids[start : start + MAX_PAGE]
-            resp = await self._client.search(
-                index=self.names.archive_alias,
-                query={"ids": {"values": chunk}},
-                size=len(chunk),
-                source=False,
-                track_total_hits=False,
-            )
-            found.update(hit["_id"] for hit in resp.body["hits"]["hits"])
-        return found
 
     async def get_task(self, queue: str, task_id: str, *, project: str = DEFAULT_PROJECT) -> Task:
         doc_id = task_doc_id(project, queue, task_id)
