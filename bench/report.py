@@ -321,6 +321,27 @@ def markdown(results: Json) -> str:
             rows,
         )
 
+    rows = []
+    for kind, name in zip(kinds, names, strict=True):
+        fo = _get(results, kind, "fanout")
+        if not fo or "done_to_join_claim_ms" not in fo:
+            continue
+        rows.append(
+            [name, f"{_num(fo['fanout_tasks'])}", f"{fo['done_to_join_claim_ms']}", f"{fo['answer_to_join_claim_ms']}",
+             f"{fo['baseline_create_to_claim_ms']}", f"{fo['join_vs_baseline']}x"]
+        )  # fmt: skip
+    if rows:
+        out += [
+            "",
+            "**Fan-out and join** (medians of rounds; the baseline is a plain create reaching a parked claim)",
+            "",
+        ]
+        out += _table(
+            ["store", "fan-out tasks", "last done sent → join claimed (ms)", "last done answered → join claimed (ms)",
+             "baseline (ms)", "join / baseline"],
+            rows,
+        )  # fmt: skip
+
     out += _costs(results)
 
     failures = results.get("failures") or []
