@@ -12,8 +12,8 @@ import pytest
 
 from tasques.domain.errors import QuotaExceeded
 from tasques.domain.http_target import TaskTarget
-from tasques.domain.task import TaskState
-from tasques.store.base import QueueProbe, TaskFilter
+from tasques.domain.task import Task, TaskKey, TaskState
+from tasques.store.base import QueueProbe, TaskChange, TaskFilter
 from tasques.store.sqlite import SqliteStore, queries
 from tasques.store.sqlite.schema import SCHEMA_VERSION
 from tests.contract import claim_as, make_task, ts
@@ -222,3 +222,35 @@ async def test_an_unreadable_task_hides_nothing_in_another_project(db_path: Path
         assert (claimed.project, claimed.id) == ("beta", "t")
     finally:
         await store.close()
+
+
+def _edge_count(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM task_deps").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_released_dependents_edges_go_at_the_archive_pass_or_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "edges.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    deps = [TaskKey(queue="f", id=f"f{i}") for i in range(3)]
+
+    def waiting(task_id: str) -> Task:
+        task = make_task("j", task_id)
+        return task.model_copy(update={"state": TaskState.WAITING, "depends_on": deps})
+
+    await store.insert_tasks([waiting("a"), waiting("b")])
+    assert _edge_count(path) == 6
+    [released] = await store.modify_tasks([TaskChange("j", "a", lambda t: t.released(ts(1)))])
+    assert not isinstance(released, Exception)
+    # Not in the release's transaction: stale until the next archive pass, and never matched meanwhile.
+    assert _edge_count(path) == 6
+    assert [t.id for t in await store.find_dependents(deps[:1])] == ["b"]
+    await store.archive_finished(ts(0), 10)
+    assert _edge_count(path) == 3
+    await store.modify_tasks([TaskChange("j", "b", lambda t: t.cancelled(ts(2), "dependency f/f0 is dead"))])
+    await store.close()  # the stale edges of a close go with it
+    assert _edge_count(path) == 0

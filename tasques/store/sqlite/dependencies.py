@@ -7,13 +7,17 @@ left behind by a task deleted while waiting is harmless, since `find_dependents`
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskKey, TaskState
 from tasques.store.sealed_records import load_json
 from tasques.store.sqlite.connection import SqliteConnections, task_key
+
+log = logging.getLogger(__name__)
 
 _INSERT_EDGE = "INSERT OR IGNORE INTO task_deps (project, dep_queue, dep_id, queue, id) VALUES (?, ?, ?, ?, ?)"
 _DELETE_EDGE = "DELETE FROM task_deps WHERE project = ? AND dep_queue = ? AND dep_id = ? AND queue = ? AND id = ?"
@@ -35,7 +39,13 @@ _WAITING_FIRST_SQL = (
 )
 
 
-def _edges(task: Task) -> list[tuple[str, str, str, str, str]]:
+Edge = tuple[str, str, str, str, str]  # (project, dep_queue, dep_id, queue, id)
+
+# Stale edges kept in memory at most; past this, a release deletes them in its own transaction.
+MAX_STALE_EDGES = 200_000
+
+
+def _edges(task: Task) -> list[Edge]:
     return [(task.project, d.queue, d.id, task.queue, task.id) for d in task.depends_on or ()]
 
 
@@ -45,13 +55,43 @@ def write_edges(conn: sqlite3.Connection, task: Task) -> None:
         conn.executemany(_INSERT_EDGE, _edges(task))
 
 
-def drop_edges(conn: sqlite3.Connection, before: Task, after: Task) -> None:
-    """A dependent leaving `waiting` (released or cancelled) needs its edges no more: by primary key."""
+def left_waiting(before: Task, after: Task) -> list[Edge]:
+    """The edges a dependent leaving `waiting` (released or cancelled) needs no more."""
     if before.depends_on and before.state is TaskState.WAITING and after.state is not TaskState.WAITING:
-        conn.executemany(_DELETE_EDGE, _edges(before))
+        return _edges(before)
+    return []
 
 
 class SqliteDependencies(SqliteConnections):
+    """Edges of released or cancelled dependents are not deleted in the release's transaction (a join of 10,000
+    spends most of its release there): they are stale (`find_dependents` joins live waiting tasks, so they match
+    nothing) and go in the next archive pass, or at close. A crash leaks the stale edges of the last pass:
+    harmless rows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stale_edges: list[Edge] = []  # touched only on the writer thread
+
+    def _left_waiting(self, conn: sqlite3.Connection, before: Task, after: Task) -> None:
+        """On the writer thread, in the write's transaction: remember the edges `after` needs no more."""
+        self._stale_edges += left_waiting(before, after)
+        if len(self._stale_edges) > MAX_STALE_EDGES:
+            self._drop_stale_edges(conn)
+
+    def _drop_stale_edges(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, in a write transaction."""
+        if self._stale_edges:
+            conn.executemany(_DELETE_EDGE, self._stale_edges)
+            self._stale_edges = []
+
+    async def close(self) -> None:
+        if self._stale_edges and self._writer is not None:
+            try:
+                await self._write(self._drop_stale_edges)
+            except Exception:  # leaking stale edges is harmless; closing must go on
+                log.warning("could not delete %d stale dependency edges at close", len(self._stale_edges))
+        await super().close()
+
     async def get_tasks(self, keys: Sequence[TaskKey], *, project: str = DEFAULT_PROJECT) -> list[Task | None]:
         if not keys:
             return []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from tasques.domain.errors import (
@@ -33,7 +33,7 @@ from tasques.store.sealing import Sealer
 from tasques.store.sqlite.batches import SqliteBatches
 from tasques.store.sqlite.claims import SqliteClaims
 from tasques.store.sqlite.connection import _connect as _connect  # re-exported: bench/raw_limits.py imports it here
-from tasques.store.sqlite.dependencies import SqliteDependencies, drop_edges
+from tasques.store.sqlite.dependencies import SqliteDependencies
 from tasques.store.sqlite.queries import (
     COUNTS_ALL_SQL,
     COUNTS_SQL,
@@ -133,7 +133,7 @@ class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, Sq
 
         # Read and write in the one write transaction: nothing can get in between, so no slot ever conflicts.
         def run(conn: sqlite3.Connection) -> list[Task | Exception]:
-            return [_modify_one(conn, c, self.sealer) for c in changes]
+            return [_modify_one(conn, c, self.sealer, self._left_waiting) for c in changes]
 
         return await self._write(run)
 
@@ -190,6 +190,7 @@ class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, Sq
         archived_at = _micros(datetime.now(UTC))
 
         def run(conn: sqlite3.Connection) -> int:
+            self._drop_stale_edges(conn)
             rowids = [row[0] for row in conn.execute(FINISHED_SQL, (before_us, limit)).fetchall()]
             conn.executemany(_ARCHIVE_SQL, [(archived_at, rowid) for rowid in rowids])
             conn.executemany("DELETE FROM tasks WHERE rowid = ?", [(rowid,) for rowid in rowids])
@@ -198,7 +199,12 @@ class SqliteStore(SqliteClaims, SqliteWorkers, SqliteBatches, SqliteQueueOps, Sq
         return await self._write(run)
 
 
-def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | None) -> Task | Exception:
+def _modify_one(
+    conn: sqlite3.Connection,
+    item: TaskChange,
+    sealer: Sealer | None,
+    changed_from: Callable[[sqlite3.Connection, Task, Task], None],
+) -> Task | Exception:
     key = (item.project, item.queue, item.id)
     rows = conn.execute(f"SELECT body FROM tasks WHERE {_KEY}", key).fetchall()
     archived = not rows
@@ -216,5 +222,5 @@ def _modify_one(conn: sqlite3.Connection, item: TaskChange, sealer: Sealer | Non
         return NotFound(f"no task {item.id} in queue {item.queue} (archived)")
     stored = _update_task(conn, changed, sealer)
     if isinstance(stored, Task):
-        drop_edges(conn, task, stored)
+        changed_from(conn, task, stored)
     return stored
