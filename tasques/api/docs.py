@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from pathlib import Path
 
@@ -30,18 +32,29 @@ _PAGE = """<!doctype html>
 """
 
 
-def add_doc_routes(app: web.Application) -> None:
+@functools.cache
+def _documents() -> tuple[bytes, bytes]:
+    """The OpenAPI document as JSON and YAML: the same for every app of a process, built on first request (its
+    YAML rendering takes a few hundred ms, which every app paid at its build before); `_warm` builds them."""
     document = build_document()
-    as_json = json.dumps(document).encode()
-    as_yaml = render_yaml(document).encode()
+    return json.dumps(document).encode(), render_yaml(document).encode()
+
+
+async def _warm(_: web.Application) -> None:
+    # Off the event loop: the first app of a process builds the documents in a thread before it serves.
+    await asyncio.get_running_loop().run_in_executor(None, _documents)
+
+
+def add_doc_routes(app: web.Application) -> None:
+    app.on_startup.append(_warm)
 
     @requires(Role.VIEWER)
     async def openapi_json(_: web.Request) -> web.Response:
-        return web.Response(body=as_json, content_type="application/json")
+        return web.Response(body=_documents()[0], content_type="application/json")
 
     @requires(Role.VIEWER)
     async def openapi_yaml(_: web.Request) -> web.Response:
-        return web.Response(body=as_yaml, content_type="application/yaml")
+        return web.Response(body=_documents()[1], content_type="application/yaml")
 
     @requires(Role.VIEWER)
     async def swagger(_: web.Request) -> web.Response:
