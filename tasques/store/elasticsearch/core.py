@@ -181,16 +181,12 @@ class StoreCore:
             ("workers", workers_template_body(n, s), n.workers, worker_mappings(), small),
             ("batches", batches_template_body(n, s), n.batches, batch_mappings(), small),
         ]
-        # Concurrently: the master batches the cluster-state updates, so ten indices cost little more than one.
-        await asyncio.gather(
-            *(self._client.indices.put_index_template(name=n.template(what), body=body) for what, body, *_ in indices)
-        )
+        for what, body, *_ in indices:
+            await self._client.indices.put_index_template(name=n.template(what), body=body)
         await self.archive.setup()
-        created = await asyncio.gather(
-            *(self._ensure_index(index, mappings, settings) for _, _, index, mappings, settings in indices)
-        )
-        if not created[0]:  # the tasks index was there already
-            await self._warn_if_unsorted()
+        for _, _, index, mappings, settings in indices:
+            if not await self._ensure_index(index, mappings, settings) and index == n.tasks:
+                await self._warn_if_unsorted()
         # Documents of a Tasques before projects (TEMPLATE_VERSION < 5) move into the default project.
         await migrate_to_projects(self._client, n, self._bulk_raw, self._settings.page_size)
         self._opened = True
