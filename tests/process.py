@@ -38,8 +38,9 @@ async def delete_es_prefix(url: str, prefix: str) -> None:
         if indices:
             await client.indices.delete(index=",".join(indices), ignore_unavailable=True)
         templates = await client.options(ignore_status=404).indices.get_index_template(name=f"{prefix}-*")
-        for template in templates.body.get("index_templates", []):
-            await client.indices.delete_index_template(name=template["name"])
+        names = [template["name"] for template in templates.body.get("index_templates", [])]
+        if names:  # one cluster-state update for all of them, not one per template: the node is shared
+            await client.indices.delete_index_template(name=",".join(names))
         if await has_ilm(client):
             await client.options(ignore_status=404).ilm.delete_lifecycle(name=f"{prefix}-archive-policy")
 

@@ -105,8 +105,8 @@ async def tasques_store(request: pytest.FixtureRequest, tmp_path: Path) -> Async
 
 
 async def _block_leader(store: Store) -> None:
-    await store.open()
     try:
+        await store.open()  # inside: a failed open still closes its client
         assert await store.acquire_lock(LOCK_NAME, "someone-else", T0, datetime(2200, 1, 1, tzinfo=UTC))
     finally:
         await store.close()
