@@ -175,10 +175,13 @@ BatchResult = Task | TasquesError
 
 
 class SessionOwner:
-    """Owns one aiohttp session (opened by `async with`, closed by `close()`), sending `self._headers`."""
+    """Owns one aiohttp session (opened by `async with`, closed by `close()`), sending `self._headers`, and makes
+    the calls: each answer's JSON, `ApiError` for a 4xx, `ServerUnavailable` for what a retry may cure."""
 
     _headers: dict[str, str]
     _session: aiohttp.ClientSession | None = None
+    _base: URL
+    _timeout: float
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -194,6 +197,40 @@ class SessionOwner:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _answered(self, headers: Mapping[str, str]) -> None:
+        """Told the headers of every answer (the worker client reads its drain header here)."""
+
+    async def _call(
+        self,
+        method: str,
+        path: tuple[str, ...],
+        body: JsonDict | None,
+        limit: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError(f"use {type(self).__name__} as an async context manager (`async with ...`)")
+        url = self._base
+        for segment in path:
+            url = url / segment
+        try:
+            async with self._session.request(
+                method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=limit or self._timeout)
+            ) as resp:
+                text = (await resp.read()).decode("utf-8", errors="replace")
+                status = resp.status
+                self._answered(resp.headers)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise ServerUnavailable(f"{method} {url}: {type(e).__name__}: {e}".rstrip(": ")) from e
+        if status >= 500 or status in _TRANSIENT_STATUSES:
+            raise ServerUnavailable(f"{method} {url}: HTTP {status}: {text[:200]}")
+        if status >= 400:
+            raise _api_error(status, text)
+        try:
+            return json.loads(text) if text else None
+        except ValueError as e:
+            raise ServerUnavailable(f"{method} {url}: the response is not JSON: {text[:200]!r}") from e
 
 
 class TasquesClient(SessionOwner):
@@ -332,37 +369,9 @@ class TasquesClient(SessionOwner):
         self.batch_sizes[(endpoint, len(items))] += 1
         return [_batch_result(a) for a in answers]
 
-    async def _call(
-        self,
-        method: str,
-        path: tuple[str, ...],
-        body: JsonDict | None,
-        limit: float | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        if self._session is None:
-            raise RuntimeError("use TasquesClient as `async with TasquesClient(...) as client:`")
-        url = self._base
-        for segment in path:
-            url = url / segment
-        try:
-            async with self._session.request(
-                method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=limit or self._timeout)
-            ) as resp:
-                text = (await resp.read()).decode("utf-8", errors="replace")
-                status = resp.status
-                if resp.headers.get(WORKER_DRAINING_HEADER, "").lower() == "true":
-                    self.draining = True
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise ServerUnavailable(f"{method} {url}: {type(e).__name__}: {e}".rstrip(": ")) from e
-        if status >= 500 or status in _TRANSIENT_STATUSES:
-            raise ServerUnavailable(f"{method} {url}: HTTP {status}: {text[:200]}")
-        if status >= 400:
-            raise _api_error(status, text)
-        try:
-            return json.loads(text) if text else None
-        except ValueError as e:
-            raise ServerUnavailable(f"{method} {url}: the response is not JSON: {text[:200]!r}") from e
+    def _answered(self, headers: Mapping[str, str]) -> None:
+        if headers.get(WORKER_DRAINING_HEADER, "").lower() == "true":
+            self.draining = True
 
 
 def _api_error(status: int, text: str) -> ApiError:

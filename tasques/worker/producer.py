@@ -14,12 +14,10 @@ the fields it names in `details`) and `ServerUnavailable` (unreachable, 5xx, 408
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict
 from yarl import URL
 
@@ -27,10 +25,8 @@ from tasques.worker.client import (
     MAX_BATCH,
     ApiError,
     JsonDict,
-    ServerUnavailable,
     SessionOwner,
     Task,
-    _api_error,
     basic_auth_header,
     format_duration,
 )
@@ -179,26 +175,3 @@ class Producer(SessionOwner):
 
     async def get_batch(self, batch_id: str) -> BatchStatus:
         return BatchStatus.model_validate(await self._call("GET", ("batches", batch_id), None))
-
-    async def _call(self, method: str, path: tuple[str, ...], body: JsonDict | None) -> Any:
-        if self._session is None:
-            raise RuntimeError("use Producer as `async with Producer(...) as producer:`")
-        url = self._base
-        for segment in path:
-            url = url / segment
-        try:
-            async with self._session.request(
-                method, url, json=body, timeout=aiohttp.ClientTimeout(total=self._timeout)
-            ) as resp:
-                text = (await resp.read()).decode("utf-8", errors="replace")
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise ServerUnavailable(f"{method} {url}: {type(e).__name__}: {e}".rstrip(": ")) from e
-        if status >= 500 or status in _TRANSIENT_STATUSES:
-            raise ServerUnavailable(f"{method} {url}: HTTP {status}: {text[:200]}")
-        if status >= 400:
-            raise _api_error(status, text)
-        try:
-            return json.loads(text) if text else None
-        except ValueError as e:
-            raise ServerUnavailable(f"{method} {url}: the response is not JSON: {text[:200]!r}") from e
