@@ -111,6 +111,22 @@ class SqliteConnections:
             raise RuntimeError("SqliteStore is not open")
         return await self._reader.run(fn)
 
+    async def _delete_oldest(self, table: str, column: str, before_us: int, limit: int) -> int:
+        """Delete up to `limit` rows of `table` whose `column` (unix microseconds, indexed) is before `before_us`,
+        oldest first; returns how many (the leader's retention sweeps). `table` and `column` are ours, not input."""
+        if limit <= 0:
+            return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                f"DELETE FROM {table} WHERE rowid IN "
+                f"(SELECT rowid FROM {table} WHERE {column} < ? ORDER BY {column} LIMIT ?)",
+                (before_us, limit),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
+
 
 class _ConnectionThread:
     """One thread that owns one connection; the connection is touched only on that thread."""

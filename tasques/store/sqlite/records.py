@@ -167,19 +167,7 @@ class SqliteRecords(SqliteConnections):
         return await self._read(run)
 
     async def delete_attempts(self, ended_before: datetime, limit: int) -> int:
-        if limit <= 0:
-            return 0
-        before_us = _micros(ended_before)
-
-        def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "DELETE FROM attempts WHERE rowid IN "
-                "(SELECT rowid FROM attempts WHERE ended_at < ? ORDER BY ended_at LIMIT ?)",
-                (before_us, limit),
-            )
-            return cur.rowcount
-
-        return await self._write(run)
+        return await self._delete_oldest("attempts", "ended_at", _micros(ended_before), limit)
 
     # Leader lock
 

@@ -125,16 +125,4 @@ class SqliteWorkers(SqliteConnections):
         return {worker: int(count) for worker, count in rows if worker is not None}
 
     async def forget_workers(self, seen_before: datetime, limit: int) -> int:
-        if limit <= 0:
-            return 0
-        before_us = _micros(seen_before)
-
-        def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "DELETE FROM workers WHERE rowid IN "
-                "(SELECT rowid FROM workers WHERE last_seen_at < ? ORDER BY last_seen_at LIMIT ?)",
-                (before_us, limit),
-            )
-            return cur.rowcount
-
-        return await self._write(run)
+        return await self._delete_oldest("workers", "last_seen_at", _micros(seen_before), limit)
