@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from tests.process import ServerProcess, delete_es_prefix, es_server_settings
+from tests import es_pool
+from tests.process import ServerProcess, es_server_settings
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -31,6 +32,7 @@ def elasticsearch_url() -> Iterator[str]:
     url = os.environ.get("TASQUES_TEST_ES_URL")
     if url:
         yield url.rstrip("/")
+        asyncio.run(es_pool.drain(url.rstrip("/")))
         return
     script = REPO / "scripts" / "elasticsearch"
     # A node that was already running belongs to someone else: reuse it, and leave it running.
@@ -66,7 +68,8 @@ def store_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
     if request.param == "sqlite":
         settings = {"TASQUES_STORE_KIND": "sqlite", "TASQUES_STORE_SQLITE_PATH": str(tmp_path / "tasques.db")}
     else:
-        es = (request.getfixturevalue("elasticsearch_url"), request.getfixturevalue("es_index_prefix"))
+        url: str = request.getfixturevalue("elasticsearch_url")
+        es = (url, es_pool.lease(url))
         settings = es_server_settings(*es)
     process = ServerProcess(settings, tmp_path / "server.log")
     try:
@@ -74,4 +77,4 @@ def store_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
     finally:
         process.stop()
         if es is not None:
-            asyncio.run(delete_es_prefix(*es))
+            asyncio.run(es_pool.give_back(*es))

@@ -21,9 +21,9 @@ from tasques.service.clock import utc_now
 from tasques.store.base import Store
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite.store import SqliteStore
+from tests import es_pool
 from tests.api.conftest import Client, assert_error, call, claim, claim_one, create_task, get_task
 from tests.contract.conftest import es_settings
-from tests.process import delete_es_prefix
 
 _FOREVER = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -39,7 +39,8 @@ async def served(
         store = SqliteStore(str(tmp_path / "t.db"))
         config = Config.model_validate({"store": {"sqlite": {"path": str(tmp_path / "t.db")}}})
     else:
-        prefix = (request.getfixturevalue("elasticsearch_url"), request.getfixturevalue("es_index_prefix"))
+        url: str = request.getfixturevalue("elasticsearch_url")
+        prefix = (url, es_pool.lease(url))
         store = ElasticsearchStore.from_config(es_settings(*prefix))
         config = Config.model_validate({"store": {"kind": "elasticsearch"}})
     await store.open()
@@ -49,7 +50,7 @@ async def served(
         yield await aiohttp_client(app), store
     finally:
         if prefix is not None:
-            await delete_es_prefix(*prefix)
+            await es_pool.give_back(*prefix)
 
 
 def dep(queue: str, task_id: str) -> dict[str, str]:

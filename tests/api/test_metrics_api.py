@@ -5,7 +5,6 @@ injected clock too, so their cache is driven by `clock.advance`."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ from tasques.service.clock import ManualClock
 from tasques.store.base import Store
 from tasques.store.elasticsearch import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
+from tests import es_pool
 from tests.api.conftest import WORKER, Client, basic_auth, call, claim, claim_one, create_task
 from tests.contract.conftest import es_settings
-from tests.process import delete_es_prefix
 
 Labels = frozenset[tuple[str, str]]
 _LOCK_FOREVER = datetime(2200, 1, 1, tzinfo=UTC)
@@ -83,10 +82,10 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield Backend("sqlite", lambda: SqliteStore(path))
         return
     url: str = request.getfixturevalue("elasticsearch_url")
-    prefix = f"metrics-{uuid.uuid4().hex[:10]}"
+    prefix = es_pool.lease(url)
     settings = es_settings(url, prefix, refresh_interval="100ms")
     yield Backend("elasticsearch", lambda: ElasticsearchStore.from_config(settings))
-    await delete_es_prefix(url, prefix)
+    await es_pool.give_back(url, prefix)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from tasques.store.base import Store
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite import SqliteStore
+from tests import es_pool
 from tests.process import delete_es_prefix
 
 # Every contract store seals, so every contract test runs through the sealed serialization (HTTP tasks are sealed).
@@ -43,14 +45,14 @@ def es_settings(url: str, prefix: str, **overrides: Any) -> ElasticsearchConfig:
 @asynccontextmanager
 async def _elasticsearch(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     url: str = request.getfixturevalue("elasticsearch_url")
-    prefix: str = request.getfixturevalue("es_index_prefix")
+    prefix = es_pool.lease(url)  # the store's indices are often a previous test's, emptied (see es_pool)
     store = ElasticsearchStore.from_config(es_settings(url, prefix), sealer=contract_sealer())
     try:
         await store.open()
         yield store
     finally:
         await store.close()
-        await delete_es_prefix(url, prefix)
+        await es_pool.give_back(url, prefix)
 
 
 # Backend name -> an opened, empty store for one test. A new backend is one more entry.
@@ -74,13 +76,27 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 StoreFactory = Callable[..., Awaitable[ElasticsearchStore]]
 
 
+# Store settings an existing index cannot take: a test that sets one gets new indices, not pooled ones.
+_STATIC_OVERRIDES = frozenset({"shards"})
+
+
 @pytest.fixture
-async def make_store(elasticsearch_url: str, es_index_prefix: str) -> AsyncIterator[StoreFactory]:
-    """Opened stores on the test's prefix, each with its own client (as separate servers would have)."""
+async def make_store(request: pytest.FixtureRequest, elasticsearch_url: str) -> AsyncIterator[StoreFactory]:
+    """Opened stores on one prefix for the test, each with its own client (as separate servers would have). The
+    prefix is a pooled one (see es_pool) unless the test asks for `es_index_prefix` (to write there first) or
+    its first store sets a static index setting."""
+    prefix: str | None = (
+        request.getfixturevalue("es_index_prefix") if "es_index_prefix" in request.fixturenames else None
+    )
+    pooled = False
     opened: list[ElasticsearchStore] = []
 
     async def make(maintain_archive_every: float | None = 60.0, **overrides: Any) -> ElasticsearchStore:
-        settings = es_settings(elasticsearch_url, es_index_prefix, **overrides)
+        nonlocal prefix, pooled
+        if prefix is None:
+            pooled = not _STATIC_OVERRIDES & overrides.keys()
+            prefix = es_pool.lease(elasticsearch_url) if pooled else f"t-{uuid.uuid4().hex[:12]}"
+        settings = es_settings(elasticsearch_url, prefix, **overrides)
         store = ElasticsearchStore.from_config(settings, maintain_archive_every=maintain_archive_every)
         opened.append(store)
         await store.open()
@@ -91,7 +107,8 @@ async def make_store(elasticsearch_url: str, es_index_prefix: str) -> AsyncItera
     finally:
         for store in opened:
             await store.close()
-        await delete_es_prefix(elasticsearch_url, es_index_prefix)
+        if prefix is not None:
+            await (es_pool.give_back if pooled else delete_es_prefix)(elasticsearch_url, prefix)
 
 
 @pytest.fixture

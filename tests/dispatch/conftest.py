@@ -4,7 +4,6 @@ target HTTP server on 127.0.0.1 that records what it receives and answers as eac
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +22,9 @@ from tasques.service.clock import ManualClock
 from tasques.store.base import Store
 from tasques.store.elasticsearch import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
+from tests import es_pool
 from tests.api.conftest import Client
 from tests.contract.conftest import es_settings
-from tests.process import delete_es_prefix
 
 T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -97,11 +96,11 @@ async def tasques_store(request: pytest.FixtureRequest, tmp_path: Path) -> Async
         yield SqliteStore(path)
         return
     url: str = request.getfixturevalue("elasticsearch_url")
-    prefix = f"dispatch-{uuid.uuid4().hex[:10]}"
+    prefix = es_pool.lease(url)
     settings = es_settings(url, prefix, refresh_interval="100ms")
     await _block_leader(ElasticsearchStore.from_config(settings))
     yield ElasticsearchStore.from_config(settings)
-    await delete_es_prefix(url, prefix)
+    await es_pool.give_back(url, prefix)
 
 
 async def _block_leader(store: Store) -> None:

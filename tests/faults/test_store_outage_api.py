@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 import tasques.server
 from tasques.api.http import WORKER_ID_HEADER
-from tasques.config import Config
+from tasques.config import Config, ElasticsearchConfig
 from tasques.store.elasticsearch import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
+from tests import es_pool
 from tests.faults.proxy import StallingProxy
-from tests.process import delete_es_prefix
 
 Client = TestClient[web.Request, web.Application]
 DEADLINE = 1.0  # the store deadline these servers run with (seconds)
@@ -37,10 +36,19 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def es_prefix(elasticsearch_url: str) -> Iterator[str]:
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
+async def es_prefix(elasticsearch_url: str) -> AsyncIterator[str]:
+    """A prefix whose indices exist: they are created at the usual deadline, straight to the node, since a
+    cluster-state update on the busy test node can outlast the 1 s these servers allow a request."""
+    prefix = es_pool.lease(elasticsearch_url)
+    setup = ElasticsearchStore.from_config(
+        ElasticsearchConfig(addresses=[elasticsearch_url], index_prefix=prefix, replicas=0)
+    )
+    try:
+        await setup.open()
+    finally:
+        await setup.close()
     yield prefix
-    asyncio.run(delete_es_prefix(elasticsearch_url, prefix))
+    await es_pool.give_back(elasticsearch_url, prefix)
 
 
 def _config(store: dict[str, Any], **more: Any) -> Config:
@@ -61,7 +69,11 @@ async def _es_client(aiohttp_client: AiohttpClient, proxy: StallingProxy, prefix
         **more,
     )
     store = ElasticsearchStore.from_config(config.store.elasticsearch)
-    return await aiohttp_client(tasques.server.build_server(config, store))
+    try:
+        return await aiohttp_client(tasques.server.build_server(config, store))
+    except BaseException:
+        await store.close()  # a server that never started leaves its store (and its client session) to us
+        raise
 
 
 async def _timed(client: Client, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str], float]:
