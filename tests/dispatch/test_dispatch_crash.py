@@ -85,6 +85,7 @@ async def test_kill_9_mid_dispatch_retries_and_loses_nothing(
         restarted.stop()
         release.set()
     hung = target.received[0].path.rsplit("/", 1)[1]
-    # The task whose request was cut off by the crash timed out, was retried, and succeeded on attempt 2.
-    assert tasks[f"c{hung}"]["attempted"] == 2
+    # The task whose request was cut off by the crash timed out, was retried, and succeeded: on attempt 2, or
+    # later when a loaded machine makes the restarted server's answer outlast the 1 s processing timeout too.
+    assert tasks[f"c{hung}"]["attempted"] >= 2
     assert {p for p in (r.path for r in target.received)} == {f"/hook/{i}" for i in range(5)}
