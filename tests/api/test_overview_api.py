@@ -227,6 +227,9 @@ async def _raw_get(client: Client, raw_path: str) -> tuple[int, bytes]:
         "/ui/.hidden",
         "/ui/../overview",
         "/ui/%2e%2e/overview",
+        "/ui%2f..%2foverview",
+        "/%75i/../overview",
+        "/ui/..%2f..%2foverview",
     ],
 )
 async def test_ui_paths_never_leave_the_static_directory(make_client: MakeClient, raw_path: str) -> None:
@@ -235,6 +238,7 @@ async def test_ui_paths_never_leave_the_static_directory(make_client: MakeClient
     assert status in (400, 401, 404), (raw_path, status)
     assert b"build_app" not in body
     assert b"root:" not in body
+    assert b'"queues"' not in body  # never the overview's answer
 
 
 def test_asset_names_resolve_inside_the_root_only(tmp_path: Path) -> None:
