@@ -24,7 +24,7 @@ from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.dispatch.policy import OutboundPolicy
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.retry import BackoffPolicy
-from tasques.leader.election import LeaderElector
+from tasques.leader.election import LOCK_NAME, LeaderElector
 from tasques.leader.jobs import (
     Archiver,
     BatchSweeper,
@@ -45,6 +45,7 @@ from tasques.service.clock import Clock, utc_now
 from tasques.service.dependencies import DependencyResolver
 from tasques.service.events import TaskEvents, all_of
 from tasques.service.health import Readiness
+from tasques.service.overview import OverviewService
 from tasques.service.projects import ProjectService, ProjectSettings
 from tasques.service.queues import QueueService
 from tasques.service.recurring import CatchUp, RecurringService
@@ -219,6 +220,9 @@ def build_server(
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
     )
+    overview = OverviewService(
+        store, queues, clock, lock_name=LOCK_NAME, server_id=holder, is_leader=lambda: elector.is_leader
+    )
     policy = OutboundPolicy.from_config(d.allowed_networks, d.allowed_hosts)
     dispatch_settings = DispatchSettings(
         d.poll_interval, d.max_concurrent_dispatches, policy, d.tls_files_dir, d.max_redirects
@@ -238,6 +242,7 @@ def build_server(
         metrics_page=seen.metrics,
         observers=seen.middlewares,
         workers=workers,
+        overview=overview,
     )
     app[ELECTOR] = elector
     app[AUTHENTICATOR] = authenticator

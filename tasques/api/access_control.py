@@ -3,8 +3,9 @@
 Every route declares the role it requires next to its definition (`@requires(Role.WORKER)`); the access
 middleware (`tasques.api.app`) puts the caller's `Principal` on the request before any handler runs, and
 refuses a route whose role the caller lacks. A route with no declared role is refused to everyone but
-admins, so a route added without a declaration fails closed. `/health` and `/ready` are the only routes open
-to callers without credentials (`OPEN_PATHS`), and `/metrics` when configured so.
+admins, so a route added without a declaration fails closed. `/health` and `/ready` are the only API routes
+open to callers without credentials (`OPEN_PATHS`), and `/metrics` when configured so; the dashboard's static
+files under `/ui` (`OPEN_PREFIX`) are open too, as they hold no data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.project import Role, may
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
+# The dashboard's static files (`routes_ui`): `/ui` and every path under `/ui/`, nothing else.
+OPEN_PREFIX = "/ui"
 H = TypeVar("H", bound=Callable[..., object])
 _ROLES: dict[object, Role] = {}
 
@@ -104,7 +107,8 @@ def access_middleware(authenticate: Authenticate, open_paths: frozenset[str]) ->
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths:
+        path = request.path
+        if path in open_paths or path == OPEN_PREFIX or path.startswith(OPEN_PREFIX + "/"):
             return await handler(request)
         caller = await authenticate(request)
         role = _role_of(request)

@@ -113,6 +113,20 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
         raise InvalidInput("invalid request", problems_of(e)) from None
 
 
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter: ASCII digits only ("²".isdigit() is true, "+5" and " 5" are refused), from
+    `low` to `high`, else a 400 naming it."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if _DIGITS.fullmatch(text) is None or not low <= int(text) <= high:
+        raise InvalidInput(f"invalid {name}", [FieldProblem(name, f"must be a whole number from {low} to {high}")])
+    return int(text)
+
+
 def check_name(value: str, adapter: TypeAdapter[str], field: str) -> str:
     """`value` if it is a valid name of that kind, else a 400 naming `field`."""
     try:
@@ -214,8 +228,9 @@ def claim_id(request: web.Request) -> str | None:
 _RESPONSE_CONTEXT = {REDACT_SECRETS: True}
 
 
-def json_model(model: BaseModel, status: int = 200) -> web.Response:
-    body = model.model_dump_json(exclude_none=True, context=_RESPONSE_CONTEXT)
+def json_model(model: BaseModel, status: int = 200, *, exclude_none: bool = True) -> web.Response:
+    """`exclude_none=False` for the newer bodies whose contract shows an absent value as null."""
+    body = model.model_dump_json(exclude_none=exclude_none, context=_RESPONSE_CONTEXT)
     return web.Response(status=status, body=body, content_type="application/json")
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from tasques.api.access import Authenticator
 from tasques.service.batches import BatchService
 from tasques.service.health import Readiness
+from tasques.service.overview import OverviewService
 from tasques.service.projects import ProjectService
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
@@ -20,3 +21,4 @@ PROJECTS = web.AppKey("projects", ProjectService)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 WORKERS = web.AppKey("workers", WorkerRegistry)
 BATCHES = web.AppKey("batches", BatchService)
+OVERVIEW = web.AppKey("overview", OverviewService)

@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from tasques import __version__
 from tasques.api import schemas as s
 from tasques.api import schemas_batches as sb
+from tasques.api import schemas_overview as so
 from tasques.api import schemas_projects as sp
 from tasques.api import schemas_queues as sq
 from tasques.api import schemas_workers as sw
@@ -33,7 +34,13 @@ from tasques.api.http import (
 )
 from tasques.api.route_tables import route_roles
 from tasques.domain.batch import BatchId
-from tasques.domain.limits import CLAIM_ID_MAX_LENGTH, CLAIM_ID_PATTERN
+from tasques.domain.limits import (
+    CLAIM_ID_MAX_LENGTH,
+    CLAIM_ID_PATTERN,
+    DEFAULT_PREVIEW,
+    MAX_PREVIEW,
+    MAX_SCHEDULE_LENGTH,
+)
 from tasques.domain.project import Role
 
 REF = "#/components/schemas/{model}"
@@ -45,6 +52,7 @@ TAG_DESCRIPTIONS = {
     "projects": "Projects (tenants) and their tokens: admin only",
     "workers": "The workers that claim and report, and drain",
     "meta": "Liveness, readiness and server information",
+    "dashboard": "What the web dashboard at /ui reads besides the routes above",
 }
 
 
@@ -199,6 +207,16 @@ OPERATIONS: tuple[Operation, ...] = (
               errors={404: "No server has seen the worker"}),
     Operation("put", "/workers/{id}/resume", "resume-worker", "Resume a drained worker", "workers",
               response=sw.WorkerInfo, errors={404: "No server has seen the worker"}),
+    Operation("get", "/overview", "get-overview",
+              "The caller's project at a glance: each queue's counts, paused flag, oldest due task and tasks "
+              "finished per minute (the last 5 minutes), the leader, and the server that answered", "dashboard",
+              response=so.OverviewBody),
+    Operation("get", "/schedules/preview", "preview-schedule",
+              "The next fire times of a recurring schedule expression, as the recurring enqueuer would fire them",
+              "dashboard", response=so.SchedulePreview, uses_store=False,
+              errors={400: "`expression` is missing or not a valid schedule, or `count` is out of range"},
+              query=(("expression", "string", "required: a schedule_expression (cron, a macro, @every <duration>)"),
+                     ("count", "integer", f"how many fire times, 1 to {MAX_PREVIEW}; default {DEFAULT_PREVIEW}"))),
     Operation("get", "/health", "health", "Liveness and the active store (never asks the store)", "meta",
               response=s.Health, uses_store=False),
     Operation("get", "/ready", "ready", "Readiness: 200 only while the store answers", "meta", response=s.Health),
@@ -222,6 +240,8 @@ _NAME_SCHEMAS = {
     "kind": _name_schema(KIND),
     "recurring_task_id": _name_schema(RECURRING_ID),
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "expression": {"type": "string", "minLength": 1, "maxLength": MAX_SCHEDULE_LENGTH},
+    "count": {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW},
     "project": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": "^[a-z0-9][a-z0-9_-]*$"},
     "token_id": {"type": "string", "minLength": 1, "maxLength": 64},
     "worker_id": {"type": "string", "minLength": 1, "maxLength": WORKER_ID_MAX_LENGTH},

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from tasques.api import (
     routes_batches,
     routes_meta,
+    routes_overview,
     routes_projects,
     routes_queues,
     routes_recurring,
     routes_tasks,
+    routes_ui,
     routes_workers,
 )
 from tasques.api.access_control import declared, required_role
@@ -24,7 +28,13 @@ ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     routes_projects.routes,
     routes_workers.routes,
     routes_batches.routes,
+    routes_overview.routes,
+    routes_ui.routes,
 )
+
+
+# `{name:regex}` in a route's path, written `{name}` in the table as in the router's canonical paths.
+_VARIABLE_REGEX = re.compile(r"\{(\w+):[^}]*\}")
 
 
 def route_roles() -> dict[tuple[str, str], Role]:
@@ -34,5 +44,5 @@ def route_roles() -> dict[tuple[str, str], Role]:
     for table in ROUTE_TABLES:
         for route in table:
             if isinstance(route, web.RouteDef) and declared(route.handler):
-                roles[(route.method.lower(), route.path)] = required_role(route.handler)
+                roles[(route.method.lower(), _VARIABLE_REGEX.sub(r"{\1}", route.path))] = required_role(route.handler)
     return roles

@@ -19,7 +19,7 @@ from tasques.api.schemas_queues import (
 from tasques.domain.errors import FieldProblem, InvalidInput
 from tasques.domain.limits import DEFAULT_REPLAY
 from tasques.domain.project import Role
-from tasques.domain.task import TaskKey, TaskState
+from tasques.domain.task import TaskKey
 from tasques.service.replay import DeadFilter
 
 routes = web.RouteTableDef()
@@ -59,7 +59,7 @@ async def inspect_queue(request: web.Request) -> web.Response:
     return json_model(
         QueueDetail(
             queue=seen.queue,
-            counts=StateCounts(**{s.value: seen.counts.get(s, 0) for s in TaskState}),
+            counts=StateCounts.every(seen.counts),
             paused=seen.settings.paused,
             settings=seen.settings,
             oldest_queued_age_seconds=seen.oldest_queued_age.total_seconds(),

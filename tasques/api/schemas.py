@@ -6,6 +6,7 @@ the wire rules: optional fields, patterns and lengths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from tasques.domain.limits import (
     MAX_PRIORITY,
     MAX_PROCESSING_TIMEOUT,
     MAX_RETRY_TIMES,
+    MAX_SCHEDULE_LENGTH,
     MIN_PRIORITY,
     RUN_AT_MAX,
     RUN_AT_MIN,
@@ -259,7 +261,7 @@ class UpdateResult(BaseModel):
 class NewRecurringTask(_Request):
     id: RecurringId = Field(description="user-chosen id; must not collide with an existing one")
     schedule_expression: str = Field(
-        min_length=1, max_length=200, description="5-field cron, @hourly/@daily/…, or @every <duration>"
+        min_length=1, max_length=MAX_SCHEDULE_LENGTH, description="5-field cron, @hourly/@daily/…, or @every <duration>"
     )
     task_definition: TaskDefinition = Field(description="the task enqueued at every slot")
     skip_if_outstanding_tasks_exist: bool = Field(
@@ -268,7 +270,7 @@ class NewRecurringTask(_Request):
 
 
 class RecurringTaskUpdate(_Request):
-    schedule_expression: str | None = Field(None, min_length=1, max_length=200)
+    schedule_expression: str | None = Field(None, min_length=1, max_length=MAX_SCHEDULE_LENGTH)
     task_definition: TaskDefinition | None = None
     skip_if_outstanding_tasks_exist: bool | None = None
 
@@ -311,6 +313,11 @@ class StateCounts(BaseModel):
     # Not in the original Tasques: shown only when non-zero, so the original's five-state shape is unchanged.
     cancelled: int | None = None
     waiting: int | None = None
+
+    @classmethod
+    def every(cls, counts: Mapping[TaskState, int]) -> StateCounts:
+        """Every state, zeros included (the newer routes' shape)."""
+        return cls(**{state.value: counts.get(state, 0) for state in TaskState})
 
 
 class QueueSummary(BaseModel):

@@ -52,6 +52,10 @@ CLAIM_ID_PATTERN = rf"^[A-Za-z0-9._~-]{{1,{CLAIM_ID_MAX_LENGTH}}}$"
 ClaimId = Annotated[str, Field(pattern=CLAIM_ID_PATTERN, max_length=CLAIM_ID_MAX_LENGTH)]
 # The most items in one batch request (bulk create, batched done/failed/reports/unclaims).
 MAX_BATCH_ITEMS = 1000
+# A recurring task's schedule expression, and the fire times one schedule preview lists (`GET /schedules/preview`).
+MAX_SCHEDULE_LENGTH = 200
+DEFAULT_PREVIEW = 5
+MAX_PREVIEW = 50
 # Dead tasks one replay request puts back (by filter: `limit`, default DEFAULT_REPLAY; by ids: that many ids).
 DEFAULT_REPLAY = 100
 MAX_REPLAY = 1000

@@ -18,7 +18,7 @@ from tasques.domain.ref import QueueRef
 from tasques.domain.task import Task, TaskState
 from tasques.service.events import Outcome
 from tasques.service.task_core import Modification, TaskCore
-from tasques.store.base import TaskFilter
+from tasques.store.base import QueueCounts, TaskFilter
 
 PAGE = 1000
 # "Finished in the last minute".
@@ -44,16 +44,21 @@ class QueueDeletion:
     purged: int  # finished tasks removed, live and archived (history=true)
 
 
+def oldest_queued_age(counts: QueueCounts | None, now: datetime) -> timedelta:
+    """How long the queue's queued or failed task due earliest has been due; zero when none is due."""
+    earliest = counts.earliest_run_at if counts is not None else None
+    return now - earliest if earliest is not None and earliest <= now else timedelta(0)
+
+
 class QueueOperations(TaskCore):
     async def inspect(self, ref: QueueRef) -> QueueInspection:
         now = self._clock()
         counts = next((c for c in await self._store.queue_counts(project=ref.project) if c.queue == ref.queue), None)
-        earliest = counts.earliest_run_at if counts is not None else None
         return QueueInspection(
             queue=ref.queue,
             counts=dict(counts.counts) if counts is not None else {},
             settings=await self._queues.get(ref),
-            oldest_queued_age=now - earliest if earliest is not None and earliest <= now else timedelta(0),
+            oldest_queued_age=oldest_queued_age(counts, now),
             finished_last_minute=await self._store.count_finished_since(ref.queue, now - RECENT, project=ref.project),
         )
 

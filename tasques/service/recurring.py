@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tasques.domain.errors import AlreadyExists, FieldProblem, InvalidInput, VersionConflict
+from tasques.domain.limits import MAX_PREVIEW
 from tasques.domain.recurring import RecurringTask, TaskDefinition
-from tasques.domain.schedule import ScheduleError, parse_schedule
+from tasques.domain.schedule import Schedule, ScheduleError, parse_schedule
 from tasques.domain.task import Metadata
 from tasques.log_fields import about
 from tasques.service.clock import Clock
@@ -20,11 +21,11 @@ from tasques.store.base import Store
 log = logging.getLogger(__name__)
 
 
-def _check_schedule(expression: str) -> None:
+def _check_schedule(expression: str, field: str = "schedule_expression") -> Schedule:
     try:
-        parse_schedule(expression)
+        return parse_schedule(expression)
     except ScheduleError as e:
-        raise InvalidInput("invalid schedule", [FieldProblem("schedule_expression", str(e))]) from e
+        raise InvalidInput("invalid schedule", [FieldProblem(field, str(e))]) from e
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,17 @@ class RecurringService:
 
     async def delete(self, project: str, task_id: str) -> RecurringTask:
         return self.effective(await self._store.delete_recurring(task_id, project=project))
+
+    def preview(self, expression: str, count: int) -> list[datetime]:
+        """The schedule's next `count` (1 to MAX_PREVIEW) fire times after now, UTC: the slots the enqueuer
+        would fire (each strictly after the one before). A bad expression is a 400 naming `expression`."""
+        if not 1 <= count <= MAX_PREVIEW:
+            raise InvalidInput("invalid preview", [FieldProblem("count", f"must be between 1 and {MAX_PREVIEW}")])
+        schedule = _check_schedule(expression, "expression")
+        slots = [schedule.next_after(self._clock())]
+        while len(slots) < count:
+            slots.append(schedule.next_after(slots[-1]))
+        return slots
 
     async def enqueue_due(self) -> int:
         """Enqueue the due slots of every recurring task. Safe to run on any server, any number of times.

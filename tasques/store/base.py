@@ -110,6 +110,19 @@ class QueueCounts:
     earliest_run_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a lock, and when their lease runs out (wall-clock UTC, as `acquire_lock` was given it)."""
+
+    holder: str
+    expires_at: datetime
+
+
+def lease_live(expires_at: datetime, now: datetime) -> bool:
+    """A lease is live until its expiry, exclusive: at exactly `expires_at` another holder may take the lock."""
+    return expires_at > now
+
+
 # Told (queue, count) of conditional claim writes that lost a race to another writer (Elasticsearch only; a
 # SQLite claim is one transaction and cannot lose one).
 ClaimConflicts = Callable[[str, int], None]
@@ -372,9 +385,18 @@ class Store(Protocol):
     async def count_finished_since(self, queue: str, since: datetime, *, project: str = DEFAULT_PROJECT) -> int:
         """Live tasks of the queue that finished (done, dead, cancelled) at or after `since`."""
 
+    async def finished_per_minute(self, since: datetime, *, project: str) -> dict[str, dict[datetime, int]]:
+        """The project's live tasks that finished at or after `since` (as `count_finished_since` counts them), by
+        queue and by the start of the UTC minute they finished in; minutes and queues with none are left out.
+        Through an index, never a scan of tasks (SQLite: one seek per queue; Elasticsearch: one aggregation)."""
+
     # Leader lock
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
         """Take or renew the lock for `holder` until `expires_at`; False if another holder's lease is live."""
 
     async def release_lock(self, name: str, holder: str) -> None:
         """Give the lock up early, if `holder` still has it."""
+
+    async def lock_holder(self, name: str, now: datetime) -> LockHolder | None:
+        """Who holds the lock with a lease live at `now` (`lease_live`); None when nobody does. Sees every
+        server's writes at once."""

@@ -1,5 +1,5 @@
 """Auth on the API: every role against every route (from the roles the routes declare), no route reachable
-without credentials but /health and /ready, and each way of presenting credentials: tokens, JWTs, the Go
+without credentials but /health, /ready and the dashboard's static files, and each way of presenting credentials: tokens, JWTs, the Go
 client's basic auth, the admin token; expiry, tampering, revocation, networks and rate limits."""
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from tests.api.auth_helpers import (
 )
 from tests.api.conftest import T0, Client, MakeClient, assert_error, basic_auth, call
 
-OPEN = {"/health", "/ready"}
-CONCRETE = {"{queue}": "q", "{id}": "t", "{project}": "alpha", "{token_id}": "AAAAAAAAAAAAAAAA"}
+OPEN = {"/health", "/ready", "/ui", "/ui/", "/ui/index.html"}
+CONCRETE = {
+    "{queue}": "q", "{id}": "t", "{project}": "alpha", "{token_id}": "AAAAAAAAAAAAAAAA", "{path}": "index.html",
+}  # fmt: skip
 
 
 def _concrete(path: str) -> str:

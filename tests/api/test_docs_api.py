@@ -12,7 +12,8 @@ from aiohttp import web
 from tests.api.conftest import Client
 
 REPO = Path(__file__).resolve().parents[2]
-DOC_PATHS = frozenset({"/openapi.json", "/openapi.yaml", "/swagger"})
+# Pages, not API operations: the docs themselves and the dashboard's static files.
+DOC_PATHS = frozenset({"/openapi.json", "/openapi.yaml", "/swagger", "/ui", "/ui/", "/ui/{path}"})
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasques.store.base import Store
+from tasques.store.base import LockHolder, Store
 from tests.contract import ts
 
 
@@ -38,3 +38,16 @@ async def test_locks_are_independent_by_name(store: Store) -> None:
     assert await store.acquire_lock("one", "a", ts(0), ts(5))
     assert await store.acquire_lock("two", "b", ts(0), ts(5))
     assert not await store.acquire_lock("two", "a", ts(1), ts(6))
+
+
+async def test_lock_holder_names_the_live_lease_only(store: Store) -> None:
+    assert await store.lock_holder("leader", ts(0)) is None
+    assert await store.acquire_lock("leader", "a", ts(0), ts(5))
+    assert await store.lock_holder("leader", ts(4)) == LockHolder(holder="a", expires_at=ts(5))
+    assert await store.lock_holder("other", ts(4)) is None
+    # Expired at exactly `expires_at`, as for acquire_lock.
+    assert await store.lock_holder("leader", ts(5)) is None
+    assert await store.acquire_lock("leader", "b", ts(6), ts(11))
+    assert await store.lock_holder("leader", ts(6)) == LockHolder(holder="b", expires_at=ts(11))
+    await store.release_lock("leader", "b")
+    assert await store.lock_holder("leader", ts(6)) is None

@@ -1,5 +1,5 @@
 """Contract: the store primitives of dead-letter replay and queue operations (`find_dead`, `restore_archived`,
-`delete_tasks`, `purge_finished`, `count_finished_since`)."""
+`delete_tasks`, `purge_finished`, `count_finished_since`, `finished_per_minute`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ from tasques.store.base import Store
 from tasques.store.elasticsearch.names import task_doc_id
 from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sqlite import SqliteStore
-from tasques.store.sqlite.queue_ops import FINISHED_SINCE_SQL, find_dead_sql
+from tasques.store.sqlite.queue_ops import (
+    FINISHED_BY_MINUTE_SQL,
+    FINISHED_SINCE_SQL,
+    NEXT_FINISHED_QUEUE_SQL,
+    find_dead_sql,
+)
 from tests.contract import claim_as, finished, make_task, ts
 
 P2 = "other"
@@ -275,6 +280,37 @@ async def test_count_finished_since(store: Store) -> None:
     assert await store.count_finished_since("none", ts(0)) == 0
 
 
+async def test_finished_per_minute_by_queue_and_minute(store: Store) -> None:
+    await store.insert_tasks(
+        [
+            finished(make_task("q", "old", at=ts(-60)), ts(-30)),
+            finished(make_task("q", "done"), ts(10)),
+            _dead("q", "dead", ts(70)),
+            make_task("q", "cancelled").cancelled(ts(119.9)),
+            finished(make_task("q", "later"), ts(130)),
+            make_task("q", "queued", at=ts(40)),
+            make_task("q", "claimed").claimed("w", ts(50), "c1"),
+            finished(make_task("q2", "other-queue"), ts(65)),
+        ]
+    )
+    await store.insert_tasks([_dead("q", "theirs", ts(70), project=P2), make_task("q3", "theirs-queued", project=P2)])
+    assert await store.finished_per_minute(ts(0), project="default") == {
+        "q": {ts(0): 1, ts(60): 2, ts(120): 1},
+        "q2": {ts(60): 1},
+    }
+    assert await store.finished_per_minute(ts(60), project="default") == {
+        "q": {ts(60): 2, ts(120): 1},
+        "q2": {ts(60): 1},
+    }
+    assert await store.finished_per_minute(ts(-60), project="default") == {
+        "q": {ts(-60): 1, ts(0): 1, ts(60): 2, ts(120): 1},
+        "q2": {ts(60): 1},
+    }
+    assert await store.finished_per_minute(ts(0), project=P2) == {"q": {ts(60): 1}}
+    assert await store.finished_per_minute(ts(180), project="default") == {}
+    assert await store.finished_per_minute(ts(0), project="nobody") == {}
+
+
 def _plan(store: SqliteStore, sql: str, params: tuple[object, ...]) -> str:
     with contextlib.closing(sqlite3.connect(store._path)) as conn:
         return "\n".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -293,3 +329,8 @@ async def test_sqlite_queue_ops_queries_seek_their_index(store: Store, archived:
     assert "TEMP B-TREE" not in plan, plan
     plan = _plan(store, FINISHED_SINCE_SQL, ("p", "q", 0))
     assert "INDEX tasks_finished_by_queue (project=? AND queue=? AND modified_at>?)" in plan, plan
+    plan = _plan(store, FINISHED_BY_MINUTE_SQL, ("p", "q", 0))
+    assert "INDEX tasks_finished_by_queue (project=? AND queue=? AND modified_at>?)" in plan, plan
+    plan = _plan(store, NEXT_FINISHED_QUEUE_SQL, ("p", ""))
+    assert "INDEX tasks_finished_by_queue (project=? AND queue>?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan

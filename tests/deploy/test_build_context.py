@@ -1,5 +1,6 @@
 """The build context: every COPY finds its sources past .dockerignore, and the build stage's files build the
-wheel that the image installs, with the Kibana objects that tasques/kibana/tasques.ndjson links to."""
+wheel that the image installs, with the Kibana objects that tasques/kibana/tasques.ndjson links to and the
+dashboard's static files."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def test_the_build_stage_files_build_the_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         assert {"tasques/cli.py", "tasques/api/app.py"} <= names
+        # The dashboard's static files are package data, served from the installed package.
+        assert "tasques/ui/static/index.html" in names
         assert zf.read("tasques/kibana/tasques.ndjson") == (REPO / "kibana" / "tasques.ndjson").read_bytes()
         info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "tasques = tasques.cli:main" in zf.read(info).decode()

@@ -9,13 +9,14 @@ from datetime import datetime
 
 from elasticsearch import ConflictError, NotFoundError
 
+from tasques.store.base import LockHolder, lease_live
 from tasques.store.elasticsearch.core import StoreCore
 from tasques.store.elasticsearch.documents import es_date
 from tasques.store.elasticsearch.mappings import JsonDict
 
 
 class LockMixin(StoreCore):
-    """`acquire_lock`, `release_lock`."""
+    """`acquire_lock`, `release_lock`, `lock_holder`."""
 
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
         es_date(now)
@@ -26,19 +27,18 @@ class LockMixin(StoreCore):
             # A conflict means someone wrote the lock since: then look, as for a first take.
             with contextlib.suppress(ConflictError):
                 return self._hold(name, holder, await self._write_lock(name, document, held[1], held[2]))
-        try:
-            resp = await self._client.get(index=self.names.locks, id=name)
-        except NotFoundError:
+        stored = await self._get_lock(name)
+        if stored is None:
             try:
                 written = await self._client.index(index=self.names.locks, id=name, document=document, op_type="create")
             except ConflictError:
                 return False
             return self._hold(name, holder, written.body)
-        source = resp.body["_source"]
-        if source["holder"] != holder and datetime.fromisoformat(source["expires_at"]) > now:
+        current = _holder_of(stored)
+        if current.holder != holder and lease_live(current.expires_at, now):
             return False
         try:
-            body = await self._write_lock(name, document, resp.body["_seq_no"], resp.body["_primary_term"])
+            body = await self._write_lock(name, document, stored["_seq_no"], stored["_primary_term"])
         except ConflictError:
             return False
         return self._hold(name, holder, body)
@@ -55,17 +55,35 @@ class LockMixin(StoreCore):
 
     async def release_lock(self, name: str, holder: str) -> None:
         self._held_locks.pop(name, None)
-        try:
-            resp = await self._client.get(index=self.names.locks, id=name)
-        except NotFoundError:
-            return
-        if resp.body["_source"]["holder"] != holder:
+        stored = await self._get_lock(name)
+        if stored is None or _holder_of(stored).holder != holder:
             return
         # A conflict: renewed, taken over or released meanwhile, so not ours to delete any more.
         with contextlib.suppress(ConflictError, NotFoundError):
             await self._client.delete(
                 index=self.names.locks,
                 id=name,
-                if_seq_no=resp.body["_seq_no"],
-                if_primary_term=resp.body["_primary_term"],
+                if_seq_no=stored["_seq_no"],
+                if_primary_term=stored["_primary_term"],
             )
+
+    async def lock_holder(self, name: str, now: datetime) -> LockHolder | None:
+        es_date(now)  # refuses a naive datetime, as acquire_lock does
+        stored = await self._get_lock(name)
+        if stored is None:
+            return None
+        current = _holder_of(stored)
+        return current if lease_live(current.expires_at, now) else None
+
+    async def _get_lock(self, name: str) -> JsonDict | None:
+        """The lock document by realtime GET (with its `_seq_no` and `_primary_term`), or None when there is none."""
+        try:
+            resp = await self._client.get(index=self.names.locks, id=name)
+        except NotFoundError:
+            return None
+        return dict(resp.body)
+
+
+def _holder_of(document: JsonDict) -> LockHolder:
+    source = document["_source"]
+    return LockHolder(holder=source["holder"], expires_at=datetime.fromisoformat(source["expires_at"]))

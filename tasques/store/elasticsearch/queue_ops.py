@@ -1,5 +1,5 @@
 """Replay and queue operations on Elasticsearch: dead tasks by time of death, putting archived tasks back live,
-conditional deletes, a queue's history purge, and its tasks finished since a time.
+conditional deletes, a queue's history purge, and its tasks finished since a time (in all, and per minute).
 
 No `_delete_by_query` (the store never uses it): deletes are searches paged with `search_after`, each page one
 `_bulk` of deletes conditional on the version searched. A restore is `op_type=create` on the live index, then a
@@ -11,7 +11,7 @@ leaves both: `get_task` prefers the live one, and the same restore sent again re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tasques.domain.errors import AlreadyExists, NotFound, VersionConflict
@@ -23,6 +23,9 @@ from tasques.store.elasticsearch.documents import _FINISHED, _OK, _item_error, _
 from tasques.store.elasticsearch.mappings import JsonDict
 from tasques.store.elasticsearch.names import doc_log_fields, task_doc_id
 
+# `finished_per_minute` names at most this many queues of a project (the terms aggregation's size; those with the
+# most finished tasks in the window win). A dashboard's view, not a listing the server relies on.
+MAX_THROUGHPUT_QUEUES = 1000
 # A queue's tasks, unique per document within it: the sort of the purge's pages.
 _BY_ID: list[JsonDict] = [{"id": "asc"}]
 
@@ -245,6 +248,28 @@ class QueueOpsMixin(StoreCore):
         ]
         resp = await self._client.count(index=self.names.tasks, query={"bool": {"filter": filters}})
         return int(resp.body["count"])
+
+    async def finished_per_minute(self, since: datetime, *, project: str) -> dict[str, dict[datetime, int]]:
+        await self.refresher.ensure_fresh()
+        filters: list[JsonDict] = [
+            {"term": {"project": project}},
+            {"terms": {"state": _FINISHED}},
+            {"range": {"metadata.modified_at": {"gte": es_date(since)}}},
+        ]
+        minutes: JsonDict = {"field": "metadata.modified_at", "fixed_interval": "1m", "min_doc_count": 1}
+        resp = await self._client.search(
+            index=self.names.tasks, query={"bool": {"filter": filters}}, size=0, track_total_hits=False,
+            aggs={"queues": {"terms": {"field": "queue", "size": MAX_THROUGHPUT_QUEUES},
+                             "aggs": {"minutes": {"date_histogram": minutes}}}},
+        )  # fmt: skip
+        out: dict[str, dict[datetime, int]] = {}
+        for bucket in resp.body["aggregations"]["queues"]["buckets"]:
+            # Bucket keys are epoch milliseconds (date_nanos too), each a minute's start in UTC.
+            out[str(bucket["key"])] = {
+                datetime.fromtimestamp(int(m["key"]) // 1000, UTC): int(m["doc_count"])
+                for m in bucket["minutes"]["buckets"]
+            }
+        return out
 
 
 def _conditional_delete(index: str, hit: JsonDict) -> JsonDict:

@@ -1,5 +1,5 @@
 """Replay and queue operations on SQLite: dead tasks by time of death, putting archived tasks back live,
-conditional deletes, a queue's history purge, and its tasks finished since a time.
+conditional deletes, a queue's history purge, and its tasks finished since a time (in all, and per minute).
 
 Each query seeks a partial index (`schema.py`); the purge deletes in bounded transactions, so a queue with a long
 history never holds the writer for long.
@@ -19,7 +19,7 @@ from tasques.domain.task import Task
 from tasques.store.base import same_but_version
 from tasques.store.sealed_records import load_json
 from tasques.store.sqlite.connection import SqliteConnections, task_key
-from tasques.store.sqlite.rows import _INSERT_TASK_SQL, _columns, _expected_seq, _micros, _versioned
+from tasques.store.sqlite.rows import _INSERT_TASK_SQL, _columns, _expected_seq, _from_micros, _micros, _versioned
 from tasques.store.sqlite.schema import DEAD, FINISHED
 
 _KEY = "project = ? AND queue = ? AND id = ?"
@@ -30,6 +30,18 @@ PURGE_CHUNK = 5000
 FINISHED_SINCE_SQL = (
     "SELECT count(*) FROM tasks INDEXED BY tasks_finished_by_queue "
     f"WHERE project = ? AND queue = ? AND {FINISHED} AND modified_at >= ?"
+)
+# The next queue of the project with finished tasks, after a name: a skip-scan of the same index, one seek a queue.
+# Params: project, after.
+NEXT_FINISHED_QUEUE_SQL = (
+    "SELECT queue FROM tasks INDEXED BY tasks_finished_by_queue "
+    f"WHERE project = ? AND {FINISHED} AND queue > ? ORDER BY queue LIMIT 1"
+)
+# One queue's finished tasks since a time, by minute (unix microseconds // MINUTE_US). Params: project, queue, since.
+MINUTE_US = 60_000_000
+FINISHED_BY_MINUTE_SQL = (
+    f"SELECT modified_at / {MINUTE_US}, count(*) FROM tasks INDEXED BY tasks_finished_by_queue "
+    f"WHERE project = ? AND queue = ? AND {FINISHED} AND modified_at >= ? GROUP BY 1"
 )
 # Params: project, queue, limit.
 _PURGE_LIVE_SQL = (
@@ -170,6 +182,21 @@ class SqliteQueueOps(SqliteConnections):
         params = (project, queue, _micros(since))
         rows = await self._read(lambda conn: conn.execute(FINISHED_SINCE_SQL, params).fetchall())
         return int(rows[0][0])
+
+    async def finished_per_minute(self, since: datetime, *, project: str) -> dict[str, dict[datetime, int]]:
+        since_us = _micros(since)
+
+        def run(conn: sqlite3.Connection) -> dict[str, dict[datetime, int]]:
+            out: dict[str, dict[datetime, int]] = {}
+            after = ""
+            while (row := conn.execute(NEXT_FINISHED_QUEUE_SQL, (project, after)).fetchone()) is not None:
+                after = row[0]
+                rows = conn.execute(FINISHED_BY_MINUTE_SQL, (project, after, since_us)).fetchall()
+                if rows:
+                    out[after] = {_from_micros(minute * MINUTE_US): count for minute, count in rows}
+            return out
+
+        return await self._read(run)
 
 
 def _delete_chunk(conn: sqlite3.Connection, *, select: str, table: str, project: str, queue: str) -> int:

@@ -13,9 +13,10 @@ from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.queue import QueueSettings
 from tasques.domain.recurring import RecurringTask
 from tasques.domain.timeline import Attempt
+from tasques.store.base import LockHolder, lease_live
 from tasques.store.sealed_records import dump_json, load_json
 from tasques.store.sqlite.connection import SqliteConnections
-from tasques.store.sqlite.rows import _expected_seq, _micros, _versioned
+from tasques.store.sqlite.rows import _expected_seq, _from_micros, _micros, _versioned
 
 
 def _of_project(project: str | None) -> tuple[str, tuple[str, ...]]:
@@ -172,17 +173,17 @@ class SqliteRecords(SqliteConnections):
     # Leader lock
 
     async def acquire_lock(self, name: str, holder: str, now: datetime, expires_at: datetime) -> bool:
-        now_us, expires_us = _micros(now), _micros(expires_at)
+        _micros(now)  # refuses a naive datetime before any write
+        expires_us = _micros(expires_at)
 
         def run(conn: sqlite3.Connection) -> bool:
-            rows = conn.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,)).fetchall()
-            if not rows:
+            current = _lock_row(conn, name)
+            if current is None:
                 conn.execute(
                     "INSERT INTO locks (name, holder, expires_at, seq) VALUES (?, ?, ?, 1)", (name, holder, expires_us)
                 )
                 return True
-            current_holder, current_expiry = rows[0]
-            if current_holder != holder and current_expiry > now_us:
+            if current.holder != holder and lease_live(current.expires_at, now):
                 return False
             conn.execute(
                 "UPDATE locks SET holder = ?, expires_at = ?, seq = seq + 1 WHERE name = ?", (holder, expires_us, name)
@@ -193,3 +194,14 @@ class SqliteRecords(SqliteConnections):
 
     async def release_lock(self, name: str, holder: str) -> None:
         await self._write(lambda conn: conn.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder)))
+
+    async def lock_holder(self, name: str, now: datetime) -> LockHolder | None:
+        _micros(now)  # refuses a naive datetime, as every store call does
+        current = await self._read(lambda conn: _lock_row(conn, name))
+        return current if current is not None and lease_live(current.expires_at, now) else None
+
+
+def _lock_row(conn: sqlite3.Connection, name: str) -> LockHolder | None:
+    """The lock's stored holder and expiry, live or not."""
+    row = conn.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+    return LockHolder(holder=row[0], expires_at=_from_micros(row[1])) if row is not None else None
