@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +28,12 @@ from tasques.api.http import WORKER_ID_HEADER
 from tasques.config import Config
 from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import Clock, ManualClock
+from tasques.store.base import Store
+from tasques.store.elasticsearch.store import ElasticsearchStore
 from tasques.store.sealing import Sealer
 from tasques.store.sqlite.store import SqliteStore
+from tests import es_pool
+from tests.contract.conftest import es_settings
 
 Client = TestClient[web.Request, web.Application]
 
@@ -64,6 +68,43 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
+
+
+# A whole server on each store: `serve(clock=..., leader=...)` starts one and returns its client and store.
+Serve = Callable[..., Awaitable[tuple[Client, Store]]]
+# Until when `serve`'s other holder has the leader lock. The leader loop tries the lock once at start, then not
+# again during a test.
+HELD_UNTIL = datetime(2200, 1, 1, tzinfo=UTC)
+_SLOW_LEADER = {"leader": {"lease": "2h", "renew_every": "1h"}}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+async def serve(
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[Serve]:
+    """Servers on the test's store (SQLite, or a pooled Elasticsearch prefix), on the manual clock unless given
+    another; unless `leader`, another holder has the leader lock, so housekeeping runs only when a test calls it."""
+    leases: list[tuple[str, str]] = []
+
+    async def start(*, leader: bool = False, clock: Clock = clock, holder: str = "api-test") -> tuple[Client, Store]:
+        store: Store
+        if request.param == "sqlite":
+            store = SqliteStore(str(tmp_path / "t.db"))
+            config = Config.model_validate({"store": {"sqlite": {"path": str(tmp_path / "t.db")}}, **_SLOW_LEADER})
+        else:
+            url: str = request.getfixturevalue("elasticsearch_url")
+            leases.append((url, es_pool.lease(url)))
+            store = ElasticsearchStore.from_config(es_settings(*leases[-1]))
+            config = Config.model_validate({"store": {"kind": "elasticsearch"}, **_SLOW_LEADER})
+        await store.open()
+        if not leader:
+            assert await store.acquire_lock(LOCK_NAME, "someone-else", clock(), HELD_UNTIL)
+        app = tasques.server.build_server(config, store, clock=clock, holder=holder)
+        return await aiohttp_client(app), store
+
+    yield start
+    for lease in leases:
+        await es_pool.give_back(*lease)
 
 
 @pytest.fixture

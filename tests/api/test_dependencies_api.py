@@ -5,52 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from pytest_aiohttp.plugin import AiohttpClient
 
 import tasques.server
-from tasques.config import Config
 from tasques.domain.task import NewTask, Task, TaskKey
-from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import utc_now
 from tasques.store.base import Store
-from tasques.store.elasticsearch.store import ElasticsearchStore
-from tasques.store.sqlite.store import SqliteStore
-from tests import es_pool
-from tests.api.conftest import Client, assert_error, call, claim, claim_one, create_task, get_task
-from tests.contract.conftest import es_settings
-
-_FOREVER = datetime(2200, 1, 1, tzinfo=UTC)
+from tests.api.conftest import Client, Serve, assert_error, call, claim, claim_one, create_task, get_task
 
 
-@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
-async def served(
-    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, tmp_path: Path
-) -> AsyncIterator[tuple[Client, Store]]:
-    """A whole server on each store (real clock), the leader kept from running housekeeping by itself."""
-    prefix: tuple[str, str] | None = None
-    store: Store
-    if request.param == "sqlite":
-        store = SqliteStore(str(tmp_path / "t.db"))
-        config = Config.model_validate({"store": {"sqlite": {"path": str(tmp_path / "t.db")}}})
-    else:
-        url: str = request.getfixturevalue("elasticsearch_url")
-        prefix = (url, es_pool.lease(url))
-        store = ElasticsearchStore.from_config(es_settings(*prefix))
-        config = Config.model_validate({"store": {"kind": "elasticsearch"}})
-    await store.open()
-    assert await store.acquire_lock(LOCK_NAME, "someone-else", utc_now(), _FOREVER)
-    app = tasques.server.build_server(config, store, clock=utc_now, holder="deps-test")
-    try:
-        yield await aiohttp_client(app), store
-    finally:
-        if prefix is not None:
-            await es_pool.give_back(*prefix)
+@pytest.fixture
+async def served(serve: Serve) -> tuple[Client, Store]:
+    """A whole server on each store, on the real clock (releases run as they would), the leader held elsewhere."""
+    return await serve(clock=utc_now)
 
 
 def dep(queue: str, task_id: str) -> dict[str, str]:

@@ -5,61 +5,20 @@ static files at `/ui` (headers, open with auth on while the API is not, no path 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_aiohttp.plugin import AiohttpClient
 
 import tasques.server
 from tasques.api.routes_ui import STATIC_DIR, UI_HEADERS, asset_path
-from tasques.config import Config
 from tasques.leader.election import LOCK_NAME
 from tasques.service.clock import ManualClock
-from tasques.store.base import Store
-from tasques.store.elasticsearch.store import ElasticsearchStore
-from tasques.store.sqlite.store import SqliteStore
-from tests import es_pool
 from tests.api.auth_helpers import ADMIN_HEADERS, auth_client
-from tests.api.conftest import WORKER, Client, MakeClient, assert_error, call, claim_one, create_task
-from tests.contract.conftest import es_settings
+from tests.api.conftest import WORKER, Client, MakeClient, Serve, assert_error, call, claim_one, create_task
 
 HOLDER = "overview-test"
-_FOREVER = datetime(2200, 1, 1, tzinfo=UTC)
-# The leader loop tries the lock once at start, then not again during a test.
-_SLOW_LEADER = {"leader": {"lease": "2h", "renew_every": "1h"}}
-
-Serve = Callable[..., Awaitable[tuple[Client, Store]]]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
-async def serve(
-    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, tmp_path: Path, clock: ManualClock
-) -> AsyncIterator[Serve]:
-    """Start a whole server on each store with the manual clock; unless `leader`, another holder has the lock."""
-    leases: list[tuple[str, str]] = []
-
-    async def start(*, leader: bool = False) -> tuple[Client, Store]:
-        store: Store
-        if request.param == "sqlite":
-            store = SqliteStore(str(tmp_path / "t.db"))
-            config = Config.model_validate({"store": {"sqlite": {"path": str(tmp_path / "t.db")}}, **_SLOW_LEADER})
-        else:
-            url: str = request.getfixturevalue("elasticsearch_url")
-            leases.append((url, es_pool.lease(url)))
-            store = ElasticsearchStore.from_config(es_settings(*leases[-1]))
-            config = Config.model_validate({"store": {"kind": "elasticsearch"}, **_SLOW_LEADER})
-        await store.open()
-        if not leader:
-            assert await store.acquire_lock(LOCK_NAME, "someone-else", clock(), _FOREVER)
-        app = tasques.server.build_server(config, store, clock=clock, holder=HOLDER)
-        return await aiohttp_client(app), store
-
-    yield start
-    for lease in leases:
-        await es_pool.give_back(*lease)
 
 
 async def _overview(client: Client) -> Any:
@@ -72,7 +31,7 @@ def _counts(**nonzero: int) -> dict[str, int]:
 
 
 async def test_the_overview_counts_queues_and_their_throughput_per_minute(serve: Serve, clock: ManualClock) -> None:
-    client, store = await serve()
+    client, store = await serve(holder=HOLDER)
     for _ in range(3):
         await create_task(client, "q")  # all due at T0 (03:04:05)
     first = await claim_one(client, "q")
@@ -113,7 +72,7 @@ async def test_the_overview_counts_queues_and_their_throughput_per_minute(serve:
 async def test_the_overview_names_no_leader_without_a_live_lease_and_this_server_when_it_leads(
     serve: Serve, clock: ManualClock
 ) -> None:
-    client, store = await serve()
+    client, store = await serve(holder=HOLDER)
     await client.app[tasques.server.ELECTOR].stop(1.0)  # it never takes the lock from now on
     await store.release_lock(LOCK_NAME, "someone-else")
     body = await _overview(client)
@@ -121,7 +80,7 @@ async def test_the_overview_names_no_leader_without_a_live_lease_and_this_server
     assert body["server"] == {"id": HOLDER, "leader": False}
     assert body["queues"] == []
 
-    leading, _ = await serve(leader=True)
+    leading, _ = await serve(leader=True, holder=HOLDER)
     await asyncio.wait_for(leading.app[tasques.server.ELECTOR].elected.wait(), timeout=10)
     body = await _overview(leading)
     assert body["server"] == {"id": HOLDER, "leader": True}
