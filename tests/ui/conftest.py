@@ -9,25 +9,21 @@ test process runs later get a thread without a running loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
-import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
 
-from tests import es_pool
-from tests.process import ServerProcess, es_server_settings
 from tests.ui.api import Api
 from tests.ui.chromium import launch_options
+from tests.ui.servers import UiServer, running_server
 from tests.ui.target import Target
 
 ARTIFACTS_ENV = "TASQUES_TEST_ARTIFACTS"
@@ -35,67 +31,6 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 # Elasticsearch shows a write after a refresh, and a page refreshes every 2 s: room for both, and CI's load.
 expect.set_options(timeout=10_000)
-
-# Every server of these tests may dispatch HTTP-target tasks to loopback (tests/ui/target.py), soon after a retry.
-COMMON_SETTINGS = {
-    "TASQUES_DISPATCH_ALLOWED_NETWORKS": "127.0.0.0/8",
-    "TASQUES_DISPATCH_POLL_INTERVAL": "50ms",
-    "TASQUES_TASKS_CLAIM_POLL_INTERVAL": "100ms",
-}
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """`asyncio.run(coro)` in a fresh thread (this one may hold Playwright's loop)."""
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as e:  # re-raised in the caller's thread
-            failure.append(e)
-
-    thread = threading.Thread(target=body, name="ui-async")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
-@dataclass(frozen=True)
-class UiServer:
-    process: ServerProcess
-    store: str  # "sqlite" or "elasticsearch", as GET /overview names it
-    admin_token: str | None = None  # set when auth is on
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    def ui(self, route: str = "/") -> str:
-        """The dashboard's address for a hash route such as "/queues/q"."""
-        return f"{self.url}/ui#{route}"
-
-
-@contextmanager
-def running_server(
-    request: pytest.FixtureRequest, kind: str, tmp: Path, extra: dict[str, str] | None = None
-) -> Iterator[UiServer]:
-    es: tuple[str, str] | None = None
-    if kind == "sqlite":
-        settings = {"TASQUES_STORE_KIND": "sqlite", "TASQUES_STORE_SQLITE_PATH": str(tmp / "tasques.db")}
-    else:
-        url: str = request.getfixturevalue("elasticsearch_url")
-        es = (url, es_pool.lease(url))
-        settings = {**es_server_settings(*es), "TASQUES_STORE_ELASTICSEARCH_REFRESH_INTERVAL": "200ms"}
-    settings = {**settings, **COMMON_SETTINGS, **(extra or {})}
-    process = ServerProcess(settings, tmp / "server.log", cli_args=["--log-level", "WARNING"])
-    try:
-        process.start(timeout=60)
-        yield UiServer(process, kind, (extra or {}).get("TASQUES_AUTH_ADMIN_TOKEN"))
-    finally:
-        process.stop()
-        if es is not None:
-            run_async(es_pool.give_back(*es))
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
@@ -177,16 +112,22 @@ def page_in(browser: Browser, viewport: ViewportSize, shot: Path) -> Iterator[Pa
 
 
 @pytest.fixture
-def page(browser: Browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A desktop page (1280x800) of its own context; its screenshot is `<artifacts>/<module>--<test>.png`."""
-    with page_in(browser, DESKTOP, artifacts / f"{artifact_name(request)}.png") as p:
+def shot(artifacts: Path, request: pytest.FixtureRequest) -> Path:
+    """This test's screenshot: `<artifacts>/<module>--<test>.png` (a test that closes its page takes it itself)."""
+    return artifacts / f"{artifact_name(request)}.png"
+
+
+@pytest.fixture
+def page(browser: Browser, shot: Path) -> Iterator[Page]:
+    """A desktop page (1280x800) of its own context, screenshot at `shot` when the test ends."""
+    with page_in(browser, DESKTOP, shot) as p:
         yield p
 
 
 @pytest.fixture
-def phone_page(browser: Browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A phone-width page (390x844), screenshot `<artifacts>/<module>--<test>-phone.png`."""
-    with page_in(browser, PHONE, artifacts / f"{artifact_name(request)}-phone.png") as p:
+def phone_page(browser: Browser, shot: Path) -> Iterator[Page]:
+    """A phone-width page (390x844), screenshot beside `shot` (`...-phone.png`)."""
+    with page_in(browser, PHONE, shot.with_name(f"{shot.stem}-phone.png")) as p:
         yield p
 
 

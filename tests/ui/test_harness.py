@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.sync_api import Page, expect
 
 from tests.ui.api import Api
-from tests.ui.conftest import UiServer
+from tests.ui.servers import UiServer
 
 
 def test_the_browser_reads_the_servers_health_and_openapi(page: Page, ui_server: UiServer, api: Api) -> None:
