@@ -18,8 +18,8 @@ QUIET_SECONDS = 3.0
 
 def routes(api: Api, queue: str) -> list[tuple[str, str]]:
     """Every page of the dashboard with something on it: (hash route, its <h1>)."""
+    api.dead_task(queue, "mail-dead")  # first: its claim must get this task
     api.create_task(queue, "send-email", id="mail-1", args={"to": "someone@example.com"})
-    api.dead_task(queue, "mail-dead")
     return [
         ("/", "Overview"),
         (f"/queues/{queue}", f"Queue {queue}"),

@@ -43,9 +43,9 @@ def seed(api: Api, target: Target) -> None:
         assert api.claim_until_one("emails", "mailer-1")["id"] == f"welcome-{n}"
     for n in range(1, 3):
         api.call("PUT", f"/tasques/done/emails/welcome-{n}", {"data": {"delivered": True}}, headers=worker)
-    api.create_task("images", "resize", id="photo-17", args={"width": 640})
     api.dead_task("images", "photo-3", worker="resizer-1")
     api.dead_task("images", "photo-8", worker="resizer-1")
+    api.create_task("images", "resize", id="photo-17", args={"width": 640})
     api.create_task("exports", "csv-export", id="export-2026-12", args={"month": "2026-12"})
     api.call("PUT", "/queues/exports/pause")
     api.create_task(
