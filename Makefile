@@ -10,7 +10,7 @@ CONFIG ?= config.yaml
 
 .PHONY: help
 help: ## list the documented targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP) ## ruff and mypy --strict
 .PHONY: test
 test: $(STAMP) ## lint, then the whole suite against SQLite and a real Elasticsearch
 	scripts/run-tests $(PYTEST_ARGS)
+
+.PHONY: screenshots
+screenshots: $(STAMP) ## refresh docs/screenshots/ (one per dashboard page) from a real browser on SQLite
+	$(PY) -m tests.ui.chromium
+	TASQUES_UPDATE_SCREENSHOTS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/ui/test_screenshots.py
 
 .PHONY: bench
 bench: $(STAMP) ## benchmarks on SQLite and a real Elasticsearch, to bench/results/ (BENCH_ARGS=--quick: ~10x smaller)
