@@ -70,6 +70,7 @@ function loginNeeded(e: ApiError): void {
   }
   updateLogout();
   showLogin(mainElement(), () => {
+    clearError();
     updateLogout();
     start();
   });

@@ -67,6 +67,7 @@ function loginNeeded(e) {
     }
     updateLogout();
     showLogin(mainElement(), () => {
+        clearError();
         updateLogout();
         start();
     });
