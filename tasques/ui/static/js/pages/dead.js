@@ -65,11 +65,13 @@ export function deadPage(ctx) {
         report({ ...tally(r.results), more: false });
     }, replaySelected));
     const replayAll = button("Replay all matching", () => act(ctx, async () => {
+        const none = filters.queue === "" && filters.kind === "" && filters.since === null && filters.until === null;
         const body = {
             queue: filters.queue === "" ? null : filters.queue,
             kind: filters.kind === "" ? null : filters.kind,
             dead_since: filters.since,
-            dead_until: filters.until,
+            // The API wants at least one criterion: with none, "all matching" is every task dead until now.
+            dead_until: none ? new Date().toISOString() : filters.until,
             limit: 1000,
         };
         const total = { replayed: 0, notDead: 0, notFound: 0, more: false };
