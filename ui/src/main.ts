@@ -76,7 +76,8 @@ function loginNeeded(e: ApiError): void {
   });
 }
 
-function start(): void {
+/** `moveFocus`: after a navigation, focus goes to the new page's heading (where a screen reader starts). */
+function start(moveFocus = false): void {
   current?.stop();
   const main = mainElement();
   const ctx: PageContext = {
@@ -90,6 +91,11 @@ function start(): void {
   page.mount(main);
   document.title = `${page.title} · Tasques`;
   markCurrentLink();
+  const heading = main.querySelector("h1");
+  if (moveFocus && heading !== null) {
+    heading.tabIndex = -1;
+    heading.focus();
+  }
   const refresher = new Refresher(async (signal) => {
     try {
       await page.refresh(signal);
@@ -118,7 +124,7 @@ function init(): void {
   });
   window.addEventListener("hashchange", () => {
     clearError();
-    start();
+    start(true);
   });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") current?.now();

@@ -131,7 +131,7 @@ export function queuePage(ctx: PageContext, queue: string): Page {
         note,
         summary,
         settings,
-        h("section", { "aria-label": "Tasks" }, h("h2", {}, "Tasks"), filterForm, tasks, paging),
+        h("section", {}, h("h2", {}, "Tasks"), filterForm, tasks, paging),
       );
     },
     async refresh(signal) {

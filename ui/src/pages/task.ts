@@ -73,7 +73,7 @@ function dependenciesBody(t: Task): HTMLElement {
       h("td", { "data-field": "state" }, d.state),
     ),
   );
-  return h("div", {}, table("Dependencies", ["Task", "State"], rows), h("p", { class: "hint" }, `on failure: ${value(t["on_dependency_failure"] ?? "cancel")}`));
+  return h("div", {}, table("Dependency states", ["Task", "State"], rows), h("p", { class: "hint" }, `on failure: ${value(t["on_dependency_failure"] ?? "cancel")}`));
 }
 
 function attemptItem(a: Attempt): HTMLElement {
@@ -141,7 +141,7 @@ export function taskPage(ctx: PageContext, queue: string, id: string): Page {
         h("p", {}, h("a", { href: href.queue(queue) }, `Queue ${queue}`)),
         buttons,
         h("div", { class: "task-grid" },
-          h("section", { "aria-label": "Task fields" }, h("h2", {}, "Fields"), fields),
+          h("section", {}, h("h2", {}, "Fields"), fields),
           h("div", {},
             section("Claim", sections.claim),
             section("Reports", sections.reports),

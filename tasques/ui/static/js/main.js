@@ -72,7 +72,8 @@ function loginNeeded(e) {
         start();
     });
 }
-function start() {
+/** `moveFocus`: after a navigation, focus goes to the new page's heading (where a screen reader starts). */
+function start(moveFocus = false) {
     current?.stop();
     const main = mainElement();
     const ctx = {
@@ -86,6 +87,11 @@ function start() {
     page.mount(main);
     document.title = `${page.title} · Tasques`;
     markCurrentLink();
+    const heading = main.querySelector("h1");
+    if (moveFocus && heading !== null) {
+        heading.tabIndex = -1;
+        heading.focus();
+    }
     const refresher = new Refresher(async (signal) => {
         try {
             await page.refresh(signal);
@@ -116,7 +122,7 @@ function init() {
     });
     window.addEventListener("hashchange", () => {
         clearError();
-        start();
+        start(true);
     });
     document.addEventListener("visibilitychange", () => {
         if (document.visibilityState === "visible")

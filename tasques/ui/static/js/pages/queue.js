@@ -84,7 +84,7 @@ export function queuePage(ctx, queue) {
     return {
         title: `Queue ${queue}`,
         mount(main) {
-            main.append(h("h1", {}, `Queue ${queue}`), h("div", { class: "buttons" }, pause, resume, runNow, remove), note, summary, settings, h("section", { "aria-label": "Tasks" }, h("h2", {}, "Tasks"), filterForm, tasks, paging));
+            main.append(h("h1", {}, `Queue ${queue}`), h("div", { class: "buttons" }, pause, resume, runNow, remove), note, summary, settings, h("section", {}, h("h2", {}, "Tasks"), filterForm, tasks, paging));
         },
         async refresh(signal) {
             const cursor = cursors[cursors.length - 1];

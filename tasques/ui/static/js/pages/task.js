@@ -61,7 +61,7 @@ function dependenciesBody(t) {
     if (deps.length === 0)
         return h("p", {}, "no dependencies");
     const rows = deps.map((d) => h("tr", { "data-task-id": d.id, "data-queue": d.queue }, h("th", { scope: "row" }, d.state === "missing" ? `${d.queue}/${d.id}` : h("a", { href: href.task(d.queue, d.id) }, `${d.queue}/${d.id}`)), h("td", { "data-field": "state" }, d.state)));
-    return h("div", {}, table("Dependencies", ["Task", "State"], rows), h("p", { class: "hint" }, `on failure: ${value(t["on_dependency_failure"] ?? "cancel")}`));
+    return h("div", {}, table("Dependency states", ["Task", "State"], rows), h("p", { class: "hint" }, `on failure: ${value(t["on_dependency_failure"] ?? "cancel")}`));
 }
 function attemptItem(a) {
     const outcome = a.success ? "success" : "failure";
@@ -100,7 +100,7 @@ export function taskPage(ctx, queue, id) {
     return {
         title: `Task ${queue}/${id}`,
         mount(main) {
-            main.append(h("h1", {}, `Task ${queue}/${id}`), h("p", {}, h("a", { href: href.queue(queue) }, `Queue ${queue}`)), buttons, h("div", { class: "task-grid" }, h("section", { "aria-label": "Task fields" }, h("h2", {}, "Fields"), fields), h("div", {}, section("Claim", sections.claim), section("Reports", sections.reports), section("Result", sections.result), section("Failure", sections.failure), section("Dependencies", sections.dependencies), section("Timeline", sections.timeline))));
+            main.append(h("h1", {}, `Task ${queue}/${id}`), h("p", {}, h("a", { href: href.queue(queue) }, `Queue ${queue}`)), buttons, h("div", { class: "task-grid" }, h("section", {}, h("h2", {}, "Fields"), fields), h("div", {}, section("Claim", sections.claim), section("Reports", sections.reports), section("Result", sections.result), section("Failure", sections.failure), section("Dependencies", sections.dependencies), section("Timeline", sections.timeline))));
         },
         async refresh(signal) {
             const t = await get(taskPath, undefined, signal);
