@@ -25,6 +25,18 @@ install: $(STAMP) ## create .venv and install Tasques with its dev and benchmark
 run: $(STAMP) ## serve on http://127.0.0.1:8080 with the embedded SQLite store (./tasques.db)
 	$(VENV)/bin/tasques $(if $(wildcard $(CONFIG)),--config $(CONFIG)) serve
 
+# The dashboard's build tool (TypeScript, pinned in ui/package-lock.json): `npm ci` again only when the lockfile
+# changes; the compiled JS under tasques/ui/static/js is committed, so serving never needs Node.
+UI_STAMP := ui/node_modules/.ci-stamp
+
+$(UI_STAMP): ui/package-lock.json
+	npm ci --prefix ui --no-audit --no-fund
+	@touch $(UI_STAMP)
+
+.PHONY: ui
+ui: $(UI_STAMP) ## build the dashboard: tsc compiles ui/src to tasques/ui/static/js (commit the result)
+	npm run build --prefix ui
+
 .PHONY: lint
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,2 @@
+// What every page gives the app: its static parts once (mount), its data on every refresh.
+export {};
