@@ -67,3 +67,27 @@ def test_no_requests_reach_the_server_once_the_page_is_closed(
     closed = api.http_requests_served()
     time.sleep(QUIET_SECONDS)
     assert api.http_requests_served() == closed, "requests arrived after the page was closed"
+
+
+_SET_VISIBILITY = """state => {
+    Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_makes_no_requests_and_refreshes_when_shown_again(
+    page: Page, ui_server: UiServer, api: Api, queue: str
+) -> None:
+    api.create_task(queue, "k", id="t")
+    ui.open_route(page, ui_server, "/", "Overview")
+    ui.wait_for_refresh(page)
+
+    page.evaluate(_SET_VISIBILITY, "hidden")
+    time.sleep(0.5)  # a refresh already on the wire may still land
+    hidden = api.http_requests_served()
+    time.sleep(QUIET_SECONDS)
+    assert api.http_requests_served() == hidden, "a hidden tab kept polling"
+
+    page.evaluate(_SET_VISIBILITY, "visible")
+    ui.wait_for_refresh(page)  # shown again: it refreshes at once and goes on polling
+    assert api.http_requests_served() > hidden
