@@ -42,11 +42,13 @@ def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
 def auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
-    """A real `tasques serve` on SQLite with auth on and a bootstrap admin token (`admin_token`)."""
+    """A real `tasques serve` with auth on and a bootstrap admin token (`admin_token`), once per store kind (the
+    project and token records live in the store)."""
+    kind: str = request.param
     extra = {"TASQUES_AUTH_ENABLED": "true", "TASQUES_AUTH_ADMIN_TOKEN": secrets.token_hex(24)}
-    with running_server(request, "sqlite", tmp_path_factory.mktemp("ui-auth"), extra) as server:
+    with running_server(request, kind, tmp_path_factory.mktemp(f"ui-auth-{kind}"), extra) as server:
         yield server
 
 

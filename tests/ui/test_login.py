@@ -1,4 +1,4 @@
-"""With auth on (SQLite is enough): the page asks for a token, shows the API's refusal of a wrong one, works with
+"""With auth on, on each store: the page asks for a token, shows the API's refusal of a wrong one, works with
 a right one, and forgets it on log-out. The static page itself needs no credentials; the API always does."""
 
 from __future__ import annotations
