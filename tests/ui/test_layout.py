@@ -1,4 +1,4 @@
-"""Every page of the dashboard, on each store: usable at phone width, every input labelled, and no requests to
+"""Every page of the dashboard, on each store: usable at phone width, every input labelled, text at 4.5:1 contrast, focus visible from the keyboard, and no requests to
 the server once no page is open (the dashboard costs the API nothing while nobody looks)."""
 
 from __future__ import annotations
@@ -52,6 +52,43 @@ def test_every_input_and_select_has_an_accessible_label(page: Page, ui_server: U
     assert unlabelled == {}, f"inputs without a label: {unlabelled}"
 
 
+# The WCAG contrast ratio of each element's own text against the first opaque background behind it; returns
+# the elements below 4.5:1 (selector-ish description, ratio). Colours come from getComputedStyle as rgb(a).
+_LOW_CONTRAST = """() => {
+    const rgba = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+        const lin = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+        return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+    };
+    const background = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+            const c = rgba(getComputedStyle(e).backgroundColor);
+            if (c.length >= 3 && (c.length === 3 || c[3] === 1)) return c;
+        }
+        return [255, 255, 255];
+    };
+    const low = [];
+    for (const el of document.querySelectorAll("body *")) {
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === "hidden") continue;
+        const fg = lum(rgba(getComputedStyle(el).color)), bg = lum(background(el));
+        const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+        if (ratio < 4.5) low.push([el.tagName.toLowerCase() + (el.className ? "." + el.className : ""), ratio.toFixed(2)]);
+    }
+    return low;
+}"""
+
+
+def test_text_has_a_contrast_of_at_least_4_5_to_1(page: Page, ui_server: UiServer, api: Api, queue: str) -> None:
+    low = {}
+    for route, title in routes(api, queue):
+        ui.open_route(page, ui_server, route, title)
+        found = page.evaluate(_LOW_CONTRAST)
+        if found:
+            low[route] = found
+    assert low == {}, f"text below 4.5:1 against its background: {low}"
+
+
 def test_no_requests_reach_the_server_once_the_page_is_closed(
     page: Page, ui_server: UiServer, api: Api, queue: str, shot: Path
 ) -> None:
@@ -91,3 +128,23 @@ def test_a_hidden_tab_makes_no_requests_and_refreshes_when_shown_again(
     page.evaluate(_SET_VISIBILITY, "visible")
     ui.wait_for_refresh(page)  # shown again: it refreshes at once and goes on polling
     assert api.http_requests_served() > hidden
+
+
+_FOCUS_RING = """() => {
+    const el = document.activeElement, style = el && getComputedStyle(el);
+    if (!el || el === document.body) return null;
+    return {tag: el.tagName.toLowerCase(), text: (el.textContent || "").trim().slice(0, 40),
+            ring: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0 || style.boxShadow !== "none"};
+}"""
+
+
+def test_the_keyboard_reaches_the_navigation_and_focus_is_visible(page: Page, ui_server: UiServer) -> None:
+    ui.open_route(page, ui_server, "/", "Overview")  # the page's heading takes the focus (screen readers)
+    seen = []
+    for _ in range(4):  # from the heading back up through the navigation
+        page.keyboard.press("Shift+Tab")
+        focused = page.evaluate(_FOCUS_RING)
+        assert focused is not None, "Tab left the focus nowhere"
+        seen.append(focused)
+    assert all(f["ring"] for f in seen), f"focused without a visible ring: {[f for f in seen if not f['ring']]}"
+    assert {"Dead letters", "Recurring", "Workers"} <= {f["text"] for f in seen}, seen
