@@ -1,5 +1,6 @@
-"""Every page of the dashboard, on each store: usable at phone width, every input labelled, text at 4.5:1 contrast, focus visible from the keyboard, and no requests to
-the server once no page is open (the dashboard costs the API nothing while nobody looks)."""
+"""Every page of the dashboard, on each store: usable at phone width, every input labelled, text at 4.5:1
+contrast, focus visible from the keyboard, and no requests to the server once no page is open or while its tab
+is hidden (the dashboard costs the API nothing while nobody looks)."""
 
 from __future__ import annotations
 
