@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.packaged import PackagedServer, PackageUnavailable, ensure_binaries, version_of, which
+from tests.waiting import eventually
 
 T = TypeVar("T")
 PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
@@ -103,14 +103,7 @@ class Prometheus(PackagedServer):
 
     def wait_for(self, what: str, probe: Callable[[], T], until: Callable[[T], bool] = bool, within: float = 20.0) -> T:
         """Poll `probe` until `until` holds for its answer; after `within` seconds fail showing the last answer."""
-        deadline = time.monotonic() + within
-        while True:
-            got = probe()
-            if until(got):
-                return got
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Prometheus did not show {what} within {within:.0f}s; last answer: {got!r}")
-            time.sleep(0.2)
+        return eventually(f"Prometheus did not show {what}", probe, until, within, every=0.2)
 
 
 if __name__ == "__main__":

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from playwright.sync_api import APIRequestContext, APIResponse
 
-T = TypeVar("T")
+from tests.waiting import eventually
+
 HTTP_COUNTER = re.compile(r"^tasques_http_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
-
-
-def eventually(what: str, probe: Callable[[], T], until: Callable[[T], bool] = bool, within: float = 15.0) -> T:
-    """Poll `probe` until `until` holds (Elasticsearch shows writes after a refresh); else fail with the last answer."""
-    deadline = time.monotonic() + within
-    while True:
-        got = probe()
-        if until(got):
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:.0f}s; last answer: {got!r}")
-        time.sleep(0.1)
 
 
 class Api:

@@ -8,9 +8,10 @@ import re
 from playwright.sync_api import Page, expect
 
 from tests.ui import pages as ui
-from tests.ui.api import Api, eventually
+from tests.ui.api import Api
 from tests.ui.servers import UiServer
 from tests.ui.target import Target
+from tests.waiting import eventually
 
 SOMETHING = re.compile(r"\S")
 

@@ -5,7 +5,9 @@ is hidden (the dashboard costs the API nothing while nobody looks)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page
 
@@ -31,25 +33,32 @@ def routes(api: Api, queue: str) -> list[tuple[str, str]]:
     ]
 
 
+def _on_every_page(
+    page: Page, server: UiServer, pages: list[tuple[str, str]], check: Callable[[], Any]
+) -> dict[str, Any]:
+    """Route -> what `check` found wrong there (a falsy answer is nothing), opening each page in turn."""
+    found = {}
+    for route, title in pages:
+        ui.open_route(page, server, route, title)
+        if problem := check():
+            found[route] = problem
+    return found
+
+
 def test_no_page_overflows_horizontally_at_phone_width(
     phone_page: Page, ui_server: UiServer, api: Api, queue: str
 ) -> None:
-    wider = {}
-    for route, title in routes(api, queue):
-        ui.open_route(phone_page, ui_server, route, title)
-        sizes = phone_page.evaluate(ui.OVERFLOW_JS)
-        if sizes["scroll"] > sizes["client"]:
-            wider[route] = sizes
+    def too_wide(sizes: dict[str, int]) -> dict[str, int] | None:
+        return sizes if sizes["scroll"] > sizes["client"] else None
+
+    wider = _on_every_page(
+        phone_page, ui_server, routes(api, queue), lambda: too_wide(phone_page.evaluate(ui.OVERFLOW_JS))
+    )
     assert wider == {}, f"pages wider than the 390 px viewport (tables must scroll in their wrapper): {wider}"
 
 
 def test_every_input_and_select_has_an_accessible_label(page: Page, ui_server: UiServer, api: Api, queue: str) -> None:
-    unlabelled = {}
-    for route, title in routes(api, queue):
-        ui.open_route(page, ui_server, route, title)
-        found = ui.unlabelled_inputs(page)
-        if found:
-            unlabelled[route] = found
+    unlabelled = _on_every_page(page, ui_server, routes(api, queue), lambda: ui.unlabelled_inputs(page))
     assert unlabelled == {}, f"inputs without a label: {unlabelled}"
 
 
@@ -81,12 +90,7 @@ _LOW_CONTRAST = """() => {
 
 
 def test_text_has_a_contrast_of_at_least_4_5_to_1(page: Page, ui_server: UiServer, api: Api, queue: str) -> None:
-    low = {}
-    for route, title in routes(api, queue):
-        ui.open_route(page, ui_server, route, title)
-        found = page.evaluate(_LOW_CONTRAST)
-        if found:
-            low[route] = found
+    low = _on_every_page(page, ui_server, routes(api, queue), lambda: page.evaluate(_LOW_CONTRAST))
     assert low == {}, f"text below 4.5:1 against its background: {low}"
 
 
@@ -140,10 +144,10 @@ _FOCUS_RING = """() => {
 
 
 def test_the_keyboard_reaches_the_navigation_and_focus_is_visible(page: Page, ui_server: UiServer) -> None:
-    ui.open_route(page, ui_server, "/", "Overview")  # the page's heading takes the focus (screen readers)
+    ui.open_route(page, ui_server, "/", "Overview")  # a first load: the focus starts at the top of the document
     seen = []
-    for _ in range(4):  # from the heading back up through the navigation
-        page.keyboard.press("Shift+Tab")
+    for _ in range(4):  # the navigation comes first
+        page.keyboard.press("Tab")
         focused = page.evaluate(_FOCUS_RING)
         assert focused is not None, "Tab left the focus nowhere"
         seen.append(focused)

@@ -8,8 +8,9 @@ import json
 from playwright.sync_api import Page, expect
 
 from tests.ui import pages as ui
-from tests.ui.api import Api, eventually
+from tests.ui.api import Api
 from tests.ui.servers import UiServer
+from tests.waiting import eventually
 
 BAD_SCHEDULE = "every tuesday"
 

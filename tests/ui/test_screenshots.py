@@ -13,9 +13,10 @@ import pytest
 from playwright.sync_api import Page, Playwright, expect
 
 from tests.ui import pages as ui
-from tests.ui.api import Api, eventually
+from tests.ui.api import Api
 from tests.ui.servers import UiServer, running_server
 from tests.ui.target import Target
+from tests.waiting import eventually
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 UPDATE = os.environ.get("TASQUES_UPDATE_SCREENSHOTS") == "1"
