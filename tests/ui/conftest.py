@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect,
 
 from tests.ui.api import Api
 from tests.ui.chromium import launch_options
-from tests.ui.servers import UiServer, running_server
+from tests.ui.servers import UiServer, auth_settings, running_server
 from tests.ui.target import Target
 
 ARTIFACTS_ENV = "TASQUES_TEST_ARTIFACTS"
@@ -47,8 +46,7 @@ def auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     """A real `tasques serve` with auth on and a bootstrap admin token (`admin_token`), once per store kind (the
     project and token records live in the store)."""
     kind: str = request.param
-    extra = {"TASQUES_AUTH_ENABLED": "true", "TASQUES_AUTH_ADMIN_TOKEN": secrets.token_hex(24)}
-    with running_server(request, kind, tmp_path_factory.mktemp(f"ui-auth-{kind}"), extra) as server:
+    with running_server(request, kind, tmp_path_factory.mktemp(f"ui-auth-{kind}"), auth_settings()) as server:
         yield server
 
 

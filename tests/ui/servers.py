@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,11 @@ class UiServer:
     def ui(self, route: str = "/") -> str:
         """The dashboard's address for a hash route such as "/queues/q"."""
         return f"{self.url}/ui#{route}"
+
+
+def auth_settings() -> dict[str, str]:
+    """A server's settings for auth on, with a new bootstrap admin token."""
+    return {"TASQUES_AUTH_ENABLED": "true", "TASQUES_AUTH_ADMIN_TOKEN": secrets.token_hex(24)}
 
 
 @contextmanager

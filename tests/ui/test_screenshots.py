@@ -14,7 +14,7 @@ from playwright.sync_api import Page, Playwright, expect
 
 from tests.ui import pages as ui
 from tests.ui.api import Api
-from tests.ui.servers import UiServer, running_server
+from tests.ui.servers import UiServer, auth_settings, running_server
 from tests.ui.target import Target
 from tests.waiting import eventually
 
@@ -25,6 +25,13 @@ UPDATE = os.environ.get("TASQUES_UPDATE_SCREENSHOTS") == "1"
 @pytest.fixture(scope="module")
 def docs_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     with running_server(request, "sqlite", tmp_path_factory.mktemp("ui-docs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def docs_auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    """For the login page's picture: SQLite with auth on (the shared `auth_server` runs on each store)."""
+    with running_server(request, "sqlite", tmp_path_factory.mktemp("ui-docs-auth"), auth_settings()) as server:
         yield server
 
 
@@ -71,7 +78,7 @@ def capture(page: Page, artifacts: Path, name: str) -> None:
 
 
 def test_one_screenshot_per_page(
-    page: Page, docs_server: UiServer, docs_api: Api, auth_server: UiServer, target: Target, artifacts: Path
+    page: Page, docs_server: UiServer, docs_api: Api, docs_auth_server: UiServer, target: Target, artifacts: Path
 ) -> None:
     seed(docs_api, target)
     shots = [
@@ -87,6 +94,6 @@ def test_one_screenshot_per_page(
         expect(shown).to_be_visible()
         capture(page, artifacts, name)
 
-    page.goto(auth_server.ui("/"))
+    page.goto(docs_auth_server.ui("/"))
     expect(page.get_by_role("form", name="Log in")).to_be_visible()
     capture(page, artifacts, "login")
