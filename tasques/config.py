@@ -480,6 +480,50 @@ class EncryptionConfig(_Section):
         return self
 
 
+class LocalBackupConfig(_Section):
+    """Backups written into a directory (another disk, a mounted volume)."""
+
+    directory: str = Field("./backups", description="where backups go; created if missing")
+
+
+class ObjectStorageConfig(_Section):
+    """Backups uploaded to S3-compatible object storage (AWS S3, MinIO, s3proxy, Ceph, ...)."""
+
+    endpoint: str | None = Field(None, description="the service URL, e.g. https://s3.eu-west-1.amazonaws.com")
+    region: str = Field("us-east-1", description="the signing region")
+    access_key: str | None = Field(None, description="the access key id")
+    secret_key: SecretStr | None = Field(None, description="the secret access key")
+    bucket: str | None = Field(None, description="the bucket (it must exist)")
+    prefix: str = Field("tasques/", max_length=512, description="key prefix of every backup object")
+    verify_tls: bool = Field(True, description="check the endpoint's TLS certificate")
+    ca_certs: str | None = Field(None, description="PEM file of the CA that signed the endpoint's certificate")
+    path_style: bool = Field(True, description="bucket in the path, not the host name (most self-hosted services)")
+    timeout: PositiveDuration = Field(
+        timedelta(seconds=30), le=timedelta(hours=1), description="connect and read timeout of each request"
+    )
+
+
+class BackupConfig(_Section):
+    """Online backups of the SQLite store, taken by the leader (Elasticsearch uses snapshots: `tasques snapshot`)."""
+
+    enabled: bool = Field(False, description="take a backup every `every` (SQLite store only)")
+    method: Literal["local", "object_storage"] = Field("local", description="local (a directory) or object_storage")
+    every: PositiveDuration = Field(timedelta(hours=1), ge=timedelta(minutes=1), description="time between backups")
+    keep: int = Field(24, ge=1, le=100_000, description="how many backups to keep; older ones are deleted")
+    local: LocalBackupConfig = LocalBackupConfig()
+    object_storage: ObjectStorageConfig = ObjectStorageConfig()
+
+    @model_validator(mode="after")
+    def _storage_named(self) -> BackupConfig:
+        if self.method == "object_storage":
+            missing = [
+                n for n in ("endpoint", "bucket", "access_key", "secret_key") if getattr(self.object_storage, n) is None
+            ]
+            if missing:
+                raise ValueError(f"method object_storage needs object_storage.{', object_storage.'.join(missing)}")
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -493,6 +537,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     auth: AuthConfig = AuthConfig()
     encryption: EncryptionConfig = EncryptionConfig()
+    backup: BackupConfig = BackupConfig()
 
 
 class ConfigError(ValueError):
