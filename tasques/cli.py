@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from tasques.api.openapi import build_document, render_yaml
+from tasques.backup.cli import add_backup_parsers, run_backup_cli, run_restore_cli
 from tasques.config import Config, ConfigError, LoggingConfig, load_config, render_defaults, split_host_port
 from tasques.kibana.cli import add_kibana_parser, run_kibana_cli
 from tasques.observe.apm import current_trace_ids
@@ -138,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_worker_parser(sub)
     add_kibana_parser(sub)
     add_token_parser(sub)
+    add_backup_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve_command(args)
@@ -160,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_kibana_cli(args)
     if args.command == "token":
         return run_token_cli(args)
+    if args.command == "backup":
+        return run_backup_cli(args)
+    if args.command == "restore":
+        return run_restore_cli(args)
     return run_worker_cli(args)  # the one command left: worker
 
 

@@ -539,6 +539,16 @@ class Config(_Section):
     encryption: EncryptionConfig = EncryptionConfig()
     backup: BackupConfig = BackupConfig()
 
+    @model_validator(mode="after")
+    def _backups_of_sqlite(self) -> Config:
+        # Refused rather than ignored: a setting that silently does nothing leaves a store without backups.
+        if self.backup.enabled and self.store.kind != "sqlite":
+            raise ValueError(
+                "backup.enabled needs store.kind sqlite: Elasticsearch is backed up with its own snapshots "
+                "(tasques snapshot)"
+            )
+        return self
+
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid."""

@@ -19,6 +19,8 @@ from aiohttp.typedefs import Middleware
 from tasques.api.access import Authenticator
 from tasques.api.app import build_app
 from tasques.api.keys import AUTHENTICATOR
+from tasques.backup import destination_for
+from tasques.backup.runner import BackupRunner
 from tasques.config import Config, ConfigError, TasksConfig
 from tasques.dispatch import Dispatcher, DispatchSettings
 from tasques.dispatch.policy import OutboundPolicy
@@ -27,9 +29,12 @@ from tasques.domain.retry import BackoffPolicy
 from tasques.leader.election import LOCK_NAME, LeaderElector
 from tasques.leader.jobs import (
     Archiver,
+    BackupJob,
+    BackupResults,
     BatchSweeper,
     DependencySweeper,
     LeaderJob,
+    NoBackupResults,
     Reaper,
     RecurringEnqueuer,
     TimelinePruner,
@@ -131,6 +136,13 @@ def project_settings(config: Config) -> ProjectSettings:
     return ProjectSettings(auth.default_max_outstanding_tasks, auth.enabled, auth.token_cache_ttl)
 
 
+def backup_job(config: Config, clock: Clock, metrics: Metrics | None) -> BackupJob:
+    b = config.backup
+    runner = BackupRunner(config.store.sqlite.path, destination_for(b), b.keep)
+    results: BackupResults = metrics.backups() if metrics is not None else NoBackupResults()
+    return BackupJob(runner, b.every, clock, results)
+
+
 def server_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -217,6 +229,8 @@ def build_server(
         BatchSweeper(batches, hk.batches_every, hk.batch_size),
         DependencySweeper(dependencies, hk.dependencies_every, hk.batch_size),
     ]
+    if config.backup.enabled and store.kind == "sqlite":  # the config refuses backups of Elasticsearch
+        jobs.append(backup_job(config, clock, seen.metrics))
     elector = LeaderElector(
         store, holder, jobs, clock, config.leader.lease, config.leader.renew_every, events=events, tracer=seen.tracer
     )

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from tasques.backup.destinations import BackupStorageError
+from tasques.backup.runner import BackupError, BackupRecord, BackupRunner
 from tasques.service.batches import BatchService
+from tasques.service.clock import Clock
 from tasques.service.dependencies import DependencyResolver
 from tasques.service.recurring import RecurringService
 from tasques.service.tasks import TaskService
 from tasques.service.workers import WorkerRegistry
+
+log = logging.getLogger("tasques.backup")
 
 
 class LeaderJob(Protocol):
@@ -111,3 +118,45 @@ class DependencySweeper:
 
     async def run_once(self) -> int:
         return await self.resolver.sweep(self.batch)
+
+
+class BackupResults(Protocol):
+    """What watches the backups (the metrics)."""
+
+    def backup_taken(self, size: int, at: datetime) -> None: ...
+
+    def backup_failed(self) -> None: ...
+
+
+class NoBackupResults:
+    def backup_taken(self, size: int, at: datetime) -> None:
+        pass
+
+    def backup_failed(self) -> None:
+        pass
+
+
+@dataclass
+class BackupJob:
+    """An online backup of the SQLite store every `interval`, on a worker thread (it reads the whole database and
+    may upload it). A failure is logged and counted, and the next interval tries again."""
+
+    runner: BackupRunner
+    interval: timedelta
+    clock: Clock
+    results: BackupResults
+    name: str = "backup"
+
+    async def run_once(self) -> int:
+        try:
+            record: BackupRecord = await asyncio.to_thread(self.runner.take, self.clock())
+        except (BackupError, BackupStorageError, OSError) as e:
+            # Our own messages (no secrets in them), on one line: these are expected failures, not bugs.
+            log.error("backup to %s failed; retrying in %s: %s", self.runner.destination.description, self.interval, e)
+            self.results.backup_failed()
+            return 0
+        except Exception:
+            self.results.backup_failed()
+            raise  # unexpected: the leader loop logs it with its traceback, and runs the job again next interval
+        self.results.backup_taken(record.size, self.clock())
+        return 1

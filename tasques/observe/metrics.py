@@ -165,6 +165,10 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
 
+    def backups(self) -> BackupMetrics:
+        """The backup metrics, registered now: only servers that take backups export them."""
+        return BackupMetrics(self.registry)
+
     def read_gauges_from(self, store: Store) -> None:
         """Export the cluster-wide gauges, read from `store` (pass the observed store: its calls are timed too)."""
         self._gauges = StoreGauges(store, self._clock, self._gauge_cache, self.queue)
@@ -228,6 +232,29 @@ class Metrics:
 
     def store_hook(self, backend: str, operation: str) -> _StoreTiming:
         return _StoreTiming(self._store_time(backend, operation), self._store_errors(backend, operation))
+
+
+class BackupMetrics:
+    """The leader's SQLite backups (`BackupResults` of `tasques.leader.jobs.BackupJob`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self._last_success = Gauge(
+            "tasques_backup_last_success_timestamp_seconds",
+            "When this server last stored a backup (0: never)",
+            registry=r,
+        )
+        self._last_size = Gauge("tasques_backup_last_size_bytes", "Size of the last backup stored, compressed",
+                                registry=r)  # fmt: skip
+        self._failures = Counter("tasques_backup_failures", "Backups that failed (retried at the next interval)",
+                                 registry=r)  # fmt: skip
+
+    def backup_taken(self, size: int, at: datetime) -> None:
+        self._last_success.set(at.timestamp())
+        self._last_size.set(size)
+
+    def backup_failed(self) -> None:
+        self._failures.inc()
 
 
 class _StoreTiming:

@@ -15,13 +15,14 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from pydantic import BaseModel
 
 from tasques.domain.errors import StoreUnavailable
 from tasques.store.sealed_records import load_json
 from tasques.store.sealing import Sealer
+from tasques.store.sqlite.lock import hold_shared
 from tasques.store.sqlite.migrate import migrate
 from tasques.store.unreadable import UnreadableRecords
 
@@ -55,6 +56,7 @@ class SqliteConnections:
         self._busy_ms = max(1, int(busy_timeout.total_seconds() * 1000))
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
+        self._in_use: IO[bytes] | None = None  # the shared lock that tells `tasques restore` the file is open
         self.unreadable = UnreadableRecords(log)
 
     # Lifecycle
@@ -62,6 +64,12 @@ class SqliteConnections:
     async def open(self) -> None:
         if self._writer is not None:
             return
+        try:
+            in_use = await asyncio.to_thread(hold_shared, self._path)
+        except BlockingIOError:
+            raise StoreUnavailable(f"sqlite: {self._path} is being restored (tasques restore)") from None
+        except OSError as e:
+            raise StoreUnavailable(f"sqlite: cannot open {self._path}.lock: {e.strerror}") from e
         writer = _ConnectionThread(
             "tasques-sqlite-writer", lambda: _connect(self._path, read_only=False, busy_ms=self._busy_ms)
         )
@@ -69,7 +77,9 @@ class SqliteConnections:
             await writer.run(lambda conn: _in_transaction(conn, migrate))
         except BaseException:
             await writer.close()
+            in_use.close()
             raise
+        self._in_use = in_use
         # The reader connects only once the writer has created the file and switched it to WAL.
         self._writer = writer
         self._reader = _ConnectionThread(
@@ -83,6 +93,9 @@ class SqliteConnections:
             await reader.close()
         if writer is not None:
             await writer.close()
+        in_use, self._in_use = self._in_use, None
+        if in_use is not None:
+            in_use.close()  # only now: the connections are closed, so a restore may replace the file
 
     def _parse(self, model: type[M], key: str, body: str | bytes) -> M | None:
         """Parse a stored record for a loop or a claim. One that cannot be parsed (corrupt, or written by another
