@@ -68,7 +68,8 @@ def check_integrity(path: Path) -> None:
     except sqlite3.DatabaseError as e:
         raise BackupError(f"the copy is not a readable SQLite database: {e}") from None
     if rows != [("ok",)]:
-        problems = "; ".join(str(r[0]) for r in rows[:5])
+        problems = " ".join("; ".join(str(r[0]) for r in rows[:5]).split())  # one line, and short
+        problems = problems if len(problems) <= 300 else f"{problems[:300]}..."
         raise BackupError(f"the copy failed PRAGMA integrity_check: {problems}")
     if has_tasks is None:
         raise BackupError("the copy holds no tasques tables: it is not a Tasques database")

@@ -59,6 +59,11 @@ class LeaderElector:
         return self._may_lead() and bool(self._job_tasks)
 
     @property
+    def jobs(self) -> tuple[LeaderJob, ...]:
+        """The jobs it runs while it leads (tests drive one's `run_once` directly)."""
+        return tuple(self._jobs)
+
+    @property
     def stopping(self) -> bool:
         return self._stopping
 
