@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _unavailable(reason: str) -> None:
-    # Locally a missing Elasticsearch skips its tests; in CI it must fail the run loudly.
+def _unavailable(reason: str, server: str = "Elasticsearch") -> None:
+    # Locally a missing server skips its tests; in CI it must fail the run loudly.
     if IN_CI:
-        pytest.fail(f"Elasticsearch is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"Elasticsearch unavailable: {reason}")
+        pytest.fail(f"{server} is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"{server} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,37 @@ def elasticsearch_url() -> Iterator[str]:
         _unavailable(f"`scripts/elasticsearch start` exited {proc.returncode}:\n{proc.stderr[-4000:]}")
     yield proc.stdout.strip().splitlines()[-1]
     if not already_running:
+        subprocess.run([str(script), "stop"], capture_output=True, check=False)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    access_key: str
+    secret_key: str
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    """A real S3-compatible server: `TASQUES_TEST_S3_URL` (keys from `TASQUES_TEST_S3_ACCESS_KEY` and
+    `TASQUES_TEST_S3_SECRET_KEY`, else `scripts/s3proxy credentials`), or an s3proxy started by `scripts/s3proxy`."""
+    script = REPO / "scripts" / "s3proxy"
+    url = os.environ.get("TASQUES_TEST_S3_URL", "").rstrip("/")
+    started = False
+    if not url:
+        already_running = subprocess.run([str(script), "url"], capture_output=True, check=False).returncode == 0
+        proc = subprocess.run([str(script), "start"], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            _unavailable(f"`scripts/s3proxy start` exited {proc.returncode}:\n{proc.stderr[-4000:]}", "s3proxy")
+        url = proc.stdout.strip().splitlines()[-1]
+        started = not already_running
+    access_key = os.environ.get("TASQUES_TEST_S3_ACCESS_KEY")
+    secret_key = os.environ.get("TASQUES_TEST_S3_SECRET_KEY")
+    if not (access_key and secret_key):
+        keys = subprocess.run([str(script), "credentials"], capture_output=True, text=True, check=True).stdout.split()
+        access_key, secret_key = keys[0], keys[1]
+    yield S3Endpoint(url, access_key, secret_key)
+    if started:
         subprocess.run([str(script), "stop"], capture_output=True, check=False)
 
 
