@@ -29,7 +29,7 @@ from tests.process import ServerProcess
 pytestmark = pytest.mark.slow
 
 SEED = 20240102
-EXAMPLES_PER_OPERATION_AND_MODE = 45
+EXAMPLES_PER_OPERATION_AND_MODE = 35
 MIN_CASES = 2000
 
 

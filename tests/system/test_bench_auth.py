@@ -46,4 +46,4 @@ async def test_a_rate_limited_run_fails(tmp_path: Path) -> None:
     admin = secrets.token_urlsafe(32)
     slow = {**auth.token_settings(admin), "TASQUES_AUTH_RATE_PER_SECOND": "5", "TASQUES_AUTH_BURST": "5"}
     with pytest.raises(BenchFailure, match=r"'4xx': [1-9]"):
-        await run_one(_ctx(tmp_path), "sqlite", 1, settings=slow, tasks=100, admin_token=admin)
+        await run_one(_ctx(tmp_path), "sqlite", 1, settings=slow, tasks=20, admin_token=admin)
