@@ -88,8 +88,8 @@ async def test_only_the_leader_takes_backups(make: Make, tmp_path: Path) -> None
     assert not (tmp_path / "backups").exists()  # its job never ran
     leader = await make(leader=True, db="leader.db")
     await asyncio.wait_for(leader.app[ELECTOR].elected.wait(), 10)
-    for _ in range(100):  # the loop runs each job at once when it is elected
-        if (tmp_path / "backups").exists() and list((tmp_path / "backups").iterdir()):
+    for _ in range(200):  # the loop runs each job at once when it is elected; the metric follows the file
+        if await _metric(leader, "tasques_backup_last_success_timestamp_seconds") > 0:
             break
         await asyncio.sleep(0.05)
     assert len(list((tmp_path / "backups").iterdir())) == 1
