@@ -14,6 +14,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from tests import es_pool
+from tests.async_bridge import run_async
 from tests.process import ServerProcess, es_server_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +34,8 @@ def elasticsearch_url() -> Iterator[str]:
     url = os.environ.get("TASQUES_TEST_ES_URL")
     if url:
         yield url.rstrip("/")
-        asyncio.run(es_pool.drain(url.rstrip("/")))
+        # A thread of its own: a test process that ran browser tests may hold Playwright's loop here.
+        run_async(es_pool.drain(url.rstrip("/")))
         return
     script = REPO / "scripts" / "elasticsearch"
     # A node that was already running belongs to someone else: reuse it, and leave it running.

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests import es_pool
+from tests.async_bridge import run_async
 from tests.process import ServerProcess, es_server_settings
 
 # Every server of these tests may dispatch HTTP-target tasks to loopback (tests/ui/target.py), soon after a retry.
@@ -22,23 +20,6 @@ COMMON_SETTINGS = {
     "TASQUES_DISPATCH_POLL_INTERVAL": "50ms",
     "TASQUES_TASKS_CLAIM_POLL_INTERVAL": "100ms",
 }
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """`asyncio.run(coro)` in a fresh thread (this one may hold Playwright's loop)."""
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            asyncio.run(coro)
-        except BaseException as e:  # re-raised in the caller's thread
-            failure.append(e)
-
-    thread = threading.Thread(target=body, name="ui-async")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
 
 
 @dataclass(frozen=True)
