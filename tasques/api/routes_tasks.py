@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from aiohttp import web
@@ -11,6 +10,7 @@ from pydantic import TypeAdapter
 from tasques.api.access_control import project_of, requires
 from tasques.api.errors import error_of
 from tasques.api.http import (
+    DIGITS,
     KIND,
     QUEUE_NAME,
     RECURRING_ID,
@@ -54,7 +54,6 @@ routes = web.RouteTableDef()
 TASK_LIST = TypeAdapter(list[Task])
 SUMMARY_LIST = TypeAdapter(list[QueueSummary])
 DEFAULT_PAGE = 100
-_LIMIT = re.compile(r"[0-9]{1,9}")
 # The states the original Tasques counts; others appear in /queues only when non-zero.
 _ORIGINAL = frozenset(TaskState) - {TaskState.CANCELLED, TaskState.WAITING}
 
@@ -114,8 +113,7 @@ async def list_tasks(request: web.Request) -> web.Response:
             "invalid listing", [FieldProblem("state", f"must be one of {', '.join(s.value for s in TaskState)}")]
         ) from None
     limit_text = q.get("limit", str(DEFAULT_PAGE))
-    # ASCII digits only ("²".isdigit() is true), and few enough that int() is cheap.
-    if not _LIMIT.fullmatch(limit_text):
+    if not DIGITS.fullmatch(limit_text):
         raise InvalidInput("invalid listing", [FieldProblem("limit", "must be a positive whole number")])
     names = {"queue": QUEUE_NAME, "kind": KIND, "recurring_task_id": RECURRING_ID}
     given = {f: check_name(q[f], adapter, f) for f, adapter in names.items() if f in q}

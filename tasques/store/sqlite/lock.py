@@ -20,24 +20,23 @@ def lock_path(db_path: str) -> str:
 def hold_shared(db_path: str) -> IO[bytes]:
     """Take the shared lock (blocking calls only: run on a worker thread). Keep the file open to hold it;
     `OSError` if the lock file cannot be created, `BlockingIOError` while a restore holds it exclusive."""
-    handle = open(lock_path(db_path), "ab")  # noqa: SIM115  # held open on purpose: the lock lives as long as it
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BaseException:
-        handle.close()
-        raise
-    return handle
+    return _locked(db_path, fcntl.LOCK_SH)
 
 
 def try_exclusive(db_path: str) -> IO[bytes] | None:
     """The exclusive lock, or None at once when a store holds the database. Close the file to release it."""
     os.makedirs(os.path.dirname(os.path.abspath(db_path)), exist_ok=True)
-    handle = open(lock_path(db_path), "ab")  # noqa: SIM115
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return _locked(db_path, fcntl.LOCK_EX)
     except BlockingIOError:
-        handle.close()
         return None
+
+
+def _locked(db_path: str, operation: int) -> IO[bytes]:
+    """The lock file, open and locked with `operation` without waiting (`BlockingIOError` when it cannot be)."""
+    handle = open(lock_path(db_path), "ab")  # noqa: SIM115  # held open on purpose: the lock lives as long as it
+    try:
+        fcntl.flock(handle.fileno(), operation | fcntl.LOCK_NB)
     except BaseException:
         handle.close()
         raise
