@@ -83,7 +83,9 @@ class ServerProcess:
         env.update(self._settings)
         return env
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        # Generous: a store on a fresh Elasticsearch prefix creates its indices at start, which a node loaded by the
+        # other test processes (the cluster tests' JVMs above all) has been seen to stretch past 20 s.
         env = self.environment()
         env["TASQUES_SERVER_BIND_ADDRESS"] = f"127.0.0.1:{self.port}"
         with self._log_path.open("ab") as log:

@@ -83,7 +83,7 @@ def serve_and_work(
     settings: dict[str, str], log: Path, cli_args: list[str] | None = None
 ) -> tuple[list[str], list[str]]:
     """Start a server, run the workload, stop it; returns (stderr lines, task ids)."""
-    server = ServerProcess(settings, log, cli_args=cli_args or []).start(timeout=60)
+    server = ServerProcess(settings, log, cli_args=cli_args or []).start()
     try:
         ids = run_workload(server.url, "logs")
     finally:

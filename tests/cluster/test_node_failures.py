@@ -82,11 +82,11 @@ def _start(settings: dict[str, str], log: Path) -> ServerProcess:
     # creating the indices of a fresh three-node cluster can outlast the 3 s deadline, so start it again.
     for _ in range(4):
         try:
-            return ServerProcess(settings, log).start(timeout=60)
+            return ServerProcess(settings, log).start()
         except RuntimeError as e:
             if "StoreUnavailable" not in str(e):
                 raise
-    return ServerProcess(settings, log).start(timeout=60)
+    return ServerProcess(settings, log).start()
 
 
 async def _kill_and_restart(cluster: Cluster, pick: Callable[[], Node]) -> tuple[float, str]:

@@ -45,7 +45,7 @@ def servers(dedicated_es: DedicatedNode, tmp_path: Path) -> Iterator[list[Server
     procs = [ServerProcess(settings, tmp_path / f"server{i}.log") for i in range(2)]
     try:
         for proc in procs:
-            proc.start(timeout=60)
+            proc.start()
         yield procs
     finally:
         dedicated_es.resume()  # never leave the node stopped, whatever failed

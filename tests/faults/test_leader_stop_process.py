@@ -47,7 +47,7 @@ def server(
 ) -> Iterator[ServerProcess]:
     process = ServerProcess({**es_server_settings(proxy.url, es_index_prefix), **FAST_STOP}, tmp_path / "server.log")
     try:
-        yield process.start(timeout=60)
+        yield process.start()
     finally:
         process.kill()
         proxy.resume()
@@ -159,7 +159,7 @@ def test_a_second_sigterm_ends_a_stop_that_waits_on_the_store(
     proxy: PausableProxy, elasticsearch_url: str, es_index_prefix: str, tmp_path: Path
 ) -> None:
     settings = {**es_server_settings(proxy.url, es_index_prefix), **FAST_STOP, "TASQUES_SERVER_SHUTDOWN_GRACE": "60s"}
-    server = ServerProcess(settings, tmp_path / "server.log").start(timeout=60)
+    server = ServerProcess(settings, tmp_path / "server.log").start()
     try:
         wait_until(lambda: live_lock(elasticsearch_url, es_index_prefix))
         # The node has the lock before the server has heard so: wait until the server knows it leads.

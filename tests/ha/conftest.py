@@ -27,7 +27,7 @@ def start_server(
     started: list[ServerProcess] = []
 
     def start(name: str, **extra: str) -> ServerProcess:
-        server = ServerProcess({**es_settings, **extra}, tmp_path / f"{name}.log").start(timeout=60)
+        server = ServerProcess({**es_settings, **extra}, tmp_path / f"{name}.log").start()
         started.append(server)
         return server
 

@@ -95,7 +95,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     server = ServerProcess(settings, tmp / "server.log")
     prometheus = Prometheus(tmp / "prometheus.log", [f"127.0.0.1:{server.port}"], [RULES])
     try:
-        server.start(timeout=60)
+        server.start()
         prometheus.start()
         # Scraped at least once before the workload, as a server is in production.
         prometheus.wait_for("the server up", lambda: prometheus.value('up{job="tasques"}'), lambda up: up == 1)

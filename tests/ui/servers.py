@@ -56,7 +56,7 @@ def running_server(
     settings = {**settings, **COMMON_SETTINGS, **(extra or {})}
     process = ServerProcess(settings, tmp / "server.log", cli_args=["--log-level", "WARNING"])
     try:
-        process.start(timeout=60)
+        process.start()
         yield UiServer(process, kind, (extra or {}).get("TASQUES_AUTH_ADMIN_TOKEN"))
     finally:
         process.stop()
