@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -53,11 +54,43 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tasques"
 
 
+PORTS_FROM = 10_000
+
+
+def _port_block() -> range:
+    """This test process's own ports: below the kernel's ephemeral range, one block per xdist worker."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (ephemeral_low - PORTS_FROM) // max(workers, 1)
+    return range(PORTS_FROM + worker * size, PORTS_FROM + (worker + 1) * size)
+
+
+_BLOCK = _port_block()
+# From an offset of this process's own, so two suites (or `make screenshots` beside `make test`) start apart.
+_first = _BLOCK.start + os.getpid() * 7919 % len(_BLOCK)
+_next = itertools.chain(range(_first, _BLOCK.stop), range(_BLOCK.start, _first))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port that no one else will take before our server binds it.
+
+    A port the kernel picked (bind to 0) is free only until the socket closes: a server process that binds it
+    seconds later, on a loaded machine, may find another test's server there, and then another server answers its
+    /health. So ports come from outside the ephemeral range (no bind to 0 or outgoing connection gets them), from a
+    block of this worker's own, each handed out once per process."""
+    for port in _next:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something outside the suite
+            return port
+    raise RuntimeError(f"no free port left in {_BLOCK}")
 
 
 class ServerProcess:
