@@ -12,7 +12,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from tasques.config import ElasticsearchConfig
-from tasques.domain.errors import AlreadyExists, NotFound
+from tasques.domain.errors import AlreadyExists, NotFound, StoreUnavailable
 from tasques.domain.limits import DEFAULT_PROJECT
 from tasques.domain.task import Task, TaskState
 from tasques.domain.timeline import Attempt
@@ -732,3 +732,16 @@ async def test_claim_races_lost_to_another_server_are_reported(make_store: Store
     assert [t.id for t in taken] == ["t1", "t0"]
     assert sum(n for _, n in lost) == 4
     assert {queue for queue, _ in lost} == {"q"}
+
+
+async def test_a_closed_store_refuses_calls_before_any_request_and_opens_again(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.insert_tasks([make_task("q", "a")])
+    await store.close()
+    nodes = store._client.transport.node_pool.all()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.get_task("q", "a")
+    # Refused before the client was asked: it opened no new connection pool, which nothing would close.
+    assert all(getattr(node, "session", None) is None for node in nodes)
+    await store.open()
+    assert (await store.get_task("q", "a")).id == "a"

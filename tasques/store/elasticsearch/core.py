@@ -124,6 +124,7 @@ class StoreCore:
         # The worker registry's: sightings are bulked once a second per server and never refresh themselves.
         self.workers_refresher = CoalescedRefresher(self._refresh_workers)
         self._opened = False
+        self._closed = False  # faults.CLOSED: set by close(), so later calls are refused
         self._next_maintenance = 0.0
         # _ids this instance's claims are writing right now: its other claims skip them rather than lose the race.
         self._claiming: set[str] = set()
@@ -164,6 +165,7 @@ class StoreCore:
     # Lifecycle
 
     async def open(self) -> None:
+        self._closed = False
         if self._opened:
             return
         n, s = self.names, self._settings
@@ -222,6 +224,7 @@ class StoreCore:
             )
 
     async def close(self) -> None:
+        self._closed = True
         await self.refresher.close()
         await self.timeline_refresher.close()
         await self.workers_refresher.close()

@@ -5,6 +5,8 @@ and for clients built elsewhere: connection errors and timeouts (elastic-transpo
 and answers that mean "overloaded or not ready" (429, 502, 503, 504) become `StoreUnavailable`. Other API
 errors (a mapping conflict, a bad request) stay what they are: they are bugs, not outages.
 
+A closed store refuses every operation but `open` and `close` with `StoreUnavailable`, before any request.
+
 `own_writes` recognises a version conflict on a write that is our own: a request applied by Elasticsearch
 whose answer was lost, sent again by a transport retry, meets the document it wrote itself.
 """
@@ -26,6 +28,8 @@ C = TypeVar("C", bound=type)
 # Statuses that say "not now" rather than "never": too many requests, a proxy without an upstream, a
 # cluster without a master or with unassigned primaries (search_phase_execution_exception), a gateway timeout.
 UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+# The attribute of a store that its close() set (and open() cleared).
+CLOSED = "_closed"
 # Marks a method `translate_faults` already wrapped.
 _TRANSLATED = "__tasques_translates_faults__"
 
@@ -44,8 +48,14 @@ def unavailable(e: BaseException) -> StoreUnavailable | None:
 
 
 def _translated(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    lifecycle = fn.__name__ in ("open", "close")
+
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> Any:
+        # After close(), a call (say a shielded load that outlived its caller) would make the client open a new
+        # connection pool that nothing closes any more: refuse it as an outage instead.
+        if not lifecycle and getattr(args[0], CLOSED, False):
+            raise StoreUnavailable("the elasticsearch store is closed")
         try:
             return await fn(*args, **kwargs)
         except (TransportError, ApiError, TimeoutError) as e:
